@@ -1,0 +1,53 @@
+from typing import Dict
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from components.image import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def gate(
+    model: Input[Model],
+    test: Input[Dataset],
+    evaluation: Input[Artifact],
+    label: str,
+    registry_uri: str,
+    model_name: str,
+    primary_metric: str,
+    thresholds: Dict[str, float],
+    min_improvement: float,
+    decision: Output[Artifact],
+) -> bool:
+    """Quality gate: absolute thresholds, then champion/challenger against the production model.
+
+    Args:
+        model: The challenger model bundle.
+        test: Test rows; the champion is scored on exactly these.
+        evaluation: The challenger's evaluation (metrics).
+        label: Label column.
+        registry_uri: Model registry holding the champion (alias production).
+        model_name: Registered model name.
+        primary_metric: Metric compared with the champion (e.g. roc_auc, rmse).
+        thresholds: Metric bounds: minimum, or maximum for log_loss/rmse/mae/brier.
+        min_improvement: Required gain over the champion (negative = tolerated regression).
+        decision: The decision with every check and reason (JSON).
+
+    Returns:
+        Whether the challenger may be registered and rolled out.
+    """
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from components.gate.logic import GatePolicy, gate as run
+    from mlcycle.registry import open_registry
+
+    challenger = json.loads(Path(evaluation.path).read_text())["metrics"]
+    result = run(Path(model.path), pd.read_parquet(test.path), label, challenger,
+                 GatePolicy(primary_metric, dict(thresholds), min_improvement), open_registry(registry_uri), model_name)
+    Path(decision.path).write_text(json.dumps(result.as_dict(), indent=2))
+    decision.metadata["passed"] = result.passed
+    print(("GATE PASSED" if result.passed else "GATE FAILED") + "\n  " + "\n  ".join(result.reasons))
+    return result.passed

@@ -1,0 +1,93 @@
+"""Gate: absolute thresholds and champion/challenger. ``decide`` is pure and table-tested; ``gate``
+fetches the production model (checksum-verified) and scores it on the same test set."""
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from mlcycle.errors import MlcycleError, VersionNotFound
+from mlcycle.metrics import LOWER_IS_BETTER, better, score_bundle
+from mlcycle.models import ModelBundle
+from mlcycle.registry import Registry
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """``thresholds``: metric -> bound (a minimum, or a maximum for lower-is-better metrics).
+    ``min_improvement``: required gain of the primary metric over the champion (negative = the
+    tolerated regression). Equality passes: promote with >=."""
+
+    primary_metric: str
+    thresholds: dict[str, float] = field(default_factory=dict)
+    min_improvement: float = 0.0
+
+
+@dataclass
+class GateDecision:
+    passed: bool
+    reasons: list[str]
+    challenger: dict[str, float]
+    champion: dict[str, float] | None = None
+    champion_version: str | None = None
+    primary_metric: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def decide(challenger: dict[str, float], champion: dict[str, float] | None, policy: GatePolicy,
+           champion_version: str | None = None, champion_error: str | None = None) -> GateDecision:
+    reasons, passed = [], True
+    for metric, bound in sorted(policy.thresholds.items()):
+        value = challenger.get(metric)
+        lower = metric in LOWER_IS_BETTER
+        if value is None:
+            passed = False
+            reasons.append(f"FAIL {metric}: not computed for this model, threshold {bound}")
+        elif (value <= bound) if lower else (value >= bound):
+            reasons.append(f"ok   {metric}={value:.4f} {'<=' if lower else '>='} {bound}")
+        else:
+            passed = False
+            reasons.append(f"FAIL {metric}={value:.4f} {'>' if lower else '<'} {'maximum' if lower else 'minimum'} {bound}")
+    metric = policy.primary_metric
+    if champion_error:
+        passed = False
+        reasons.append(f"FAIL champion {champion_version} could not be scored on this test set: {champion_error}")
+    elif champion is None:
+        reasons.append("ok   no production model yet: first version, thresholds only")
+    elif metric not in challenger or metric not in champion:
+        passed = False
+        reasons.append(f"FAIL primary metric {metric} missing (challenger {metric in challenger}, champion {metric in champion})")
+    else:
+        gain = better(metric, challenger[metric], champion[metric])
+        verdict = gain >= policy.min_improvement
+        passed &= verdict
+        reasons.append(
+            f"{'ok  ' if verdict else 'FAIL'} {metric}: challenger {challenger[metric]:.4f} vs champion {champion_version} "
+            f"{champion[metric]:.4f} (gain {gain:+.4f}, required >= {policy.min_improvement:+.4f})"
+        )
+    return GateDecision(passed, reasons, challenger, champion, champion_version, metric)
+
+
+def gate(model_dir: Path, test: pd.DataFrame, label: str, challenger: dict[str, float], policy: GatePolicy,
+         registry: Registry | None, model_name: str) -> GateDecision:
+    champion_version = champion = error = None
+    if registry is not None:
+        try:
+            champion_version = registry.resolve(model_name, "production")
+        except VersionNotFound:
+            champion_version = None
+    if champion_version:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = registry.fetch(model_name, champion_version, Path(tmp) / "champion")
+                champion = score_bundle(ModelBundle.load(local), test, label)
+            except (MlcycleError, KeyError, ValueError) as e:
+                error = f"{type(e).__name__}: {e}"
+    decision = decide(challenger, champion, policy, champion_version, error)
+    if registry is not None:
+        registry.audit(model_name, "gate", version=champion_version, why="passed" if decision.passed else "failed",
+                       evidence={"reasons": decision.reasons, "challenger": challenger, "champion": champion})
+    return decision

@@ -1,0 +1,1 @@
+"""The ingest lifecycle step: plain-Python logic plus its KFP component shim."""

@@ -1,0 +1,1 @@
+"""The register lifecycle step: plain-Python logic plus its KFP component shim."""

@@ -1,0 +1,55 @@
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Model, Output
+
+from components.image import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def register(
+    model: Input[Model],
+    contract: Input[Artifact],
+    train: Input[Dataset],
+    evaluation: Input[Artifact],
+    decision: Input[Artifact],
+    report: Input[HTML],
+    registry_uri: str,
+    model_name: str,
+    dataset_fingerprint: str,
+    run_id: str,
+    auto_promote: bool,
+    registered: Output[Model],
+) -> str:
+    """Write the model version (files, contract, reference sample, metadata, checksums) to the registry.
+
+    Args:
+        model: Model bundle that passed the gate.
+        contract: Its data contract.
+        train: Training rows (reference sample for drift detection).
+        evaluation: Test evaluation.
+        decision: The gate decision.
+        report: Evaluation report, stored with the version.
+        registry_uri: s3://bucket (endpoint and credentials from the environment) or a local directory.
+        model_name: Registered model name.
+        dataset_fingerprint: sha256 of the training table.
+        run_id: Pipeline run id (lineage).
+        auto_promote: Move the production alias right away (no canary rollout).
+        registered: Metadata of the registered version (version id, URI, promoted).
+
+    Returns:
+        The new version id.
+    """
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from components.register.logic import register as run
+    from mlcycle.contract import DataContract
+    from mlcycle.registry import open_registry
+
+    result = run(Path(model.path), DataContract.model_validate_json(Path(contract.path).read_text()), pd.read_parquet(train.path),
+                 json.loads(Path(evaluation.path).read_text()), json.loads(Path(decision.path).read_text()), open_registry(registry_uri),
+                 model_name, dataset_fingerprint, run_id, Path(report.path), auto_promote)
+    registered.metadata.update({"version": result.version, "uri": result.uri, "promoted": result.promoted})
+    print(f"registered {result.uri} (production: {'yes' if result.promoted else 'no, candidate'})")
+    return result.version

@@ -1,0 +1,75 @@
+"""Register: assemble the self-describing model version (model files, contract, reference sample,
+report, metadata with lineage and sha256 of every file) and write it to the registry."""
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mlcycle.contract import DataContract
+from mlcycle.errors import RegistryError
+from mlcycle.models import BUNDLE_FILE
+from mlcycle.provenance import code_version, library_versions
+from mlcycle.registry import Registry
+
+REFERENCE_ROWS = 5_000
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    version: str
+    promoted: bool
+    uri: str
+
+
+def stage_version(stage: Path, model_dir: Path, contract: DataContract, train: pd.DataFrame, report_path: Path | None,
+                  evaluation: dict, seed: int = 42) -> None:
+    """Lay out a version directory: model bundle files at the top, so a model server can load it directly."""
+    for item in Path(model_dir).iterdir():
+        if item.is_file():
+            shutil.copyfile(item, stage / item.name)
+    (stage / "contract.json").write_text(contract.model_dump_json(indent=2))
+    (stage / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
+    sample = train.sample(n=min(REFERENCE_ROWS, len(train)), random_state=seed)
+    sample[contract.feature_names + [contract.label]].to_parquet(stage / "reference.parquet", index=False)
+    if report_path is not None and Path(report_path).is_file():
+        shutil.copyfile(report_path, stage / "report.html")
+
+
+def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evaluation: dict, decision: dict, registry: Registry,
+             model_name: str, dataset_fingerprint: str, run_id: str, report_path: Path | None = None, auto_promote: bool = False,
+             extra_files: dict[str, Path] | None = None) -> RegisterResult:
+    if not decision.get("passed"):
+        raise RegistryError(f"refusing to register {model_name}: the gate did not pass ({'; '.join(decision.get('reasons', []))})")
+    bundle = json.loads((Path(model_dir) / BUNDLE_FILE).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp)
+        stage_version(stage, Path(model_dir), contract, train, report_path, evaluation)
+        for name, path in (extra_files or {}).items():
+            dest = stage / name
+            shutil.copytree(path, dest) if Path(path).is_dir() else shutil.copyfile(path, dest)
+        metadata = {
+            "task": contract.task,
+            "family": bundle["family"],
+            "format": {"preprocessor": "skops", "estimator": "xgboost-ubj" if bundle["estimator_file"].endswith(".ubj") else "skops"},
+            "metrics": evaluation.get("metrics", {}),
+            "params": bundle.get("params", {}),
+            "threshold": bundle.get("threshold"),
+            "gate": decision,
+            "contract": contract.model_dump(),
+            "lineage": {
+                "dataset_fingerprint": dataset_fingerprint,
+                "pipeline_run_id": run_id,
+                "code_version": code_version(),
+                "parent": decision.get("champion_version"),
+            },
+            "libraries": library_versions(),
+        }
+        version = registry.register(model_name, stage, metadata)
+    registry.set_alias(model_name, "candidate", version, why="passed the gate")
+    if auto_promote:
+        registry.promote(model_name, version, why="auto_promote (no canary rollout in this run)", evidence={"gate": decision.get("reasons", [])})
+    return RegisterResult(version, auto_promote, f"{registry.uri}/{model_name}/{version}")

@@ -1,0 +1,1 @@
+"""The split lifecycle step: plain-Python logic plus its KFP component shim."""

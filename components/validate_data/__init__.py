@@ -1,0 +1,1 @@
+"""The validate_data lifecycle step: plain-Python logic plus its KFP component shim."""

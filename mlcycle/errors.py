@@ -1,0 +1,67 @@
+"""One exception root for the project; every module raises a specific subclass."""
+
+
+class MlcycleError(Exception):
+    """Root of every error mlcycle raises on purpose."""
+
+
+class DataError(MlcycleError):
+    """Input data cannot be read or is unusable (missing file, unknown format, empty, bad label)."""
+
+
+class ContractViolation(DataError):
+    """Data breaches its data contract. ``breaches`` lists (column, rule, observed, allowed)."""
+
+    def __init__(self, breaches: list["Breach"]):
+        self.breaches = breaches
+        lines = "; ".join(str(b) for b in breaches)
+        super().__init__(f"data contract breached ({len(breaches)} rule(s)): {lines}")
+
+
+class Breach:
+    """One failed rule of a data contract."""
+
+    __slots__ = ("column", "rule", "observed", "allowed")
+
+    def __init__(self, column: str, rule: str, observed: object, allowed: object):
+        self.column, self.rule, self.observed, self.allowed = column, rule, observed, allowed
+
+    def __str__(self) -> str:
+        return f"column '{self.column}': rule '{self.rule}' observed {self.observed!r}, allowed {self.allowed}"
+
+    def as_dict(self) -> dict:
+        return {"column": self.column, "rule": self.rule, "observed": _plain(self.observed), "allowed": _plain(self.allowed)}
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class ModelError(MlcycleError):
+    """A model cannot be trained, saved or loaded."""
+
+
+class IntegrityError(ModelError):
+    """A stored file does not match its recorded sha256, or a file is not allowed to be loaded."""
+
+
+class RegistryError(MlcycleError):
+    """The model registry refused an operation."""
+
+
+class VersionNotFound(RegistryError):
+    """The named model, version or alias does not exist."""
+
+
+class AliasConflict(RegistryError):
+    """An alias moved since it was read (optimistic concurrency): re-read and retry."""
+
+
+class ProtectedVersion(RegistryError):
+    """The version is behind a protected alias (production) and cannot be deleted or overwritten."""
+
+
+class StorageUnavailable(RegistryError):
+    """The object store cannot be reached (after retries)."""

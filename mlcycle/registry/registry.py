@@ -1,0 +1,232 @@
+"""The model registry: immutable versions, atomic aliases, lineage, audit — on any ObjectStore.
+
+Layout (identical on a local directory and on S3/MinIO)::
+
+    <model>/<version>/<files...>     uploaded first
+    <model>/<version>/metadata.json  the manifest, written last: a version exists once it does
+    <model>/_aliases.json            {"aliases": {"production": v, ...}, "revision": n}
+    <model>/_audit/<ts>-<id>.json    one structured record per deploy/promote/rollback/gate event
+
+All aliases of a model live in one document replaced by compare-and-swap, so promote and rollback
+move ``production`` and ``previous`` together or not at all.
+"""
+
+import getpass
+import json
+import os
+import re
+import secrets
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlparse
+
+from mlcycle.errors import AliasConflict, IntegrityError, ProtectedVersion, RegistryError, VersionNotFound
+from mlcycle.fsutil import atomic_path, sha256_file
+from mlcycle.registry.store import ABSENT, LocalStore, ObjectStore
+
+MANIFEST = "metadata.json"
+ALIASES = "_aliases.json"
+ALIAS_NAMES = ("production", "candidate", "previous")
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def check_model_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise RegistryError(f"invalid model name {name!r}: use lowercase letters, digits and '-' (a DNS-1123 label, max 63)")
+    return name
+
+
+def new_version_id() -> str:
+    return "v" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + secrets.token_hex(3)
+
+
+class Registry:
+    def __init__(self, store: ObjectStore):
+        self.store = store
+
+    @property
+    def uri(self) -> str:
+        return self.store.uri
+
+    # versions ---------------------------------------------------------------------------
+    def register(self, model: str, src_dir: Path, metadata: dict, actor: str | None = None) -> str:
+        """Upload every file of ``src_dir`` then the manifest; returns the new immutable version id."""
+        check_model_name(model)
+        src_dir = Path(src_dir)
+        if not src_dir.is_dir():
+            raise RegistryError(f"cannot register {src_dir}: not a directory")
+        files = {}
+        for path in sorted(p for p in src_dir.rglob("*") if p.is_file()):
+            rel = path.relative_to(src_dir).as_posix()
+            if rel == MANIFEST:
+                raise RegistryError(f"{src_dir} already contains {MANIFEST}; the registry writes it")
+            files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+        if not files:
+            raise RegistryError(f"cannot register {src_dir}: it holds no files")
+        version = new_version_id()
+        for rel in files:
+            self.store.put_file(f"{model}/{version}/{rel}", src_dir / rel)
+        manifest = {**metadata, "model": model, "version": version, "created_at": _now(), "files": files}
+        self.store.put_bytes(f"{model}/{version}/{MANIFEST}", _dump(manifest), if_match=ABSENT)
+        self.audit(model, "register", version=version, actor=actor, why="new version", evidence={"metrics": metadata.get("metrics", {}), "gate": metadata.get("gate", {})})
+        return version
+
+    def list_models(self) -> list[str]:
+        return sorted({k.split("/", 1)[0] for k in self.store.list("") if k.endswith("/" + MANIFEST)})
+
+    def list_versions(self, model: str) -> list[str]:
+        """Complete versions only (those whose manifest exists), oldest first."""
+        check_model_name(model)
+        keys = self.store.list(model)
+        return sorted(k.split("/")[1] for k in keys if k.count("/") == 2 and k.endswith("/" + MANIFEST))
+
+    def describe(self, model: str, ref: str = "production") -> dict:
+        version = self.resolve(model, ref)
+        data, _ = self.store.get_bytes(f"{model}/{version}/{MANIFEST}")
+        return json.loads(data)
+
+    def fetch(self, model: str, ref: str, dest: Path) -> Path:
+        """Download a version into ``dest`` (atomically) and verify every file's sha256."""
+        meta = self.describe(model, ref)
+        dest = Path(dest)
+        with atomic_path(dest) as tmp:
+            tmp.mkdir(parents=True)
+            for rel, info in meta["files"].items():
+                if rel.startswith("/") or ".." in rel.split("/"):
+                    raise IntegrityError(f"refusing file path {rel!r} in {model}/{meta['version']}")
+                self.store.get_file(f"{model}/{meta['version']}/{rel}", tmp / rel)
+                actual = sha256_file(tmp / rel)
+                if actual != info["sha256"]:
+                    raise IntegrityError(f"sha256 mismatch for {model}/{meta['version']}/{rel}: recorded {info['sha256'][:12]}…, downloaded {actual[:12]}…")
+            (tmp / MANIFEST).write_bytes(_dump(meta))
+        return dest
+
+    def delete_version(self, model: str, version: str, actor: str | None = None) -> None:
+        aliases, _ = self.aliases(model)
+        if aliases.get("production") == version:
+            raise ProtectedVersion(f"{model}/{version} is behind alias 'production'; promote another version or roll back first")
+        if version not in self.list_versions(model):
+            raise VersionNotFound(f"no version {version} of model {model}")
+        self.store.delete(f"{model}/{version}/{MANIFEST}")  # invisible first, then the files
+        for key in self.store.list(f"{model}/{version}"):
+            self.store.delete(key)
+        self.audit(model, "delete", version=version, actor=actor, why="deleted by request")
+
+    # aliases ----------------------------------------------------------------------------
+    def aliases(self, model: str) -> tuple[dict[str, str], str]:
+        """(alias -> version, etag of the alias document; ABSENT when none was ever set)."""
+        check_model_name(model)
+        try:
+            data, etag = self.store.get_bytes(f"{model}/{ALIASES}")
+        except VersionNotFound:
+            return {}, ABSENT
+        return json.loads(data)["aliases"], etag
+
+    def resolve(self, model: str, ref: str) -> str:
+        if ref in ALIAS_NAMES:
+            version = self.aliases(model)[0].get(ref)
+            if not version:
+                raise VersionNotFound(f"model {model!r} has no '{ref}' version in {self.uri}")
+            return version
+        if ref not in self.list_versions(model):
+            raise VersionNotFound(f"no version {ref!r} of model {model!r} in {self.uri}")
+        return ref
+
+    def try_resolve(self, model: str, ref: str) -> str | None:
+        try:
+            return self.resolve(model, ref)
+        except VersionNotFound:
+            return None
+
+    def _write_aliases(self, model: str, new: dict[str, str], etag: str) -> None:
+        doc = {"aliases": {k: v for k, v in sorted(new.items()) if v}, "updated_at": _now()}
+        try:
+            self.store.put_bytes(f"{model}/{ALIASES}", _dump(doc), if_match=etag)
+        except AliasConflict as e:
+            raise AliasConflict(f"aliases of model {model!r} were changed by someone else meanwhile; nothing was changed, re-read and retry ({e})") from e
+
+    def set_alias(self, model: str, alias: str, version: str, actor: str | None = None, why: str = "") -> None:
+        if alias not in ALIAS_NAMES:
+            raise RegistryError(f"unknown alias {alias!r}; use one of {', '.join(ALIAS_NAMES)}")
+        self.resolve(model, version)
+        current, etag = self.aliases(model)
+        if alias == "production":
+            return self.promote(model, version, actor=actor, why=why)
+        self._write_aliases(model, {**current, alias: version}, etag)
+        self.audit(model, f"alias:{alias}", version=version, actor=actor, why=why)
+
+    def promote(self, model: str, version: str, actor: str | None = None, why: str = "", evidence: dict | None = None, expected_production: str | None = ABSENT) -> None:
+        """production := version, previous := old production (one atomic write).
+
+        ``expected_production`` (optional) refuses the move unless production is still that
+        version; concurrent promotions race on the alias document and exactly one wins.
+        """
+        self.resolve(model, version)
+        current, etag = self.aliases(model)
+        old = current.get("production")
+        if expected_production != ABSENT and old != expected_production:
+            raise AliasConflict(f"production of {model!r} is {old}, not {expected_production}; refusing to promote {version}")
+        new = {**current, "production": version}
+        if old and old != version:
+            new["previous"] = old
+        if new.get("candidate") == version:
+            new.pop("candidate")
+        self._write_aliases(model, new, etag)
+        self.audit(model, "promote", version=version, actor=actor, why=why or "promoted", evidence={"previous": old, **(evidence or {})})
+
+    def rollback(self, model: str, actor: str | None = None, why: str = "", evidence: dict | None = None) -> str:
+        """production := previous (one atomic write); returns the version now in production."""
+        current, etag = self.aliases(model)
+        target = current.get("previous")
+        if not target:
+            raise RegistryError(f"model {model!r} has no 'previous' version to roll back to")
+        bad = current.get("production")
+        new = {k: v for k, v in current.items() if k != "previous"}
+        new["production"] = target
+        self._write_aliases(model, new, etag)
+        self.audit(model, "rollback", version=target, actor=actor, why=why or "rolled back", evidence={"from": bad, **(evidence or {})})
+        return target
+
+    # audit ------------------------------------------------------------------------------
+    def audit(self, model: str, event: str, version: str | None = None, actor: str | None = None, why: str = "", evidence: dict | None = None) -> None:
+        record = {
+            "when": _now(), "event": event, "model": model, "version": version,
+            "who": actor or os.environ.get("MLCYCLE_ACTOR") or _user(), "why": why, "evidence": evidence or {},
+        }
+        key = f"{model}/_audit/{time.time_ns():020d}-{secrets.token_hex(4)}.json"
+        self.store.put_bytes(key, _dump(record), if_match=ABSENT)
+
+    def audit_log(self, model: str) -> list[dict]:
+        return [json.loads(self.store.get_bytes(k)[0]) for k in self.store.list(f"{model}/_audit")]
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return f"uid:{os.getuid()}"
+
+
+def _dump(obj: dict) -> bytes:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+
+
+def open_registry(uri: str | Path) -> Registry:
+    """``s3://bucket[/prefix]`` (endpoint and credentials from the environment), ``file://dir`` or a path."""
+    uri = str(uri)
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        from mlcycle.registry.s3 import S3Store
+
+        return Registry(S3Store.from_env(parsed.netloc, parsed.path.strip("/")))
+    if parsed.scheme in ("", "file"):
+        path = parsed.path if parsed.scheme == "file" else uri
+        if not path:
+            raise RegistryError("empty registry URI")
+        return Registry(LocalStore(Path(path).expanduser()))
+    raise RegistryError(f"unsupported registry URI {uri!r}; use s3://bucket, file:///dir or a path")

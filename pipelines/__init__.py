@@ -1,0 +1,1 @@
+"""KFP v2 pipelines composed from the lifecycle components."""

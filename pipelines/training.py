@@ -1,0 +1,88 @@
+"""The training pipeline: ingest → validate → split → train → tune → evaluate → gate → [passed] register."""
+
+from typing import Dict, List
+
+from kfp import dsl
+
+from components.evaluate.component import evaluate
+from components.gate.component import gate
+from components.ingest.component import ingest
+from components.register.component import register
+from components.split.component import split
+from components.train.component import train
+from components.tune.component import tune
+from components.validate_data.component import validate_data
+
+PIPELINE_NAME = "mlcycle-training"
+DEFAULT_FAMILIES = ["baseline", "logreg", "hgb", "xgboost"]
+DEFAULT_THRESHOLDS = {"roc_auc": 0.75, "pr_auc": 0.15}
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="Train, validate, gate and register a tabular model (mlcycle).")
+def training_pipeline(
+    source: str = "demo",
+    demo_rows: int = 20000,
+    seed: int = 42,
+    label: str = "is_fraud",
+    task: str = "classification",
+    timestamp_column: str = "",
+    segment_column: str = "channel",
+    max_categories: int = 1000,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    families: List[str] = DEFAULT_FAMILIES,
+    n_trials: int = 6,
+    cv_folds: int = 3,
+    primary_metric: str = "roc_auc",
+    thresholds: Dict[str, float] = DEFAULT_THRESHOLDS,
+    min_improvement: float = 0.0,
+    registry_uri: str = "s3://mlcycle-models",
+    model_name: str = "fraud-detector",
+    auto_promote: bool = False,
+):
+    """Train and validate a tabular model; register it only if it passes the quality gate.
+
+    Args:
+        source: CSV/Parquet path or s3:// URI of the training table; "demo" for the bundled synthetic fraud data.
+        demo_rows: Rows of demo data.
+        seed: Seed for data generation, splits, estimators and the search.
+        label: Label column.
+        task: "classification" or "regression".
+        timestamp_column: Split by time on this column ("" = stratified random split).
+        segment_column: Column for per-segment metrics ("" = none).
+        max_categories: Refuse string columns with more distinct values (identifiers).
+        val_fraction: Validation share.
+        test_fraction: Test share.
+        families: Candidate model families.
+        n_trials: Hyperparameter search budget (0 = no search).
+        cv_folds: Cross-validation folds during the search.
+        primary_metric: Metric for champion/challenger.
+        thresholds: Absolute metric bounds of the gate.
+        min_improvement: Required gain over the production model (negative = tolerated regression).
+        registry_uri: Model registry: s3://bucket (credentials from a Kubernetes Secret) or a local directory.
+        model_name: Registered model name.
+        auto_promote: Move the production alias on registration (the local demo); on a cluster the canary rollout promotes.
+    """
+    data = ingest(source=source, demo_rows=demo_rows, seed=seed)
+    checked = validate_data(dataset=data.outputs["dataset"], label=label, task=task, timestamp_column=timestamp_column,
+                            registry_uri=registry_uri, model_name=model_name, max_categories=max_categories)
+    parts = split(dataset=data.outputs["dataset"], contract=checked.outputs["contract"], val_fraction=val_fraction,
+                  test_fraction=test_fraction, seed=seed, timestamp_column=timestamp_column)
+    trained = train(train=parts.outputs["train"], validation=parts.outputs["validation"], contract=checked.outputs["contract"],
+                    families=families, seed=seed)
+    tuned = tune(train=parts.outputs["train"], validation=parts.outputs["validation"], contract=checked.outputs["contract"],
+                 trained_model=trained.outputs["model"], family=trained.outputs["Output"], n_trials=n_trials, cv_folds=cv_folds, seed=seed)
+    evaluated = evaluate(model=tuned.outputs["model"], test=parts.outputs["test"], contract=checked.outputs["contract"],
+                         segment_column=segment_column, seed=seed)
+    gated = gate(model=tuned.outputs["model"], test=parts.outputs["test"], evaluation=evaluated.outputs["evaluation"], label=label,
+                 registry_uri=registry_uri, model_name=model_name, primary_metric=primary_metric, thresholds=thresholds,
+                 min_improvement=min_improvement)
+    gated.set_caching_options(False)  # the champion lives outside the pipeline's inputs
+    checked.set_caching_options(False)  # so does the production contract
+    with dsl.If(gated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP condition syntax)
+        registered = register(model=tuned.outputs["model"], contract=checked.outputs["contract"], train=parts.outputs["train"],
+                              evaluation=evaluated.outputs["evaluation"], decision=gated.outputs["decision"],
+                              report=evaluated.outputs["report"], registry_uri=registry_uri, model_name=model_name,
+                              dataset_fingerprint=data.outputs["Output"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                              auto_promote=auto_promote)
+        registered.set_caching_options(False)
