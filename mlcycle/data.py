@@ -150,6 +150,9 @@ def fingerprint(frame: pd.DataFrame) -> str:
     import hashlib
 
     digest = hashlib.sha256()
+    datetimes = [c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
+    if datetimes:  # Parquet and CSV round-trips change the time unit, not the content
+        frame = frame.astype({c: "datetime64[ns]" for c in datetimes})
     digest.update("|".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items()).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()

@@ -27,7 +27,8 @@ class Breach:
         self.column, self.rule, self.observed, self.allowed = column, rule, observed, allowed
 
     def __str__(self) -> str:
-        return f"column '{self.column}': rule '{self.rule}' observed {self.observed!r}, allowed {self.allowed}"
+        observed = self.observed if isinstance(self.observed, str) else repr(self.observed)
+        return f"column '{self.column}': rule '{self.rule}' observed {observed}, allowed {self.allowed}"
 
     def as_dict(self) -> dict:
         return {"column": self.column, "rule": self.rule, "observed": _plain(self.observed), "allowed": _plain(self.allowed)}

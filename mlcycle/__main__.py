@@ -1,0 +1,5 @@
+import sys
+
+from mlcycle.cli import main
+
+sys.exit(main())
