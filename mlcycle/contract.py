@@ -64,9 +64,17 @@ class DataContract(BaseModel):
 def _kind_of(series: pd.Series) -> Kind:
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         return "numeric"
-    if pd.api.types.is_datetime64_any_dtype(series):
+    if pd.api.types.is_datetime64_any_dtype(series) or _looks_like_datetime(series):
         return "datetime"
     return "categorical"
+
+
+def _looks_like_datetime(series: pd.Series) -> bool:
+    """ISO-8601 timestamps read from CSV arrive as strings; recognise them instead of one-hot encoding them."""
+    sample = series.dropna().head(200).astype(str)
+    if sample.empty or not sample.str.match(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?").all():
+        return False
+    return not pd.to_datetime(sample, errors="coerce", format="ISO8601").isna().any()
 
 
 def check_label(frame: pd.DataFrame, label: str, task: Task) -> None:

@@ -36,12 +36,12 @@ def run_local(registry_uri: str, pipeline_root: Path, **params) -> LocalRun:
     if not new:
         raise MlcycleError(f"kfp.local produced no run directory under {pipeline_root}")
     run_dir = new[-1]
-    registered = run_dir / "register" / "Output"
+    registered = run_dir / "register" / "executor_output.json"
     return LocalRun(
         run_dir=run_dir,
         decision=json.loads((run_dir / "gate" / "decision").read_text()),
         evaluation=json.loads((run_dir / "evaluate" / "evaluation").read_text()),
         report=run_dir / "evaluate" / "report",
-        version=json.loads(registered.read_text()) if registered.exists() else None,
+        version=json.loads(registered.read_text())["parameterValues"]["Output"] if registered.exists() else None,
         seconds=seconds,
     )

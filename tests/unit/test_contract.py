@@ -83,3 +83,11 @@ def test_validation_report_is_markdown(demo_frame, contract):
     result = validate(demo_frame, "is_fraud", timestamp="timestamp", reference=contract, reference_version="v123")
     assert result.report.startswith("# Data validation")
     assert "v123" in result.report and "| amount | numeric |" in result.report
+
+
+def test_iso_timestamps_from_csv_are_datetimes_not_categories(demo_frame, tmp_path):
+    from mlcycle.data import read_table
+
+    demo_frame.to_csv(tmp_path / "d.csv", index=False)
+    contract = infer_contract(read_table(str(tmp_path / "d.csv")), "is_fraud")
+    assert contract.column("timestamp").kind == "datetime" and "timestamp" not in contract.feature_names

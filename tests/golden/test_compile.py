@@ -1,0 +1,53 @@
+"""Golden compile test: the compiled pipeline spec changes only on purpose.
+
+After an intended change: ``make compile && cp build/pipelines/mlcycle-training.yaml tests/golden/``.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.compile import compile_all
+
+pytestmark = pytest.mark.unit
+GOLDEN = Path(__file__).parent / "mlcycle-training.yaml"
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"sdkVersion: kfp-[\d.]+", "sdkVersion: kfp-X", text)
+
+
+def test_compiled_pipeline_matches_golden(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLCYCLE_PIPELINE_IMAGE", raising=False)
+    (path,) = compile_all(tmp_path)
+    assert _normalise(path.read_text()) == _normalise(GOLDEN.read_text()), "compiled spec changed; see this file's docstring"
+
+
+def test_compiled_pipeline_loads_back_and_is_well_formed(tmp_path):
+    from kfp import components
+
+    (path,) = compile_all(tmp_path)
+    loaded = components.load_component_from_file(str(path))
+    assert loaded.name == "mlcycle-training"
+    spec = yaml.safe_load(path.read_text())
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert len(images) == 1 and not next(iter(images)).endswith(":latest")
+    for executor in spec["deploymentSpec"]["executors"].values():
+        assert "pip install" not in " ".join(executor["container"].get("command", []))
+    root = spec["root"]["dag"]["tasks"]
+    assert "condition-1" in root or any("gate-passed" in k for k in root)
+    assert spec["root"]["inputDefinitions"]["parameters"]["n_trials"]["defaultValue"] == 6
+
+
+def test_unpinned_image_is_refused(monkeypatch):
+    from components.image import pipeline_image
+    from mlcycle.errors import MlcycleError
+
+    for bad in ("example.com/mlcycle:latest", "example.com/mlcycle"):
+        monkeypatch.setenv("MLCYCLE_PIPELINE_IMAGE", bad)
+        with pytest.raises(MlcycleError, match="must be pinned"):
+            pipeline_image()
+    monkeypatch.setenv("MLCYCLE_PIPELINE_IMAGE", "example.com/mlcycle@sha256:" + "0" * 64)
+    assert pipeline_image().endswith("0" * 64)

@@ -1,0 +1,52 @@
+"""Full training pipeline runs on kfp.local (SubprocessRunner): the real component code, no cluster."""
+
+import pytest
+
+from mlcycle.cli import main as cli
+from mlcycle.data import make_demo_dataset
+from mlcycle.registry import open_registry
+from pipelines.local import run_local
+
+pytestmark = pytest.mark.integration
+SMALL = {"demo_rows": 3000, "n_trials": 1, "cv_folds": 2, "families": ["baseline", "logreg", "xgboost"]}
+
+
+def test_demo_twice_exercises_champion_challenger(tmp_path, capsys):
+    reg_dir, runs = tmp_path / "registry", tmp_path / "runs"
+    args = ["demo", "--rows", "3000", "--trials", "1", "--registry", str(reg_dir), "--runs", str(runs)]
+    assert cli(args) == 0
+    first = capsys.readouterr().out
+    assert "gate: PASSED (no production model yet" in first and "(now production)" in first
+    registry = open_registry(reg_dir)
+    v1 = registry.resolve("fraud-detector", "production")
+
+    assert cli(args) == 0
+    second = capsys.readouterr().out
+    assert f"champion/challenger vs production {v1}" in second
+    assert "challenger" in second and "vs champion" in second
+    v2 = registry.resolve("fraud-detector", "production")
+    assert v2 != v1 and registry.aliases("fraud-detector")[0]["previous"] == v1
+    meta = registry.describe("fraud-detector", v2)
+    assert meta["lineage"]["parent"] == v1 and meta["gate"]["champion_version"] == v1
+    assert meta["lineage"]["pipeline_run_id"]  # the KFP job id placeholder was resolved
+    assert (runs.glob("mlcycle-training-*/evaluate/report").__next__()).read_text().startswith("<!doctype html>")
+
+
+def test_failed_gate_skips_registration(tmp_path):
+    reg_dir = tmp_path / "registry"
+    run = run_local(str(reg_dir), tmp_path / "runs", thresholds={"roc_auc": 0.999}, auto_promote=True, **SMALL)
+    assert run.decision["passed"] is False and "FAIL roc_auc" in run.decision["reasons"][0]
+    assert run.version is None and not (run.run_dir / "register").exists()  # the dsl.If branch did not run
+    assert open_registry(reg_dir).list_models() == []
+
+
+def test_contract_breach_fails_the_run_naming_column_and_rule(tmp_path, capfd):
+    reg_dir = tmp_path / "registry"
+    run_local(str(reg_dir), tmp_path / "runs", auto_promote=True, **SMALL)
+    skewed = make_demo_dataset(3000, seed=42).assign(channel="satellite")
+    skewed.to_csv(tmp_path / "skewed.csv", index=False)
+    with pytest.raises(RuntimeError):
+        run_local(str(reg_dir), tmp_path / "runs", source=str(tmp_path / "skewed.csv"), auto_promote=True, **SMALL)
+    log = capfd.readouterr()
+    assert "column 'channel': rule 'allowed_categories' observed 100.00% unseen" in log.out + log.err
+    assert len(open_registry(reg_dir).list_versions("fraud-detector")) == 1

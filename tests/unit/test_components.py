@@ -1,0 +1,61 @@
+"""The KFP shims, called through ``.python_func`` with real artifact objects: the same code KFP runs."""
+
+import json
+
+import pytest
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+
+from components.evaluate.component import evaluate
+from components.gate.component import gate
+from components.ingest.component import ingest
+from components.register.component import register
+from components.split.component import split
+from components.train.component import train
+from components.tune.component import tune
+from components.validate_data.component import validate_data
+from mlcycle.registry import open_registry
+
+pytestmark = pytest.mark.unit
+
+
+def test_shims_chain_end_to_end(tmp_path):
+    a = lambda cls, name: cls(name=name, uri=str(tmp_path / name), metadata={})  # noqa: E731
+    reg = str(tmp_path / "registry")
+    data = a(Dataset, "dataset")
+    fp = ingest.python_func(source="demo", demo_rows=3000, seed=5, dataset=data)
+    assert len(fp) == 64 and data.metadata["rows"] == 3000
+
+    contract, report = a(Artifact, "contract"), a(Markdown, "report")
+    validate_data.python_func(dataset=data, label="is_fraud", task="classification", timestamp_column="timestamp",
+                              registry_uri=reg, model_name="fraud", max_categories=1000, contract=contract, report=report)
+    assert json.loads(open(contract.path).read())["label"] == "is_fraud"
+
+    tr, va, te = a(Dataset, "train"), a(Dataset, "val"), a(Dataset, "test")
+    split.python_func(dataset=data, contract=contract, val_fraction=0.2, test_fraction=0.2, seed=5, timestamp_column="", train=tr, validation=va, test=te)
+
+    model, board = a(Model, "model"), a(Metrics, "board")
+    family = train.python_func(train=tr, validation=va, contract=contract, families=["baseline", "logreg"], seed=5, model=model, leaderboard=board)
+    assert family == "logreg" and board.metadata["baseline_roc_auc"] == 0.5
+
+    tuned, trials, trial_log = a(Model, "tuned"), a(Metrics, "trials"), a(Artifact, "trial_log")
+    tune.python_func(train=tr, validation=va, contract=contract, trained_model=model, family=family, n_trials=2, cv_folds=2, seed=5,
+                     model=tuned, trials=trials, trial_log=trial_log)
+    assert len(open(trial_log.path).read().splitlines()) == 2
+
+    metrics, cm, html, ev = a(Metrics, "metrics"), a(ClassificationMetrics, "cm"), a(HTML, "html"), a(Artifact, "ev")
+    evaluate.python_func(model=tuned, test=te, contract=contract, segment_column="channel", seed=5, metrics=metrics,
+                         classification_metrics=cm, report=html, evaluation=ev)
+    assert metrics.metadata["roc_auc"] > 0.75
+    assert len(cm.metadata["confusionMatrix"]["rows"]) == 2 and len(cm.metadata["confidenceMetrics"]) > 10
+
+    decision = a(Artifact, "decision")
+    passed = gate.python_func(model=tuned, test=te, evaluation=ev, label="is_fraud", registry_uri=reg, model_name="fraud",
+                              primary_metric="roc_auc", thresholds={"roc_auc": 0.7}, min_improvement=0.0, decision=decision)
+    assert passed is True and decision.metadata["passed"] is True
+
+    out = a(Model, "registered")
+    version = register.python_func(model=tuned, contract=contract, train=tr, evaluation=ev, decision=decision, report=html,
+                                   registry_uri=reg, model_name="fraud", dataset_fingerprint=fp, run_id="r1", auto_promote=True, registered=out)
+    registry = open_registry(reg)
+    assert registry.resolve("fraud", "production") == version == out.metadata["version"]
+    assert "report.html" in registry.describe("fraud", version)["files"]
