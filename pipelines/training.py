@@ -2,7 +2,7 @@
 
 from typing import Dict, List
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from components.evaluate.component import evaluate
 from components.gate.component import gate
@@ -15,7 +15,16 @@ from components.validate_data.component import validate_data
 
 PIPELINE_NAME = "mlcycle-training"
 DEFAULT_FAMILIES = ["baseline", "logreg", "hgb", "xgboost"]
-DEFAULT_THRESHOLDS = {"roc_auc": 0.75, "pr_auc": 0.15}
+DEFAULT_THRESHOLDS = {"pr_auc": 0.15, "roc_auc": 0.75}
+# The Kubernetes Secret with the pipeline's (write) S3 credentials, under KServe's variable names.
+# Never pipeline parameters: parameters are stored in plain text with every run.
+S3_SECRET = "mlcycle-s3-pipeline"
+S3_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "S3_VERIFY_SSL")
+
+
+def with_s3_credentials(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Expose the S3 Secret to a step as environment variables (optional, so local and file:// runs need none)."""
+    return kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={k: k for k in S3_ENV}, optional=True)
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="Train, validate, gate and register a tabular model (mlcycle).")
@@ -86,3 +95,6 @@ def training_pipeline(
                               dataset_fingerprint=data.outputs["Output"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                               auto_promote=auto_promote)
         registered.set_caching_options(False)
+        with_s3_credentials(registered)
+    for task in (data, checked, gated):
+        with_s3_credentials(task)

@@ -31,7 +31,7 @@ def test_compiled_pipeline_loads_back_and_is_well_formed(tmp_path):
     (path,) = compile_all(tmp_path)
     loaded = components.load_component_from_file(str(path))
     assert loaded.name == "mlcycle-training"
-    spec = yaml.safe_load(path.read_text())
+    spec = next(yaml.safe_load_all(path.read_text()))
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert len(images) == 1 and not next(iter(images)).endswith(":latest")
     for executor in spec["deploymentSpec"]["executors"].values():
@@ -51,3 +51,15 @@ def test_unpinned_image_is_refused(monkeypatch):
             pipeline_image()
     monkeypatch.setenv("MLCYCLE_PIPELINE_IMAGE", "example.com/mlcycle@sha256:" + "0" * 64)
     assert pipeline_image().endswith("0" * 64)
+
+
+def test_registry_steps_get_s3_credentials_from_a_secret_not_parameters(tmp_path):
+    (path,) = compile_all(tmp_path)
+    docs = list(yaml.safe_load_all(path.read_text()))
+    platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for executor in ("exec-ingest", "exec-validate-data", "exec-gate", "exec-register"):
+        secret = platform[executor]["secretAsEnv"][0]
+        assert secret["secretName"] == "mlcycle-s3-pipeline"
+        assert {m["envVar"] for m in secret["keyToEnv"]} >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}
+    params = docs[0]["root"]["inputDefinitions"]["parameters"]
+    assert not any("secret" in name or "key" in name for name in params)

@@ -50,3 +50,34 @@ def test_contract_breach_fails_the_run_naming_column_and_rule(tmp_path, capfd):
     log = capfd.readouterr()
     assert "column 'channel': rule 'allowed_categories' observed 100.00% unseen" in log.out + log.err
     assert len(open_registry(reg_dir).list_versions("fraud-detector")) == 1
+
+
+def test_pipeline_registers_to_minio_and_cli_manages_it(tmp_path, minio_server, monkeypatch, capsys):
+    import secrets
+
+    from mlcycle.registry.s3 import S3Store
+
+    bucket = f"pipe-{secrets.token_hex(4)}"
+    S3Store(minio_server.client(), bucket).ensure_bucket()
+    for key, value in minio_server.env().items():
+        monkeypatch.setenv(key, value)  # as the Kubernetes Secret does in a cluster; kfp.local steps inherit it
+    uri = f"s3://{bucket}"
+    first = run_local(uri, tmp_path / "runs", auto_promote=True, **SMALL)
+    second = run_local(uri, tmp_path / "runs", auto_promote=False, min_improvement=-1.0, **SMALL)
+    assert first.version and second.version and second.decision["champion_version"] == first.version
+    registry = open_registry(uri)
+    assert registry.aliases("fraud-detector")[0] == {"production": first.version, "candidate": second.version}
+
+    assert cli(["models", "list", "--registry", uri]) == 0
+    listing = capsys.readouterr().out
+    assert first.version in listing and "production" in listing and "candidate" in listing
+    assert cli(["models", "promote", "fraud-detector", second.version, "--registry", uri, "--why", "manual test"]) == 0
+    assert cli(["models", "diff", "fraud-detector", "production", "previous", "--registry", uri]) == 0
+    diff = capsys.readouterr().out
+    assert "metrics.roc_auc" in diff and second.version in diff and first.version in diff
+    assert cli(["models", "rollback", "fraud-detector", "--registry", uri]) == 0
+    assert registry.resolve("fraud-detector", "production") == first.version
+    assert cli(["models", "show", "fraud-detector", "nope", "--registry", uri]) == 1
+    assert "no version 'nope'" in capsys.readouterr().err
+    audit = [(r["event"], r["why"]) for r in registry.audit_log("fraud-detector")]
+    assert ("promote", "manual test") in audit and audit[-1][0] == "rollback"
