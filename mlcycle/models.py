@@ -111,7 +111,10 @@ class ModelBundle:
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """Classification: probability of each class (n, k); regression: predictions (n,)."""
-        x = self.transform(frame)
+        return self.score_matrix(self.transform(frame))
+
+    def score_matrix(self, x: np.ndarray) -> np.ndarray:
+        """Score already-preprocessed rows (the serving path calls this after its fast transform)."""
         if self.family == "xgboost" and not hasattr(self.estimator, "predict_proba"):
             return self._booster_scores(x)
         if self.task == "classification":

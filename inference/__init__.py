@@ -1,0 +1,1 @@
+"""Serving: the KServe predictor runtime, the drift detector and the rollout controller."""

@@ -1,0 +1,53 @@
+"""Find, download and verify a model version — the one loader the predictor and the drift detector share.
+
+Sources: a local directory (e.g. KServe's /mnt/models after its storage initializer), an
+``s3://bucket/model/version/`` URI (downloaded with KServe's own ``kserve_storage``), or a registry
+reference ``<registry-uri>#<model>@<alias-or-version>``. Every file listed in the version's
+metadata.json is checked against its sha256 before anything is deserialized.
+"""
+
+import json
+import tempfile
+from pathlib import Path
+
+from mlcycle.errors import IntegrityError, ModelError
+from mlcycle.fsutil import sha256_file
+from mlcycle.registry import MANIFEST, open_registry
+
+
+def verify_version_dir(path: Path) -> dict:
+    path = Path(path)
+    try:
+        meta = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError as e:
+        raise ModelError(f"{path} is not a model version: no {MANIFEST}") from e
+    except json.JSONDecodeError as e:
+        raise ModelError(f"corrupt {MANIFEST} in {path}: {e}") from e
+    for rel, info in meta.get("files", {}).items():
+        target = (path / rel).resolve()
+        if not target.is_relative_to(path.resolve()):
+            raise IntegrityError(f"refusing path {rel!r} outside {path}")
+        if not target.is_file():
+            raise IntegrityError(f"{path} is incomplete: {rel} listed in {MANIFEST} is missing")
+        actual = sha256_file(target)
+        if actual != info["sha256"]:
+            raise IntegrityError(f"sha256 mismatch for {rel}: recorded {info['sha256'][:12]}…, found {actual[:12]}…; refusing to load")
+    return meta
+
+
+def materialize(source: str, workdir: Path | None = None) -> tuple[Path, dict]:
+    """A verified local copy of the version named by ``source``; returns (directory, metadata)."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="mlcycle-model-"))
+    if "#" in source:
+        registry_uri, ref = source.split("#", 1)
+        model, _, alias = ref.partition("@")
+        local = open_registry(registry_uri).fetch(model, alias or "production", workdir / "version")
+    elif source.startswith("s3://"):
+        from kserve_storage import Storage
+
+        local = Path(Storage.download(source, str(workdir / "version")))
+    else:
+        local = Path(source)
+        if not local.is_dir():
+            raise ModelError(f"model source {source!r} is not a directory, s3:// URI or registry reference (uri#model@alias)")
+    return local, verify_version_dir(local)

@@ -1,0 +1,42 @@
+"""``python -m inference.predictor --model_name NAME --storage_uri SOURCE [KServe's own flags]``.
+
+SOURCE: a directory (KServe mounts the version at /mnt/models), ``s3://bucket/model/version/``,
+or a registry reference ``<registry-uri>#<model>@<alias>``.
+"""
+
+import argparse
+import logging
+import os
+
+import kserve
+from kserve import model_server
+
+from inference.predictor.model import MlcycleModel
+
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+
+parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
+parser.add_argument("--storage_uri", default=os.environ.get("STORAGE_URI", "/mnt/models"), help="model version to serve")
+parser.add_argument("--max_batch_rows", type=int, default=10_000, help="refuse larger batches (400) before any model work")
+parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY, help="refuse larger REST bodies (413); gRPC uses --grpc_max_receive_message_length")
+parser.add_argument("--payload_log_url", default=os.environ.get("MLCYCLE_PAYLOAD_LOG_URL"), help="embedded mode: forward requests as CloudEvents here")
+parser.add_argument("--fault_delay_ms", type=float, default=0.0, help="resilience testing only: sleep this long in every scoring call")
+
+
+def main() -> None:
+    args, _ = parser.parse_known_args()
+    model = MlcycleModel(args.model_name, args.storage_uri, args.max_batch_rows, args.payload_log_url, args.fault_delay_ms)
+    try:
+        model.load()
+    except Exception:
+        logging.getLogger("mlcycle").exception("model load failed; refusing to serve %s", args.storage_uri)
+        raise SystemExit(3)
+    from inference.predictor.limits import BodyLimitMiddleware
+    from kserve.model_server import app
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=args.max_body_bytes)
+    kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start([model])
+
+
+if __name__ == "__main__":
+    main()

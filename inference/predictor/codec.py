@@ -1,0 +1,192 @@
+"""Request decoding and validation against the version's data contract; response encoding.
+
+Input policy (README "Input policy"):
+- features by name: V1 ``instances``/``inputs`` as records (or rows in contract order), V2 one
+  named input per feature, shape [n] or [n, 1];
+- every feature required, unknown names refused;
+- numeric features take numbers (not strings, not booleans); categorical features take strings
+  from the training categories;
+- null / NaN only where the feature had missing values in training (the model's imputer fills
+  them); infinity never;
+- 1 <= rows <= max_batch_rows.
+Every violation raises kserve's InvalidInput (HTTP 400 / gRPC INVALID_ARGUMENT) naming the field.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from mlcycle.contract import DataContract
+
+NUMERIC_V2 = {"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"}
+
+
+@dataclass
+class Batch:
+    columns: dict[str, np.ndarray]
+    n: int
+
+
+class Codec:
+    def __init__(self, contract: DataContract, max_batch_rows: int = 10_000):
+        self.contract = contract
+        self.max_batch_rows = max_batch_rows
+        self.names = contract.feature_names
+        self.specs = {c.name: c for c in contract.features}
+        self.nullable = {c.name for c in contract.features if c.max_null_ratio > 0}
+        self.allowed = {c.name: set(c.categories or []) for c in contract.features if c.kind == "categorical"}
+
+    # decoding ---------------------------------------------------------------------------
+    def decode(self, payload) -> Batch:
+        if isinstance(payload, InferRequest):
+            return self._decode_v2(payload)
+        if isinstance(payload, dict):
+            return self._decode_v1(payload)
+        if isinstance(payload, (bytes, bytearray)):
+            raise InvalidInput("request body must be JSON sent with Content-Type: application/json")
+        raise InvalidInput(f"unsupported request body of type {type(payload).__name__}")
+
+    def _check_rows(self, n: int) -> None:
+        if n == 0:
+            raise InvalidInput("empty batch: send at least one row")
+        if n > self.max_batch_rows:
+            raise InvalidInput(f"batch of {n} rows exceeds max_batch_rows={self.max_batch_rows}")
+
+    def _decode_v1(self, body: dict) -> Batch:
+        keys = [k for k in ("instances", "inputs") if k in body]
+        if len(keys) != 1:
+            raise InvalidInput('V1 body needs exactly one of "instances" or "inputs" (a list of records)')
+        rows = body[keys[0]]
+        if not isinstance(rows, list):
+            raise InvalidInput(f'"{keys[0]}" must be a list of records, got {type(rows).__name__}')
+        self._check_rows(len(rows))
+        if all(isinstance(r, dict) for r in rows):
+            names = set().union(*(r.keys() for r in rows))
+            self._check_names(names)
+            for i, r in enumerate(rows):
+                missing = [f for f in self.names if f not in r]
+                if missing:
+                    raise InvalidInput(f"instance {i}: missing feature(s) {', '.join(missing)}")
+            columns = {name: [r[name] for r in rows] for name in self.names}
+        elif all(isinstance(r, list) for r in rows):
+            for i, r in enumerate(rows):
+                if len(r) != len(self.names):
+                    raise InvalidInput(f"instance {i}: {len(r)} values, expected {len(self.names)} in order {', '.join(self.names)}")
+            columns = {name: [r[j] for r in rows] for j, name in enumerate(self.names)}
+        else:
+            raise InvalidInput("instances must all be records (objects keyed by feature name) or all be lists in feature order")
+        return Batch({name: self._column(name, values) for name, values in columns.items()}, len(rows))
+
+    def _decode_v2(self, request: InferRequest) -> Batch:
+        inputs = request.inputs or []
+        if not inputs:
+            raise InvalidInput("empty inputs: send one named input per feature")
+        by_name = {}
+        for inp in inputs:
+            if inp.name in by_name:
+                raise InvalidInput(f"input '{inp.name}' given twice")
+            by_name[inp.name] = inp
+        self._check_names(set(by_name))
+        missing = [f for f in self.names if f not in by_name]
+        if missing:
+            raise InvalidInput(f"missing feature(s) {', '.join(missing)}")
+        n = None
+        columns = {}
+        for name in self.names:
+            inp = by_name[name]
+            shape = list(inp.shape)
+            if not shape or len(shape) > 2 or (len(shape) == 2 and shape[1] != 1) or any(d < 0 for d in shape):
+                raise InvalidInput(f"input '{name}': shape {shape} must be [n] or [n, 1]")
+            if n is None:
+                n = shape[0]
+                self._check_rows(n)
+            elif shape[0] != n:
+                raise InvalidInput(f"input '{name}': {shape[0]} rows, but other inputs have {n}")
+            kind = self.specs[name].kind
+            if kind == "numeric" and inp.datatype not in NUMERIC_V2:
+                raise InvalidInput(f"input '{name}': datatype {inp.datatype} not allowed for a numeric feature (use FP64, FP32 or INT*)")
+            if kind == "categorical" and inp.datatype != "BYTES":
+                raise InvalidInput(f"input '{name}': datatype {inp.datatype} not allowed for a categorical feature (use BYTES)")
+            try:
+                values = inp.as_numpy()
+            except InvalidInput:
+                raise
+            except (ValueError, TypeError, OverflowError) as e:
+                raise InvalidInput(f"input '{name}': data does not match shape {shape} / datatype {inp.datatype}: {e}") from e
+            values = values.reshape(-1)
+            if values.size != n:
+                raise InvalidInput(f"input '{name}': {values.size} values for shape {shape}")
+            columns[name] = self._column(name, values.tolist() if kind == "categorical" else values)
+        return Batch(columns, n)
+
+    def _check_names(self, names: set) -> None:
+        unknown = sorted(str(x) for x in names - set(self.names))
+        if unknown:
+            raise InvalidInput(f"unknown feature(s) {', '.join(unknown)}; the model takes {', '.join(self.names)}")
+
+    def _column(self, name: str, values) -> np.ndarray:
+        spec = self.specs[name]
+        if spec.kind == "numeric":
+            if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+                out = values.astype(np.float64)
+            else:
+                out = np.empty(len(values), dtype=np.float64)
+                for i, v in enumerate(values):
+                    if v is None:
+                        out[i] = np.nan
+                    elif isinstance(v, bool) or not isinstance(v, (int, float)):
+                        raise InvalidInput(f"feature '{name}' row {i}: expected a number, got {type(v).__name__} {_short(v)}")
+                    else:
+                        out[i] = v
+            if np.isinf(out).any():
+                raise InvalidInput(f"feature '{name}' row {int(np.flatnonzero(np.isinf(out))[0])}: infinity is not allowed")
+            if name not in self.nullable and np.isnan(out).any():
+                raise InvalidInput(f"feature '{name}' row {int(np.flatnonzero(np.isnan(out))[0])}: null/NaN not allowed (never missing in training)")
+            return out
+        allowed = self.allowed[name]
+        out = np.empty(len(values), dtype=object)
+        for i, v in enumerate(values):
+            if isinstance(v, bytes):
+                try:
+                    v = v.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise InvalidInput(f"feature '{name}' row {i}: bytes are not valid UTF-8") from e
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                if name not in self.nullable:
+                    raise InvalidInput(f"feature '{name}' row {i}: null not allowed (never missing in training)")
+                out[i] = None
+            elif not isinstance(v, str):
+                raise InvalidInput(f"feature '{name}' row {i}: expected a string category, got {type(v).__name__} {_short(v)}")
+            elif v not in allowed:
+                raise InvalidInput(f"feature '{name}' row {i}: unknown category {_short(v)}; allowed: {', '.join(sorted(allowed))}")
+            else:
+                out[i] = v
+        return out
+
+    # encoding ---------------------------------------------------------------------------
+    def encode_v1(self, scores: np.ndarray, labels, classes, version: str) -> dict:
+        if self.contract.task == "regression":
+            return {"predictions": scores.tolist(), "model_version": version}
+        return {"predictions": list(labels), "probabilities": scores.tolist(), "classes": classes, "model_version": version}
+
+    def encode_v2(self, request: InferRequest, model_name: str, scores: np.ndarray, labels, classes, version: str) -> InferResponse:
+        n = len(scores)
+        if self.contract.task == "regression":
+            outputs = [InferOutput("value", [n], "FP64", scores.astype(np.float64).tolist())]
+        else:
+            numeric = all(isinstance(c, int) for c in classes)
+            outputs = [
+                InferOutput("label", [n], "INT64" if numeric else "BYTES", [int(x) if numeric else str(x) for x in labels]),
+                InferOutput("probabilities", [n, len(classes)], "FP64", scores.astype(np.float64).reshape(-1).tolist(),
+                            parameters={"classes": ",".join(map(str, classes))}),
+            ]
+        return InferResponse(response_id=request.id or "", model_name=model_name, infer_outputs=outputs, model_version=version,
+                             from_grpc=request.from_grpc)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,51 @@
+"""Refuse request bodies over a size limit with 413 before they are read into memory or decoded."""
+
+import json
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI middleware: checks Content-Length up front and counts streamed (chunked) bytes."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_bytes
+            except ValueError:
+                return await _reply(send, 400, "invalid Content-Length header")
+            if too_big:
+                return await _reply(send, 413, f"request body of {int(length)} bytes exceeds the limit of {self.max_bytes} bytes")
+        seen = 0
+        replied = False
+
+        async def limited_receive():
+            nonlocal seen, replied
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    replied = True
+                    await _reply(send, 413, f"request body exceeds the limit of {self.max_bytes} bytes")
+                    raise BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except BodyTooLarge:
+            if not replied:
+                raise
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _reply(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
