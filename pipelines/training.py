@@ -4,6 +4,7 @@ from typing import Dict, List
 
 from kfp import dsl, kubernetes
 
+from components.build_detector.component import build_detector
 from components.evaluate.component import evaluate
 from components.gate.component import gate
 from components.ingest.component import ingest
@@ -48,6 +49,8 @@ def training_pipeline(
     registry_uri: str = "s3://mlcycle-models",
     model_name: str = "fraud-detector",
     auto_promote: bool = False,
+    drift_backend: str = "alibi",
+    drift_p_val: float = 0.05,
 ):
     """Train and validate a tabular model; register it only if it passes the quality gate.
 
@@ -71,6 +74,8 @@ def training_pipeline(
         registry_uri: Model registry: s3://bucket (credentials from a Kubernetes Secret) or a local directory.
         model_name: Registered model name.
         auto_promote: Move the production alias on registration (the local demo); on a cluster the canary rollout promotes.
+        drift_backend: Drift statistics: "alibi" (alibi-detect) or "scipy".
+        drift_p_val: Drift significance level (before the Bonferroni correction).
     """
     data = ingest(source=source, demo_rows=demo_rows, seed=seed)
     checked = validate_data(dataset=data.outputs["dataset"], label=label, task=task, timestamp_column=timestamp_column,
@@ -89,9 +94,11 @@ def training_pipeline(
     gated.set_caching_options(False)  # the champion lives outside the pipeline's inputs
     checked.set_caching_options(False)  # so does the production contract
     with dsl.If(gated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP condition syntax)
+        detector = build_detector(train=parts.outputs["train"], contract=checked.outputs["contract"], backend=drift_backend,
+                                  p_val=drift_p_val, seed=seed)
         registered = register(model=tuned.outputs["model"], contract=checked.outputs["contract"], train=parts.outputs["train"],
                               evaluation=evaluated.outputs["evaluation"], decision=gated.outputs["decision"],
-                              report=evaluated.outputs["report"], registry_uri=registry_uri, model_name=model_name,
+                              report=evaluated.outputs["report"], drift_detector=detector.outputs["detector"], registry_uri=registry_uri, model_name=model_name,
                               dataset_fingerprint=data.outputs["Output"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                               auto_promote=auto_promote)
         registered.set_caching_options(False)

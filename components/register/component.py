@@ -12,6 +12,7 @@ def register(
     evaluation: Input[Artifact],
     decision: Input[Artifact],
     report: Input[HTML],
+    drift_detector: Input[Artifact],
     registry_uri: str,
     model_name: str,
     dataset_fingerprint: str,
@@ -28,6 +29,7 @@ def register(
         evaluation: Test evaluation.
         decision: The gate decision.
         report: Evaluation report, stored with the version.
+        drift_detector: The saved drift detector, stored under drift/.
         registry_uri: s3://bucket (endpoint and credentials from the environment) or a local directory.
         model_name: Registered model name.
         dataset_fingerprint: sha256 of the training table.
@@ -49,7 +51,7 @@ def register(
 
     result = run(Path(model.path), DataContract.model_validate_json(Path(contract.path).read_text()), pd.read_parquet(train.path),
                  json.loads(Path(evaluation.path).read_text()), json.loads(Path(decision.path).read_text()), open_registry(registry_uri),
-                 model_name, dataset_fingerprint, run_id, Path(report.path), auto_promote)
+                 model_name, dataset_fingerprint, run_id, Path(report.path), auto_promote, Path(drift_detector.path))
     registered.metadata.update({"version": result.version, "uri": result.uri, "promoted": result.promoted})
     print(f"registered {result.uri} (production: {'yes' if result.promoted else 'no, candidate'})")
     return result.version

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from components.build_detector.logic import reference_sample
 from mlcycle.contract import DataContract
 from mlcycle.errors import RegistryError
 from mlcycle.models import BUNDLE_FILE
 from mlcycle.provenance import code_version, library_versions
 from mlcycle.registry import Registry
-
-REFERENCE_ROWS = 5_000
-
 
 @dataclass(frozen=True)
 class RegisterResult:
@@ -33,24 +31,22 @@ def stage_version(stage: Path, model_dir: Path, contract: DataContract, train: p
             shutil.copyfile(item, stage / item.name)
     (stage / "contract.json").write_text(contract.model_dump_json(indent=2))
     (stage / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
-    sample = train.sample(n=min(REFERENCE_ROWS, len(train)), random_state=seed)
-    sample[contract.feature_names + [contract.label]].to_parquet(stage / "reference.parquet", index=False)
+    reference_sample(train, contract, seed).to_parquet(stage / "reference.parquet", index=False)
     if report_path is not None and Path(report_path).is_file():
         shutil.copyfile(report_path, stage / "report.html")
 
 
 def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evaluation: dict, decision: dict, registry: Registry,
              model_name: str, dataset_fingerprint: str, run_id: str, report_path: Path | None = None, auto_promote: bool = False,
-             extra_files: dict[str, Path] | None = None) -> RegisterResult:
+             drift_dir: Path | None = None) -> RegisterResult:
     if not decision.get("passed"):
         raise RegistryError(f"refusing to register {model_name}: the gate did not pass ({'; '.join(decision.get('reasons', []))})")
     bundle = json.loads((Path(model_dir) / BUNDLE_FILE).read_text())
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
         stage_version(stage, Path(model_dir), contract, train, report_path, evaluation)
-        for name, path in (extra_files or {}).items():
-            dest = stage / name
-            shutil.copytree(path, dest) if Path(path).is_dir() else shutil.copyfile(path, dest)
+        if drift_dir is not None:
+            shutil.copytree(drift_dir, stage / "drift")
         metadata = {
             "task": contract.task,
             "family": bundle["family"],

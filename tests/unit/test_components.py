@@ -5,6 +5,7 @@ import json
 import pytest
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
+from components.build_detector.component import build_detector
 from components.evaluate.component import evaluate
 from components.gate.component import gate
 from components.ingest.component import ingest
@@ -53,9 +54,14 @@ def test_shims_chain_end_to_end(tmp_path):
                               primary_metric="roc_auc", thresholds={"roc_auc": 0.7}, min_improvement=0.0, decision=decision)
     assert passed is True and decision.metadata["passed"] is True
 
+    detector = a(Artifact, "detector")
+    build_detector.python_func(train=tr, contract=contract, backend="scipy", p_val=0.05, seed=5, detector=detector)
+    assert detector.metadata["reference_rows"] == 1800
+
     out = a(Model, "registered")
     version = register.python_func(model=tuned, contract=contract, train=tr, evaluation=ev, decision=decision, report=html,
-                                   registry_uri=reg, model_name="fraud", dataset_fingerprint=fp, run_id="r1", auto_promote=True, registered=out)
+                                   drift_detector=detector, registry_uri=reg, model_name="fraud", dataset_fingerprint=fp, run_id="r1", auto_promote=True, registered=out)
     registry = open_registry(reg)
     assert registry.resolve("fraud", "production") == version == out.metadata["version"]
-    assert "report.html" in registry.describe("fraud", version)["files"]
+    files = registry.describe("fraud", version)["files"]
+    assert "report.html" in files and "drift/config.json" in files and "drift/reference.npy" in files

@@ -1,0 +1,57 @@
+"""``python -m inference.drift_detector --storage_uri SOURCE [--port 8090] [--backend alibi|scipy] ...``
+
+Serves the drift detector stored in a model version (``drift/``; built from ``reference.parquet``
+when absent). As a sidecar, point KServe's logger at http://localhost:PORT; as a service, at its
+Service URL.
+"""
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import uvicorn
+
+from inference.drift_detector import stats
+from inference.drift_detector.hooks import CommandHook, KfpHook
+from inference.drift_detector.server import DriftService, create_app
+from inference.loader import materialize
+from mlcycle.contract import DataContract
+
+
+def load_detector(directory: Path, meta: dict, backend: str | None) -> stats.Backend:
+    contract = DataContract.model_validate(meta["contract"])
+    if (directory / "drift" / "config.json").exists():
+        return stats.load(directory / "drift", contract, backend)
+    import pandas as pd
+
+    logging.getLogger("mlcycle.drift").warning("version has no saved detector; building one from reference.parquet")
+    return stats.build(pd.read_parquet(directory / "reference.parquet"), contract, backend or "alibi")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--storage_uri", default=os.environ.get("STORAGE_URI", "/mnt/models"))
+    p.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in a container)")
+    p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--backend", choices=stats.BACKENDS, default=os.environ.get("MLCYCLE_DRIFT_BACKEND"), help="default: as saved (alibi)")
+    p.add_argument("--window_size", type=int, default=500)
+    p.add_argument("--max_age_s", type=float, default=60.0)
+    p.add_argument("--min_window", type=int, default=50)
+    p.add_argument("--queue_size", type=int, default=10_000)
+    p.add_argument("--consecutive", type=int, default=3, help="drifted windows in a row before the retrain hook runs")
+    p.add_argument("--retrain_command", default=os.environ.get("MLCYCLE_RETRAIN_COMMAND"), help="local hook: a command to run")
+    p.add_argument("--kfp_host", default=os.environ.get("KFP_HOST"), help="KFP hook: the KFP API endpoint")
+    p.add_argument("--kfp_package", default=os.environ.get("KFP_PIPELINE_PACKAGE", "/app/pipelines/mlcycle-training.yaml"))
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    directory, meta = materialize(args.storage_uri)
+    detector = load_detector(Path(directory), meta, args.backend)
+    hook = KfpHook(args.kfp_host, args.kfp_package) if args.kfp_host else CommandHook(args.retrain_command) if args.retrain_command else None
+    service = DriftService(detector, meta["model"], meta["version"], args.window_size, args.max_age_s, args.min_window,
+                           args.queue_size, args.consecutive, hook)
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

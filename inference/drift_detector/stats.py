@@ -1,0 +1,179 @@
+"""Drift statistics behind one small interface, with two backends.
+
+- ``alibi`` (default): alibi-detect ``TabularDrift`` — Kolmogorov-Smirnov per numeric feature,
+  chi-squared per categorical feature, Bonferroni correction — saved with ``save_detector``.
+- ``scipy``: the same tests with scipy.stats, for users who cannot run alibi-detect in production
+  (it has been under the Business Source License since 2024).
+
+Both also report PSI per feature (the seed documents' metric). Features are encoded the same way
+for both: numeric as float with missing values set to the reference median, categorical as the
+index of the training category (unknown or missing in one extra bucket).
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlcycle.contract import DataContract
+from mlcycle.errors import MlcycleError
+
+PSI_EPS = 1e-4
+BACKENDS = ("alibi", "scipy")
+
+
+@dataclass
+class DriftReport:
+    is_drift: bool
+    n: int
+    threshold: float
+    p_values: dict[str, float] = field(default_factory=dict)
+    distances: dict[str, float] = field(default_factory=dict)
+    psi: dict[str, float] = field(default_factory=dict)
+    backend: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Encoder:
+    def __init__(self, contract: DataContract, medians: dict[str, float]):
+        self.contract = contract
+        self.features = contract.features
+        self.medians = medians
+        self.categorical = {i: len(c.categories or []) + 1 for i, c in enumerate(self.features) if c.kind == "categorical"}
+        self.codes = {c.name: {v: i for i, v in enumerate(c.categories or [])} for c in self.features if c.kind == "categorical"}
+
+    @classmethod
+    def fit(cls, reference: pd.DataFrame, contract: DataContract) -> "Encoder":
+        medians = {c.name: float(pd.to_numeric(reference[c.name], errors="coerce").median()) for c in contract.features if c.kind == "numeric"}
+        return cls(contract, medians)
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        out = np.empty((len(frame), len(self.features)), dtype=np.float64)
+        for j, spec in enumerate(self.features):
+            column = frame[spec.name]
+            if spec.kind == "numeric":
+                values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+                out[:, j] = np.where(np.isfinite(values), values, self.medians[spec.name])
+            else:
+                codes, other = self.codes[spec.name], len(self.codes[spec.name])
+                out[:, j] = [codes.get(v, other) if isinstance(v, str) else other for v in column.tolist()]
+        return out
+
+
+def psi(ref: np.ndarray, cur: np.ndarray, categorical: bool, bins: int = 10) -> float:
+    if categorical:
+        edges = np.arange(-0.5, max(ref.max(initial=0), cur.max(initial=0)) + 1.5)
+    else:
+        edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+        if len(edges) < 2:
+            return 0.0
+        edges[0], edges[-1] = -np.inf, np.inf
+    p = np.histogram(ref, edges)[0] / max(len(ref), 1) + PSI_EPS
+    q = np.histogram(cur, edges)[0] / max(len(cur), 1) + PSI_EPS
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+class Backend:
+    name = ""
+
+    def __init__(self, encoder: Encoder, x_ref: np.ndarray, p_val: float):
+        self.encoder, self.x_ref, self.p_val = encoder, x_ref, p_val
+
+    def score(self, window: pd.DataFrame) -> DriftReport:
+        x = self.encoder.encode(window)
+        report = self._test(x)
+        names = [f.name for f in self.encoder.features]
+        report.psi = {n: round(psi(self.x_ref[:, j], x[:, j], j in self.encoder.categorical), 6) for j, n in enumerate(names)}
+        report.backend = self.name
+        return report
+
+    def _test(self, x: np.ndarray) -> DriftReport:
+        raise NotImplementedError
+
+
+class ScipyBackend(Backend):
+    name = "scipy"
+
+    def _test(self, x: np.ndarray) -> DriftReport:
+        from scipy.stats import chi2_contingency, ks_2samp
+
+        p_values, distances = {}, {}
+        for j, spec in enumerate(self.encoder.features):
+            ref, cur = self.x_ref[:, j], x[:, j]
+            if j in self.encoder.categorical:
+                k = self.encoder.categorical[j]
+                table = np.vstack([np.bincount(ref.astype(int), minlength=k), np.bincount(cur.astype(int), minlength=k)])
+                table = table[:, table.sum(axis=0) > 0]
+                if table.shape[1] < 2:
+                    p, d = 1.0, 0.0
+                else:
+                    d, p = chi2_contingency(table)[:2]
+            else:
+                d, p = ks_2samp(ref, cur)
+            p_values[spec.name], distances[spec.name] = float(p), float(d)
+        threshold = self.p_val / len(p_values)  # Bonferroni
+        return DriftReport(min(p_values.values()) < threshold, len(x), threshold, p_values, distances)
+
+
+class AlibiBackend(Backend):
+    name = "alibi"
+
+    def __init__(self, encoder: Encoder, x_ref: np.ndarray, p_val: float, detector=None):
+        super().__init__(encoder, x_ref, p_val)
+        if detector is None:
+            from alibi_detect.cd import TabularDrift
+
+            detector = TabularDrift(x_ref, p_val=p_val, categories_per_feature={j: None for j in encoder.categorical}, correction="bonferroni")
+        self.detector = detector
+
+    def _test(self, x: np.ndarray) -> DriftReport:
+        data = self.detector.predict(x, drift_type="batch", return_p_val=True, return_distance=True)["data"]
+        names = [f.name for f in self.encoder.features]
+        threshold = float(data["threshold"])
+        p_values = {n: float(v) for n, v in zip(names, data["p_val"])}
+        distances = {n: float(v) for n, v in zip(names, data["distance"])}
+        return DriftReport(bool(data["is_drift"]), len(x), threshold, p_values, distances)
+
+
+def build(reference: pd.DataFrame, contract: DataContract, backend: str = "alibi", p_val: float = 0.05) -> Backend:
+    if backend not in BACKENDS:
+        raise MlcycleError(f"unknown drift backend {backend!r}; choose {' or '.join(BACKENDS)}")
+    encoder = Encoder.fit(reference, contract)
+    x_ref = encoder.encode(reference)
+    return (AlibiBackend if backend == "alibi" else ScipyBackend)(encoder, x_ref, p_val)
+
+
+def save(detector: Backend, directory: Path) -> None:
+    """``config.json`` + ``reference.npy`` for every backend; alibi-detect's own save_detector under ``alibi/``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    np.save(directory / "reference.npy", detector.x_ref, allow_pickle=False)
+    config = {"backend": detector.name, "p_val": detector.p_val, "medians": detector.encoder.medians}
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    if isinstance(detector, AlibiBackend):
+        from alibi_detect.saving import save_detector
+
+        save_detector(detector.detector, str(directory / "alibi"))
+
+
+def load(directory: Path, contract: DataContract, backend: str | None = None) -> Backend:
+    """Load a saved detector; ``backend`` may override the saved one (the same reference serves both)."""
+    directory = Path(directory)
+    config = json.loads((directory / "config.json").read_text())
+    encoder = Encoder(contract, config["medians"])
+    x_ref = np.load(directory / "reference.npy", allow_pickle=False)
+    chosen = backend or config["backend"]
+    if chosen == "alibi":
+        detector = None
+        if (directory / "alibi").is_dir():
+            from alibi_detect.saving import load_detector
+
+            detector = load_detector(str(directory / "alibi"))
+        return AlibiBackend(encoder, x_ref, config["p_val"], detector)
+    if chosen == "scipy":
+        return ScipyBackend(encoder, x_ref, config["p_val"])
+    raise MlcycleError(f"unknown drift backend {chosen!r}; choose {' or '.join(BACKENDS)}")
