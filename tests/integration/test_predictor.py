@@ -1,0 +1,153 @@
+"""The predictor as a real KServe server process, called over real HTTP and gRPC."""
+
+import asyncio
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
+from kserve.protocol.infer_type import InferInput, InferRequest
+
+from mlcycle.models import ModelBundle
+
+pytestmark = pytest.mark.integration
+NUMERIC_DTYPE = {"amount": "FP64", "hour": "INT64", "card_age_days": "INT64", "distance_from_home_km": "FP64", "txn_count_24h": "INT64",
+                 "avg_amount_30d": "FP64", "is_foreign": "INT64"}
+
+
+def records(frame):
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def v2_inputs(frame, contract):
+    out = []
+    for spec in contract.features:
+        col = frame[spec.name]
+        if spec.kind == "numeric":
+            dtype = NUMERIC_DTYPE[spec.name]
+            data = col.to_numpy(dtype=np.float64 if dtype == "FP64" else np.int64)
+        else:
+            dtype, data = "BYTES", col.astype(str).to_numpy(dtype=object)
+        out.append(InferInput(spec.name, [len(frame)], dtype, data.tolist()))
+    return out
+
+
+def test_v1_v2_rest_grpc_and_offline_agree(predictor, served, splits, contract):
+    _, _, test = splits
+    rows = test[contract.feature_names].head(60).dropna().reset_index(drop=True)  # V2 FP64 JSON cannot carry NaN
+    offline = ModelBundle.load(served["model_dir"]).score(rows)
+
+    async def call():
+        rest_v1 = InferenceRESTClient(RESTConfig(protocol="v1", timeout=30))
+        rest_v2 = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
+        grpc = InferenceGRPCClient(predictor["grpc"], timeout=30)
+        try:
+            v1 = await rest_v1.infer(predictor["url"], {"instances": records(rows)}, model_name="fraud")
+            v2 = await rest_v2.infer(predictor["url"], InferRequest("fraud", v2_inputs(rows, contract)), model_name="fraud")
+            g = await grpc.infer(InferRequest("fraud", v2_inputs(rows, contract)))
+        finally:
+            await rest_v1.close(), await rest_v2.close(), await grpc.close()
+        return v1, v2, g
+
+    v1, v2, g = asyncio.run(call())
+    np.testing.assert_allclose(np.asarray(v1["probabilities"]), offline, atol=1e-6)
+    for response in (v2, g):
+        probs = next(o for o in response.outputs if o.name == "probabilities").as_numpy().reshape(-1, 2)
+        np.testing.assert_allclose(probs, offline, atol=1e-6)
+        labels = next(o for o in response.outputs if o.name == "label").as_numpy().reshape(-1)
+        assert labels.tolist() == v1["predictions"]
+    assert g.model_version == served["version"]  # kserve's REST client drops model_version; check the raw body
+    raw = requests.post(f"{predictor['url']}/v2/models/fraud/infer", json=InferRequest("fraud", v2_inputs(rows.head(2), contract)).to_rest()[0], timeout=10)
+    assert raw.json()["model_version"] == served["version"]
+    assert v1["model_version"] == served["version"] and v1["classes"] == [0, 1]
+
+
+def test_nan_policy_imputes_where_training_had_missing_values(predictor, splits, contract):
+    row = records(splits[2][contract.feature_names].head(1))[0]
+    row["distance_from_home_km"] = None  # missing in training: the imputer fills it
+    r = requests.post(f"{predictor['url']}/v1/models/fraud:predict", json={"instances": [row]}, timeout=10)
+    assert r.status_code == 200, r.text
+    row["amount"] = None  # never missing in training: refused
+    r = requests.post(f"{predictor['url']}/v1/models/fraud:predict", json={"instances": [row]}, timeout=10)
+    assert r.status_code == 400 and "feature 'amount' row 0: null/NaN not allowed" in r.json()["error"]
+
+
+def test_metadata_health_and_metrics(predictor, served):
+    url = predictor["url"]
+    assert requests.get(f"{url}/v2/health/live", timeout=5).status_code == 200
+    assert requests.get(f"{url}/v2/health/ready", timeout=5).json()["ready"] is True
+    meta = requests.get(f"{url}/v2/models/fraud", timeout=5).json()
+    assert {i["name"] for i in meta["inputs"]} >= {"amount", "channel"} and [o["name"] for o in meta["outputs"]] == ["label", "probabilities"]
+    assert requests.get(f"{url}/v1/models/fraud", timeout=5).json()["ready"] is True
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    assert f'mlcycle_predictions_total{{label="0",model="fraud",version="{served["version"]}"}}' in text
+    assert "mlcycle_prediction_score_bucket" in text and "request_predict_seconds" in text
+
+
+def test_slow_model_does_not_block_health_probes(served, tmp_path):
+    from inference.devserve import start_predictor
+    from mlcycle.devminio import free_port
+
+    http = free_port()
+    proc = start_predictor(served["source"], "fraud", http, free_port(), tmp_path / "slow.log", "--fault_delay_ms", "1500")
+    try:
+        row = requests.get(f"{proc.url}/v2/models/fraud", timeout=5).json()
+        assert row["name"] == "fraud"
+        sample = {"amount": 10.0, "hour": 12, "card_age_days": 100, "distance_from_home_km": 1.0, "txn_count_24h": 1,
+                  "avg_amount_30d": 10.0, "is_foreign": 0, "merchant_category": "grocery", "channel": "pos", "country": "KR"}
+        slow = [threading.Thread(target=requests.post, args=(f"{proc.url}/v1/models/fraud:predict",), kwargs={"json": {"instances": [sample]}, "timeout": 30})
+                for _ in range(2)]
+        [t.start() for t in slow]
+        time.sleep(0.3)  # both predictions are now inside the 1.5 s scoring delay
+        worst = 0.0
+        for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/fraud/ready", "/v1/models/fraud") * 3:
+            start = time.perf_counter()
+            assert requests.get(proc.url + path, timeout=5).status_code == 200
+            worst = max(worst, time.perf_counter() - start)
+        assert any(t.is_alive() for t in slow), "the injected delay did not hold the predictions"
+        assert worst < 0.1, f"a health probe took {worst * 1000:.0f} ms while scoring"
+        [t.join() for t in slow]
+    finally:
+        proc.stop()
+
+
+def test_tampered_version_never_becomes_ready(served, tmp_path):
+    import shutil
+
+    from inference.devserve import start_predictor
+    from mlcycle.devminio import free_port
+    from mlcycle.errors import MlcycleError
+    from mlcycle.registry import open_registry
+
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(served["root"] / "registry", registry_dir)
+    version_dir = registry_dir / "fraud" / served["version"]
+    (version_dir / "estimator.ubj").write_bytes((version_dir / "estimator.ubj").read_bytes()[:-10] + b"0123456789")
+    assert open_registry(registry_dir).resolve("fraud", "production") == served["version"]
+    with pytest.raises(MlcycleError, match="exited with code") as err:
+        start_predictor(str(version_dir), "fraud", free_port(), free_port(), tmp_path / "tampered.log", timeout=60)
+    assert "sha256 mismatch for estimator.ubj" in str(err.value)
+
+
+def test_payload_log_reaches_the_drift_detector(served, tmp_path, splits, contract):
+    from inference.devserve import start_drift, start_predictor
+    from mlcycle.devminio import free_port
+
+    drift = start_drift(served["source"], free_port(), tmp_path / "drift.log", "--window_size", "100000", "--backend", "scipy")
+    pred = start_predictor(served["source"], "fraud", free_port(), free_port(), tmp_path / "p.log", "--payload_log_url", f"{drift.url}/events")
+    try:
+        rows = records(splits[2][contract.feature_names].head(5))
+        for row in rows:
+            assert requests.post(f"{pred.url}/v1/models/fraud:predict", json={"instances": [row]}, timeout=10).status_code == 200
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and requests.get(f"{drift.url}/status", timeout=5).json()["counts"]["processed"] < 5:
+            time.sleep(0.1)
+        counts = requests.get(f"{drift.url}/status", timeout=5).json()["counts"]
+        assert counts["received"] == counts["processed"] == 5 and counts["rejected"] == 0
+        assert 'mlcycle_payload_log_sent_total{model="fraud"} 5.0' in requests.get(f"{pred.url}/metrics", timeout=5).text
+    finally:
+        pred.stop()
+        drift.stop()
