@@ -9,11 +9,20 @@ import logging
 import os
 
 import kserve
+from fastapi.exceptions import RequestValidationError
 from kserve import model_server
 
 from inference.predictor.model import MlcycleModel
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
+
+
+async def request_validation_handler(_, exc):
+    """FastAPI answers a malformed V2 body with 422 and pydantic internals; answer 400 with one readable line."""
+    from fastapi.responses import JSONResponse
+
+    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in exc.errors()[:5])
+    return JSONResponse({"error": f"invalid request body: {problems}"}, status_code=400)
 
 parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
 parser.add_argument("--storage_uri", default=os.environ.get("STORAGE_URI", "/mnt/models"), help="model version to serve")
@@ -35,6 +44,7 @@ def main() -> None:
     from kserve.model_server import app
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=args.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, request_validation_handler)
     kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start([model])
 
 

@@ -110,6 +110,7 @@ class Codec:
                 raise InvalidInput(f"input '{name}': datatype {inp.datatype} not allowed for a numeric feature (use FP64, FP32 or INT*)")
             if kind == "categorical" and inp.datatype != "BYTES":
                 raise InvalidInput(f"input '{name}': datatype {inp.datatype} not allowed for a categorical feature (use BYTES)")
+            _check_integer_range(name, inp)
             try:
                 values = inp.as_numpy()
             except InvalidInput:
@@ -185,6 +186,23 @@ class Codec:
             ]
         return InferResponse(response_id=request.id or "", model_name=model_name, infer_outputs=outputs, model_version=version,
                              from_grpc=request.from_grpc)
+
+
+def _check_integer_range(name: str, inp) -> None:
+    """JSON numbers cast silently into INT8..UINT64 would wrap around or truncate: refuse them instead."""
+    if not inp.datatype.startswith(("INT", "UINT")) or not isinstance(inp.data, list):
+        return
+    try:
+        values = np.asarray(inp.data, dtype=np.float64).reshape(-1)
+    except (ValueError, TypeError) as e:
+        raise InvalidInput(f"input '{name}': data is not numeric for datatype {inp.datatype}") from e
+    info = np.iinfo(np.dtype(inp.datatype.lower()))
+    bad = np.flatnonzero((values < info.min) | (values > info.max))
+    if bad.size:
+        raise InvalidInput(f"input '{name}': value {inp.data[bad[0]]!r} out of range for {inp.datatype}")
+    fractional = np.flatnonzero(values != np.floor(values))
+    if fractional.size:
+        raise InvalidInput(f"input '{name}': value {inp.data[fractional[0]]!r} is not an integer ({inp.datatype})")
 
 
 def _short(value) -> str:
