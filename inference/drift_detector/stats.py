@@ -113,7 +113,7 @@ class ScipyBackend(Backend):
                 else:
                     d, p = chi2_contingency(table)[:2]
             else:
-                d, p = ks_2samp(ref, cur)
+                d, p = ks_2samp(ref, cur, mode="asymp")  # as alibi-detect does
             p_values[spec.name], distances[spec.name] = float(p), float(d)
         threshold = self.p_val / len(p_values)  # Bonferroni
         return DriftReport(min(p_values.values()) < threshold, len(x), threshold, p_values, distances)
