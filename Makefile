@@ -9,11 +9,13 @@ STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha
 ROWS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-minio test test-unit compile minio lock bench clean help
+.PHONY: setup demo demo-minio serve traffic test test-unit compile minio lock bench clean help
 
 help:
 	@echo "make demo     run the whole training lifecycle locally (kfp.local, bundled data, local registry)"
 	@echo "make test     install everything, build/find MinIO, run the test suite"
+	@echo "make serve    serve the production model (KServe predictor + drift detector) on :8080/:8081/:8090"
+	@echo "make traffic  send normal then drifted traffic to 'make serve' and print the drift report"
 	@echo "make compile  write the compiled KFP pipeline YAML to build/pipelines/"
 	@echo "make bench    run the benchmarks (JSON under bench/results/)"
 
@@ -34,6 +36,13 @@ demo: setup
 demo-minio: setup
 	MINIO_BIN=$$(scripts/ensure-minio.sh) $(PY) -m mlcycle.devminio -- $(PY) -m mlcycle demo --rows $(ROWS) --registry s3://mlcycle-models
 
+serve: setup
+	@test -f .mlcycle/registry/fraud-detector/_aliases.json || $(MAKE) demo
+	$(PY) -m inference.devserve --registry .mlcycle/registry --model fraud-detector
+
+traffic: setup
+	$(PY) -m inference.traffic --rows $${TRAFFIC_ROWS:-1000}
+
 minio:
 	@scripts/ensure-minio.sh
 
@@ -50,7 +59,7 @@ compile: setup
 lock:
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/dev.lock -q
 	for role in pipeline serving; do $(VENV)/bin/uv pip compile pyproject.toml --extra $$role --python-version 3.11 -c requirements/dev.lock -o requirements/$$role.lock -q; done
-	$(VENV)/bin/uv pip compile pyproject.toml --extra serving --extra drift --python-version 3.11 -c requirements/dev.lock -o requirements/drift.lock -q
+	$(VENV)/bin/uv pip compile pyproject.toml --extra pipeline --extra serving --extra drift --python-version 3.11 -c requirements/dev.lock -o requirements/drift.lock -q
 
 bench: setup
 	MINIO_BIN=$$(scripts/ensure-minio.sh) $(PY) bench/pipeline.py

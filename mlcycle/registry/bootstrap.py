@@ -18,7 +18,7 @@ from minio.minioadmin import MinioAdmin
 
 from mlcycle.registry.s3 import client_from_env
 
-POLICY_DIR = Path(__file__).resolve().parents[2] / "manifests" / "base" / "minio" / "policies"
+POLICY_DIR = Path(os.environ.get("MLCYCLE_POLICY_DIR") or Path(__file__).resolve().parents[2] / "manifests" / "base" / "minio" / "policies")
 POLICIES = ("pipeline-writer", "serving-reader")
 
 
