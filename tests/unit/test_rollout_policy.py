@@ -1,0 +1,87 @@
+from dataclasses import replace
+
+import pytest
+
+from inference.rollout.policy import IDLE, PROGRESSING, PROMOTED, ROLLED_BACK, MetricCheck, Observation, Policy, State, decide
+
+pytestmark = pytest.mark.unit
+P = Policy(interval_s=10, threshold=3, step_weight=20, max_weight=60, min_requests=50, max_metric_errors=2, ready_timeout_s=100)
+GOOD = {"error_rate": 0.001, "p99_latency_ms": 20.0}
+BAD_ERR = {"error_rate": 0.2, "p99_latency_ms": 20.0}
+RUN = State(stable="v1", canary="v2", phase=PROGRESSING, weight=20, started_at=0.0)
+
+
+def obs(**kw):
+    return Observation(**{"now": 50.0, "canary": "v2", "canary_ready": True, "requests": 500, "metrics": GOOD, **kw})
+
+
+@pytest.mark.parametrize(
+    "state, observation, kind, weight, fragment",
+    [
+        (State("v1"), obs(canary=None), "idle", 0, "no canary"),
+        (State("v1"), obs(), "restart", 0, "analysis restarts at weight 0"),
+        (replace(RUN, weight=0), obs(canary_ready=False, now=10), "wait", 0, "not ready yet"),
+        (replace(RUN, weight=0), obs(canary_ready=False, now=150), "rollback", 0, "not ready within 100s"),
+        (RUN, obs(canary_ready=False), "rollback", 0, "not ready during analysis"),
+        (replace(RUN, weight=0), obs(requests=0), "set_weight", 20, "weight 0 -> 20"),
+        (RUN, obs(), "set_weight", 40, "weight 20 -> 40"),
+        (replace(RUN, weight=50), obs(), "set_weight", 60, "weight 50 -> 60"),  # capped at max_weight
+        (replace(RUN, weight=60), obs(), "promote", 100, ">= max_weight 60"),
+        (replace(RUN, weight=70), obs(), "promote", 100, ">= max_weight"),  # >=, never ==
+        (RUN, obs(requests=49), "wait", 20, "insufficient sample: 49"),
+        (RUN, obs(metrics=BAD_ERR), "wait", 20, "failed check 1/3: error_rate=0.2 > max 0.01"),
+        (replace(RUN, failed_checks=2), obs(metrics=BAD_ERR), "rollback", 0, "3 failed checks"),
+        (RUN, obs(metrics={"error_rate": 0.0}), "wait", 20, "p99_latency_ms: no value"),
+        (RUN, obs(metrics=None, error="connection refused"), "wait", 20, "metrics unavailable (connection refused); 1/2"),
+        (replace(RUN, metric_errors=1), obs(metrics=None, error="timeout"), "rollback", 0, "never promoting on missing evidence"),
+        (replace(RUN, weight=60, metric_errors=1), obs(metrics=None), "rollback", 0, "aborting"),  # even at max weight
+        (replace(RUN, phase=PROMOTED, weight=100), obs(), "wait", 100, "already promoted"),
+        (replace(RUN, phase=ROLLED_BACK, weight=0), obs(), "wait", 0, "already rolled_back"),
+        (replace(RUN, phase=ROLLED_BACK), obs(canary="v3"), "restart", 0, "v2 -> v3"),  # roll forward after a rollback
+        (replace(RUN, weight=40), obs(canary="v3"), "restart", 0, "v2 -> v3"),  # new canary mid-rollout
+    ],
+)
+def test_decide(state, observation, kind, weight, fragment):
+    action = decide(state, observation, P)
+    assert (action.kind, action.weight) == (kind, weight), action
+    assert fragment in action.reason
+    assert action.state.weight == weight or kind == "wait"
+
+
+def test_metric_errors_reset_after_a_good_observation():
+    a = decide(replace(RUN, metric_errors=1), obs(), P)
+    assert a.state.metric_errors == 0
+
+
+def test_min_bound_checks():
+    policy = replace(P, metrics=(MetricCheck("online_accuracy", min=0.9),))
+    assert decide(RUN, obs(metrics={"online_accuracy": 0.8}), policy).reason.startswith("failed check 1/3: online_accuracy=0.8 < min 0.9")
+
+
+def test_full_run_promotes_after_max_weight_and_a_bad_canary_rolls_back_in_time():
+    state, t, weights = State("v1"), 0.0, []
+    while True:
+        a = decide(state, obs(now=t), P)
+        state, t = a.state, t + P.interval_s
+        weights.append(a.weight)
+        if a.kind in ("promote", "rollback"):
+            break
+    assert a.kind == "promote" and weights == [0, 20, 40, 60, 100] and state.phase == PROMOTED
+
+    state, t, first_failure = State("v1"), 0.0, None
+    for _ in range(20):
+        metrics = BAD_ERR if t >= 30 else GOOD
+        a = decide(state, obs(now=t, metrics=metrics), P)
+        if metrics is BAD_ERR and first_failure is None:
+            first_failure = t
+        state = a.state
+        if a.kind == "rollback":
+            break
+        t += P.interval_s
+    assert a.kind == "rollback" and t - first_failure <= P.interval_s * P.threshold
+
+
+def test_policy_validation():
+    with pytest.raises(ValueError):
+        Policy(step_weight=0)
+    assert IDLE == "idle"
