@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha
 ROWS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-minio serve traffic test test-unit compile minio lock bench clean help
+.PHONY: setup demo demo-minio serve traffic canary-demo test test-unit compile minio lock bench clean help
 
 help:
 	@echo "make demo     run the whole training lifecycle locally (kfp.local, bundled data, local registry)"
 	@echo "make test     install everything, build/find MinIO, run the test suite"
 	@echo "make serve    serve the production model (KServe predictor + drift detector) on :8080/:8081/:8090"
 	@echo "make traffic  send normal then drifted traffic to 'make serve' and print the drift report"
+	@echo "make canary-demo  canary rollout locally: promote a good candidate, roll back a broken one"
 	@echo "make compile  write the compiled KFP pipeline YAML to build/pipelines/"
 	@echo "make bench    run the benchmarks (JSON under bench/results/)"
 
@@ -40,6 +41,11 @@ serve: setup
 	@test -f .mlcycle/registry/fraud-detector/_aliases.json || $(MAKE) demo
 	$(PY) -m inference.devserve --registry .mlcycle/registry --model fraud-detector
 
+canary-demo: setup
+	@scripts/ensure-prometheus.sh >/dev/null
+	@test -f .mlcycle/registry/fraud-detector/_aliases.json || $(MAKE) demo
+	$(PY) -m inference.rollout.demo --registry .mlcycle/registry
+
 traffic: setup
 	$(PY) -m inference.traffic --rows $${TRAFFIC_ROWS:-1000}
 
@@ -47,7 +53,7 @@ minio:
 	@scripts/ensure-minio.sh
 
 test: setup
-	MINIO_BIN=$$(scripts/ensure-minio.sh) $(PY) -m pytest $(PYTEST_ARGS)
+	MINIO_BIN=$$(scripts/ensure-minio.sh) PROMETHEUS_BIN=$$(scripts/ensure-prometheus.sh) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)

@@ -30,11 +30,13 @@ parser.add_argument("--max_batch_rows", type=int, default=10_000, help="refuse l
 parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY, help="refuse larger REST bodies (413); gRPC uses --grpc_max_receive_message_length")
 parser.add_argument("--payload_log_url", default=os.environ.get("MLCYCLE_PAYLOAD_LOG_URL"), help="embedded mode: forward requests as CloudEvents here")
 parser.add_argument("--fault_delay_ms", type=float, default=0.0, help="resilience testing only: sleep this long in every scoring call")
+parser.add_argument("--fault_error_rate", type=float, default=0.0, help="resilience testing only: fail this share of predictions with 500")
 
 
 def main() -> None:
     args, _ = parser.parse_known_args()
-    model = MlcycleModel(args.model_name, args.storage_uri, args.max_batch_rows, args.payload_log_url, args.fault_delay_ms)
+    model = MlcycleModel(args.model_name, args.storage_uri, args.max_batch_rows, args.payload_log_url, args.fault_delay_ms,
+                         fault_error_rate=args.fault_error_rate)
     try:
         model.load()
     except Exception:

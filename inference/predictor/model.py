@@ -2,13 +2,14 @@
 REST and gRPC. Scoring runs in a worker thread so the event loop keeps answering health probes."""
 
 import asyncio
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import kserve
 import numpy as np
-from kserve.errors import InvalidInput
+from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferRequest
 from prometheus_client import Counter, Histogram
 
@@ -26,11 +27,13 @@ INVALID = Counter("mlcycle_invalid_requests_total", "Requests refused by input v
 
 class MlcycleModel(kserve.Model):
     def __init__(self, name: str, source: str, max_batch_rows: int = 10_000, payload_log_url: str | None = None,
-                 fault_delay_ms: float = 0.0, scoring_threads: int = 1):
+                 fault_delay_ms: float = 0.0, scoring_threads: int = 1, fault_error_rate: float = 0.0):
         super().__init__(name)
         self.source = source
         self.max_batch_rows = max_batch_rows
         self.fault_delay_ms = fault_delay_ms
+        self.fault_error_rate = fault_error_rate
+        self._fault_rng = random.Random(0)
         self.version = ""
         self.bundle: ModelBundle | None = None
         self.codec: Codec | None = None
@@ -71,6 +74,8 @@ class MlcycleModel(kserve.Model):
     def score_batch(self, batch) -> tuple[np.ndarray, list]:
         if self.fault_delay_ms:
             time.sleep(self.fault_delay_ms / 1000)
+        if self.fault_error_rate and self._fault_rng.random() < self.fault_error_rate:
+            raise InferenceError("injected fault (--fault_error_rate)")
         if self.fast is not None:
             x = self.fast.transform(batch.columns, batch.n)
         else:

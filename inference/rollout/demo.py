@@ -1,0 +1,96 @@
+"""``make canary-demo``: the canary loop locally, no cluster.
+
+Production and a freshly trained candidate are served by real KServe predictor processes; a load
+generator splits traffic by the current weight; a real Prometheus scrapes it; the controller steps
+the weight and promotes the good candidate. Then a deliberately broken candidate (an injected 30 %
+error rate) is rolled back automatically. Every decision is printed with its evidence.
+"""
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from inference.devserve import start_predictor
+from inference.rollout import controller
+from inference.rollout.local import Backend, LocalAdapter, PrometheusServer, TrafficSplitter
+from inference.rollout.metrics import PrometheusProvider
+from inference.rollout.policy import MetricCheck, Policy
+from mlcycle.devminio import free_port
+from mlcycle.registry import open_registry
+
+SAMPLE = {"instances": [{"amount": 42.5, "hour": 13, "card_age_days": 400, "distance_from_home_km": 3.2, "txn_count_24h": 2,
+                         "avg_amount_30d": 40.0, "is_foreign": 0, "merchant_category": "grocery", "channel": "pos", "country": "KR"}]}
+DEMO_POLICY = Policy(interval_s=3, threshold=2, step_weight=25, max_weight=50, min_requests=20, max_metric_errors=3, ready_timeout_s=60,
+                     metrics=(MetricCheck("error_rate", max=0.02), MetricCheck("p99_latency_ms", max=250.0)))
+
+
+def train_candidate(registry, model: str, seed: int) -> str:
+    """A new candidate version from fresh demo data, registered without promotion."""
+    from components.build_detector.logic import build_detector
+    from components.evaluate.logic import run as evaluate
+    from components.gate.logic import GatePolicy, gate
+    from components.register.logic import register
+    from components.split.logic import split_frame
+    from components.train.logic import train
+    from mlcycle.contract import infer_contract
+    from mlcycle.data import make_demo_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        frame = make_demo_dataset(20_000, seed=seed)
+        contract = infer_contract(frame, "is_fraud", timestamp="timestamp")
+        tr, va, te = split_frame(frame, contract, seed=seed)
+        train(tr, va, contract, tmp / "model", ["logreg", "xgboost"], seed, log=lambda *_: None)
+        te.to_parquet(tmp / "test.parquet")
+        ev = evaluate(tmp / "model", tmp / "test.parquet", contract, tmp / "report.html")
+        decision = gate(tmp / "model", te, "is_fraud", ev.metrics, GatePolicy("roc_auc", {"roc_auc": 0.75}, min_improvement=-0.05), registry, model)
+        if not decision.passed:
+            raise SystemExit("candidate failed the gate: " + "; ".join(decision.reasons))
+        build_detector(tr, contract, tmp / "drift", backend="scipy")
+        result = register(tmp / "model", contract, tr, {"metrics": ev.metrics}, decision.as_dict(), registry, model, "demo", "canary-demo",
+                          tmp / "report.html", auto_promote=False, drift_dir=tmp / "drift")
+        return result.version
+
+
+def rollout(registry, registry_dir: str, model: str, stable_version: str, candidate: str, logs: Path, prometheus_dir: Path, *faults: str) -> str:
+    stable_proc = start_predictor(f"{registry_dir}#{model}@{stable_version}", model, free_port(), free_port(), logs / "stable.log")
+    canary_proc = start_predictor(f"{registry_dir}#{model}@{candidate}", model, free_port(), free_port(), logs / "canary.log", *faults)
+    splitter = TrafficSplitter(Backend(stable_version, stable_proc.url, model), SAMPLE, rate=40).start()
+    prometheus = PrometheusServer(prometheus_dir, [f"127.0.0.1:{splitter.port}"]).start()
+    try:
+        adapter = LocalAdapter(splitter, Backend(candidate, canary_proc.url, model), registry, model)
+        provider = PrometheusProvider(prometheus.url, window="6s")
+        final = controller.run(adapter, provider, DEMO_POLICY, stable_version, on_action=lambda a: print("  " + controller.describe(a), flush=True))
+        print(f"  traffic sent: {splitter.sent}")
+        return final.kind
+    finally:
+        splitter.stop()
+        prometheus.stop()
+        canary_proc.stop()
+        stable_proc.stop()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--registry", default=".mlcycle/registry")
+    p.add_argument("--model", default="fraud-detector")
+    args = p.parse_args()
+    registry_dir = str(Path(args.registry).resolve())
+    registry = open_registry(registry_dir)
+    stable = registry.resolve(args.model, "production")
+    logs = Path(".mlcycle/logs")
+    print(f"production: {stable}\ntraining a candidate ...", flush=True)
+    good = train_candidate(registry, args.model, seed=7)
+    print(f"\n[1] canary {good} (healthy) vs stable {stable}", flush=True)
+    first = rollout(registry, registry_dir, args.model, stable, good, logs, Path(tempfile.mkdtemp(prefix="prom-")))
+    stable = registry.resolve(args.model, "production")
+    bad = train_candidate(registry, args.model, seed=8)
+    print(f"\n[2] canary {bad} (deliberately broken: 30 % injected errors) vs stable {stable}", flush=True)
+    second = rollout(registry, registry_dir, args.model, stable, bad, logs, Path(tempfile.mkdtemp(prefix="prom-")), "--fault_error_rate", "0.3")
+    print(f"\nresult: healthy canary -> {first}; broken canary -> {second}; production now {registry.resolve(args.model, 'production')}")
+    return 0 if (first, second) == ("promote", "rollback") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
