@@ -20,6 +20,38 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+class HashingReader:
+    """A read-only file wrapper that hashes what passes through it (one pass for upload + checksum)."""
+
+    def __init__(self, fh):
+        self.fh, self.digest = fh, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.fh.read(size)
+        self.digest.update(chunk)
+        return chunk
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+
+def copy_hashing(chunks, path: Path) -> str:
+    """Write an iterable of byte chunks to ``path`` atomically; returns their sha256."""
+    digest = hashlib.sha256()
+    with atomic_path(Path(path)) as tmp:
+        with open(tmp, "wb") as out:
+            for chunk in chunks:
+                digest.update(chunk)
+                out.write(chunk)
+    return digest.hexdigest()
+
+
+def file_chunks(path: Path):
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            yield chunk
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

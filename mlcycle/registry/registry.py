@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from mlcycle.errors import AliasConflict, IntegrityError, ProtectedVersion, RegistryError, VersionNotFound
-from mlcycle.fsutil import atomic_path, sha256_file
+from mlcycle.fsutil import atomic_path
 from mlcycle.registry.store import ABSENT, LocalStore, ObjectStore
 
 MANIFEST = "metadata.json"
@@ -60,17 +60,16 @@ class Registry:
         src_dir = Path(src_dir)
         if not src_dir.is_dir():
             raise RegistryError(f"cannot register {src_dir}: not a directory")
-        files = {}
-        for path in sorted(p for p in src_dir.rglob("*") if p.is_file()):
-            rel = path.relative_to(src_dir).as_posix()
-            if rel == MANIFEST:
-                raise RegistryError(f"{src_dir} already contains {MANIFEST}; the registry writes it")
-            files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-        if not files:
+        paths = sorted(p for p in src_dir.rglob("*") if p.is_file())
+        rels = [p.relative_to(src_dir).as_posix() for p in paths]
+        if MANIFEST in rels:
+            raise RegistryError(f"{src_dir} already contains {MANIFEST}; the registry writes it")
+        if not rels:
             raise RegistryError(f"cannot register {src_dir}: it holds no files")
         version = new_version_id()
-        for rel in files:
-            self.store.put_file(f"{model}/{version}/{rel}", src_dir / rel)
+        files = {}
+        for rel, path in zip(rels, paths):  # checksums are computed in the upload pass itself
+            files[rel] = {"sha256": self.store.put_file(f"{model}/{version}/{rel}", path), "size": path.stat().st_size}
         manifest = {**metadata, "model": model, "version": version, "created_at": _now(), "files": files}
         self.store.put_bytes(f"{model}/{version}/{MANIFEST}", _dump(manifest), if_match=ABSENT)
         self.audit(model, "register", version=version, actor=actor, why="new version", evidence={"metrics": metadata.get("metrics", {}), "gate": metadata.get("gate", {})})
@@ -86,8 +85,15 @@ class Registry:
         return sorted(k.split("/")[1] for k in keys if k.count("/") == 2 and k.endswith("/" + MANIFEST))
 
     def describe(self, model: str, ref: str = "production") -> dict:
-        version = self.resolve(model, ref)
-        data, _ = self.store.get_bytes(f"{model}/{version}/{MANIFEST}")
+        version = self.aliases(model)[0].get(ref) if ref in ALIAS_NAMES else ref
+        if not version:
+            raise VersionNotFound(f"model {model!r} has no '{ref}' version in {self.uri}")
+        if "/" in version or version.startswith("."):
+            raise VersionNotFound(f"no version {version!r} of model {model!r} in {self.uri}")
+        try:  # one GET instead of a LIST: the manifest exists exactly when the version is complete
+            data, _ = self.store.get_bytes(f"{model}/{version}/{MANIFEST}")
+        except VersionNotFound as e:
+            raise VersionNotFound(f"no version {version!r} of model {model!r} in {self.uri}") from e
         return json.loads(data)
 
     def fetch(self, model: str, ref: str, dest: Path) -> Path:
@@ -99,8 +105,7 @@ class Registry:
             for rel, info in meta["files"].items():
                 if rel.startswith("/") or ".." in rel.split("/"):
                     raise IntegrityError(f"refusing file path {rel!r} in {model}/{meta['version']}")
-                self.store.get_file(f"{model}/{meta['version']}/{rel}", tmp / rel)
-                actual = sha256_file(tmp / rel)
+                actual = self.store.get_file(f"{model}/{meta['version']}/{rel}", tmp / rel)
                 if actual != info["sha256"]:
                     raise IntegrityError(f"sha256 mismatch for {model}/{meta['version']}/{rel}: recorded {info['sha256'][:12]}…, downloaded {actual[:12]}…")
             (tmp / MANIFEST).write_bytes(_dump(meta))

@@ -22,11 +22,14 @@ from minio import Minio
 from minio.error import S3Error
 
 from mlcycle.errors import AliasConflict, RegistryError, StorageUnavailable, VersionNotFound
+from mlcycle.fsutil import HashingReader, copy_hashing
 from mlcycle.registry.store import ABSENT, _safe_key
 
 T = TypeVar("T")
 TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "XMinioServerNotInitialized", "XMinioStorageFull"}
 MISSING_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket"}
+PART_SIZE = 16 * 1024 * 1024  # multipart above this; also the upload buffer per part
+CHUNK = 1024 * 1024
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -93,8 +96,14 @@ class S3Store:
             delay *= 2
         raise AssertionError("unreachable")
 
-    def put_file(self, key: str, path: Path) -> None:
-        self._call(f"upload {key}", lambda: self.client.fput_object(self.bucket, self._key(key), str(path)))
+    def put_file(self, key: str, path: Path) -> str:
+        def upload() -> str:
+            with open(path, "rb") as fh:
+                reader = HashingReader(fh)
+                self.client.put_object(self.bucket, self._key(key), reader, length=os.fstat(fh.fileno()).st_size, part_size=PART_SIZE)
+                return reader.hexdigest()
+
+        return self._call(f"upload {key}", upload)
 
     def put_bytes(self, key: str, data: bytes, if_match: str | None = None) -> str:
         headers = {"Content-Type": "application/json"}
@@ -117,9 +126,16 @@ class S3Store:
 
         return self._call(f"read {key}", get)
 
-    def get_file(self, key: str, path: Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._call(f"download {key}", lambda: self.client.fget_object(self.bucket, self._key(key), str(path)))
+    def get_file(self, key: str, path: Path) -> str:
+        def download() -> str:
+            response = self.client.get_object(self.bucket, self._key(key))
+            try:
+                return copy_hashing(response.stream(CHUNK), path)
+            finally:
+                response.close()
+                response.release_conn()
+
+        return self._call(f"download {key}", download)
 
     def list(self, prefix: str) -> list[str]:
         full = self._key(prefix) + "/" if prefix else (self.prefix + "/" if self.prefix else "")

@@ -1,19 +1,19 @@
 """Object stores behind the registry: one small interface, a local-directory and an S3 implementation.
 
-Keys are '/'-separated relative paths. ``put_bytes`` takes an optional precondition for optimistic
+Keys are '/'-separated relative paths. ``put_file`` and ``get_file`` return the sha256 of the bytes
+they moved, computed in the same pass (no second read of large model files). ``put_bytes`` takes an optional precondition for optimistic
 concurrency: ``if_match=<etag>`` (replace only that content) or ``if_match=ABSENT`` (create only).
 """
 
 import fcntl
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
 from mlcycle.errors import AliasConflict, RegistryError, VersionNotFound
-from mlcycle.fsutil import atomic_path, sha256_bytes
+from mlcycle.fsutil import atomic_path, copy_hashing, file_chunks, sha256_bytes
 
 ABSENT = "__absent__"
 
@@ -21,10 +21,10 @@ ABSENT = "__absent__"
 class ObjectStore(Protocol):
     uri: str
 
-    def put_file(self, key: str, path: Path) -> None: ...
+    def put_file(self, key: str, path: Path) -> str: ...
     def put_bytes(self, key: str, data: bytes, if_match: str | None = None) -> str: ...
     def get_bytes(self, key: str) -> tuple[bytes, str]: ...
-    def get_file(self, key: str, path: Path) -> None: ...
+    def get_file(self, key: str, path: Path) -> str: ...
     def list(self, prefix: str) -> list[str]: ...
     def delete(self, key: str) -> None: ...
 
@@ -57,10 +57,8 @@ class LocalStore:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def put_file(self, key: str, path: Path) -> None:
-        target = self._path(key)
-        with atomic_path(target) as tmp:
-            shutil.copyfile(path, tmp)
+    def put_file(self, key: str, path: Path) -> str:
+        return copy_hashing(file_chunks(path), self._path(key))
 
     def put_bytes(self, key: str, data: bytes, if_match: str | None = None) -> str:
         target = self._path(key)
@@ -80,12 +78,11 @@ class LocalStore:
             raise VersionNotFound(f"no object {key} in {self.uri}") from e
         return data, sha256_bytes(data)
 
-    def get_file(self, key: str, path: Path) -> None:
+    def get_file(self, key: str, path: Path) -> str:
         src = self._path(key)
         if not src.is_file():
             raise VersionNotFound(f"no object {key} in {self.uri}")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, path)
+        return copy_hashing(file_chunks(src), path)
 
     def list(self, prefix: str) -> list[str]:
         base = self.root / prefix if prefix else self.root
