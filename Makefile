@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha
 ROWS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-minio serve traffic canary-demo test test-unit compile minio lock bench clean help
+.PHONY: setup demo demo-minio serve traffic canary-demo kind-up kind-down test test-unit compile minio lock bench clean help
 
 help:
 	@echo "make demo     run the whole training lifecycle locally (kfp.local, bundled data, local registry)"
@@ -51,6 +51,13 @@ traffic: setup
 
 minio:
 	@scripts/ensure-minio.sh
+
+# A local kind cluster with KServe, KFP, MinIO and Prometheus (needs docker, kind, kubectl, helm).
+kind-up:
+	scripts/kind-up.sh
+
+kind-down:
+	scripts/kind-down.sh
 
 test: setup
 	MINIO_BIN=$$(scripts/ensure-minio.sh) PROMETHEUS_BIN=$$(scripts/ensure-prometheus.sh) $(PY) -m pytest $(PYTEST_ARGS)

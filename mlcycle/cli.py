@@ -80,6 +80,46 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_rollout(args) -> int:
+    """Operate the canary of an InferenceService by hand (needs a kubeconfig and the mlcycle-rollout Role)."""
+    from kubernetes import client, config
+
+    try:
+        config.load_config()
+    except config.ConfigException as e:
+        print(f"mlcycle rollout: no Kubernetes cluster configured ({e}); set KUBECONFIG or run in a cluster", file=sys.stderr)
+        return 1
+    from inference.rollout.kserve import GROUP, PLURAL, VERSION, KServeAdapter, detect_mode, promote_patch, rollback_patch, storage_uri
+    from mlcycle.registry import open_registry
+
+    api = client.CustomObjectsApi()
+    isvc = api.get_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, args.name)
+    mode = detect_mode(isvc)
+    spec, status = isvc["spec"], isvc.get("status", {})
+    canary_uri = storage_uri(spec["canary"][0]["predictor"]) if spec.get("canary") else storage_uri(spec["predictor"])
+    if args.action == "status":
+        weight = spec["canary"][0]["trafficPercent"] if spec.get("canary") else spec["predictor"].get("canaryTrafficPercent")
+        print(json.dumps({"mode": mode, "canary_weight": weight, "canary_uri": canary_uri, "stable_uri": storage_uri(spec["predictor"]),
+                          "observed_generation": status.get("observedGeneration"), "generation": isvc["metadata"].get("generation"),
+                          "components": status.get("components"), "canary_statuses": status.get("canaryStatuses")}, indent=2))
+        return 0
+    registry = open_registry(_registry_uri(args)) if args.registry or os.environ.get("MLCYCLE_REGISTRY") else None
+    adapter = KServeAdapter(args.name, args.namespace, args.stable_uri or storage_uri(spec["predictor"]), canary_uri, registry, args.model, api=api)
+    if args.action == "promote":
+        adapter.replace(promote_patch(isvc, mode))
+        if registry:
+            registry.promote(args.model, canary_uri.rstrip("/").rsplit("/", 1)[-1], why=args.why or "promoted by hand")
+    else:
+        if not args.stable_uri and mode == "serverless":
+            print("mlcycle rollout abort: --stable-uri is required in Serverless mode (the URI to restore)", file=sys.stderr)
+            return 2
+        adapter.replace(rollback_patch(isvc, mode, args.stable_uri))
+        if registry:
+            registry.audit(args.model, "rollback", version=canary_uri.rstrip("/").rsplit("/", 1)[-1], why=args.why or "aborted by hand")
+    print(f"{args.namespace}/{args.name}: {args.action} applied ({mode} mode)")
+    return 0
+
+
 def render_diff(a: dict, b: dict) -> str:
     rows = [("", a["version"], b["version"])]
     for section in ("metrics", "params"):
@@ -124,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", help="registry URI (default $MLCYCLE_REGISTRY or .mlcycle/registry)")
     p.add_argument("--why", default="", help="reason recorded in the audit log")
     p.set_defaults(func=cmd_models)
+    p = sub.add_parser("rollout", help="canary status / promote / abort on a cluster")
+    p.add_argument("action", choices=["status", "promote", "abort"])
+    p.add_argument("--name", default="fraud-detector", help="InferenceService name")
+    p.add_argument("-n", "--namespace", default="mlcycle")
+    p.add_argument("--model", default="fraud-detector", help="registered model (aliases and audit)")
+    p.add_argument("--registry", help="registry URI whose aliases follow the rollout")
+    p.add_argument("--stable-uri", dest="stable_uri", default="", help="abort: storage URI to restore (Serverless mode)")
+    p.add_argument("--why", default="")
+    p.set_defaults(func=cmd_rollout)
     return parser
 
 
@@ -137,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
+    except ImportError as e:
+        print(f"mlcycle: error: {e}", file=sys.stderr)
+        return 1
     except MlcycleError as e:
         print(f"mlcycle: error: {e}", file=sys.stderr)
         return 1

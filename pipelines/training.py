@@ -5,6 +5,7 @@ from typing import Dict, List
 from kfp import dsl, kubernetes
 
 from components.build_detector.component import build_detector
+from components.deploy_canary.component import deploy_canary
 from components.evaluate.component import evaluate
 from components.gate.component import gate
 from components.ingest.component import ingest
@@ -51,6 +52,16 @@ def training_pipeline(
     auto_promote: bool = False,
     drift_backend: str = "alibi",
     drift_p_val: float = 0.05,
+    deploy: bool = False,
+    inference_service: str = "fraud-detector",
+    namespace: str = "mlcycle",
+    prometheus_url: str = "http://prometheus.mlcycle.svc.cluster.local:9090",
+    canary_interval_s: float = 60.0,
+    canary_threshold: int = 3,
+    canary_step_weight: int = 10,
+    canary_max_weight: int = 50,
+    canary_max_error_rate: float = 0.01,
+    canary_max_p99_ms: float = 100.0,
 ):
     """Train and validate a tabular model; register it only if it passes the quality gate.
 
@@ -76,6 +87,16 @@ def training_pipeline(
         auto_promote: Move the production alias on registration (the local demo); on a cluster the canary rollout promotes.
         drift_backend: Drift statistics: "alibi" (alibi-detect) or "scipy".
         drift_p_val: Drift significance level (before the Bonferroni correction).
+        deploy: Roll the registered version out as a KServe canary (cluster runs only).
+        inference_service: InferenceService to roll out to.
+        namespace: Its namespace.
+        prometheus_url: Prometheus holding the predictor's metrics.
+        canary_interval_s: Seconds between canary analyses.
+        canary_threshold: Failed checks before rollback.
+        canary_step_weight: Canary weight step (percent).
+        canary_max_weight: Weight at which a passing check promotes.
+        canary_max_error_rate: Highest tolerated error rate.
+        canary_max_p99_ms: Highest tolerated p99 latency (ms).
     """
     data = ingest(source=source, demo_rows=demo_rows, seed=seed)
     checked = validate_data(dataset=data.outputs["dataset"], label=label, task=task, timestamp_column=timestamp_column,
@@ -103,5 +124,12 @@ def training_pipeline(
                               auto_promote=auto_promote)
         registered.set_caching_options(False)
         with_s3_credentials(registered)
+        with dsl.If(deploy == True, name="deploy"):  # noqa: E712
+            rollout = deploy_canary(registry_uri=registry_uri, model_name=model_name, version=registered.outputs["Output"],
+                                    inference_service=inference_service, namespace=namespace, prometheus_url=prometheus_url,
+                                    interval_s=canary_interval_s, threshold=canary_threshold, step_weight=canary_step_weight,
+                                    max_weight=canary_max_weight, max_error_rate=canary_max_error_rate, max_p99_ms=canary_max_p99_ms)
+            rollout.set_caching_options(False)
+            with_s3_credentials(rollout)
     for task in (data, checked, gated):
         with_s3_credentials(task)

@@ -85,3 +85,53 @@ def test_policy_validation():
     with pytest.raises(ValueError):
         Policy(step_weight=0)
     assert IDLE == "idle"
+
+
+def test_deploy_canary_needs_an_s3_registry(tmp_path):
+    from components.deploy_canary.logic import version_uri
+    from inference.rollout.kserve import RolloutError
+    from mlcycle.registry import open_registry
+
+    with pytest.raises(RolloutError, match="needs an s3:// registry"):
+        version_uri(open_registry(tmp_path), "fraud", "v1")
+
+
+def test_cli_rollout_without_a_cluster_says_so(monkeypatch, capsys):
+    from mlcycle.cli import main
+
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    assert main(["rollout", "status"]) == 1
+    assert "no Kubernetes cluster configured" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("annotation, crd_has_list, mode", [("Serverless", True, "serverless"), (None, True, "serverless"),
+                                                           ("Standard", True, "standard"), ("RawDeployment", True, "standard")])
+def test_detect_canary_api(annotation, crd_has_list, mode):
+    from inference.rollout.kserve import detect_mode
+
+    meta = {"annotations": {"serving.kserve.io/deploymentMode": annotation}} if annotation else {}
+    assert detect_mode({"metadata": meta}, crd_has_list) == mode
+
+
+def test_standard_mode_needs_a_kserve_with_spec_canary():
+    from inference.rollout.kserve import RolloutError, detect_mode
+
+    with pytest.raises(RolloutError, match="KServe >= 0.20"):
+        detect_mode({"metadata": {"annotations": {"serving.kserve.io/deploymentMode": "Standard"}}}, crd_has_canary_list=False)
+
+
+def test_promote_and_rollback_patches():
+    from inference.rollout.kserve import canary_patch, promote_patch, rollback_patch, storage_uri
+
+    isvc = {"metadata": {}, "spec": {"predictor": {"containers": [{"name": "kserve-container", "env": [{"name": "STORAGE_URI", "value": "s3://b/m/v1/"}]}]}}}
+    s = canary_patch(isvc, "standard", "s3://b/m/v2/", 30)
+    assert storage_uri(s["spec"]["predictor"]) == "s3://b/m/v1/" and storage_uri(s["spec"]["canary"][0]["predictor"]) == "s3://b/m/v2/"
+    assert storage_uri(promote_patch(s, "standard")["spec"]["predictor"]) == "s3://b/m/v2/" and "canary" not in promote_patch(s, "standard")["spec"]
+    assert "canary" not in rollback_patch(s, "standard", "s3://b/m/v1/")["spec"]
+    k = canary_patch(isvc, "serverless", "s3://b/m/v2/", 30)
+    assert k["spec"]["predictor"]["canaryTrafficPercent"] == 30 and storage_uri(k["spec"]["predictor"]) == "s3://b/m/v2/"
+    assert "canaryTrafficPercent" not in promote_patch(k, "serverless")["spec"]["predictor"]
+    back = rollback_patch(k, "serverless", "s3://b/m/v1/")
+    assert back["spec"]["predictor"]["canaryTrafficPercent"] == 0 and storage_uri(back["spec"]["predictor"]) == "s3://b/m/v1/"
+    assert isvc["spec"]["predictor"]["containers"][0]["env"] == [{"name": "STORAGE_URI", "value": "s3://b/m/v1/"}]  # pure: input untouched

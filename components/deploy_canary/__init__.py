@@ -1,0 +1,1 @@
+"""The deploy_canary lifecycle step: roll a registered version out as a KServe canary."""

@@ -1,0 +1,39 @@
+"""Deploy a registered version as the canary of an InferenceService and run the rollout loop:
+weight steps, Prometheus analysis, automatic promotion (registry ``production`` moves) or rollback."""
+
+from inference.rollout import controller
+from inference.rollout.kserve import KServeAdapter, RolloutError, storage_uri
+from inference.rollout.metrics import KSERVE_QUERIES, PrometheusProvider
+from inference.rollout.policy import MetricCheck, Policy
+from mlcycle.registry import Registry
+
+
+def version_uri(registry: Registry, model: str, version: str) -> str:
+    if not registry.uri.startswith("s3://"):
+        raise RolloutError(f"a cluster rollout needs an s3:// registry, not {registry.uri}")
+    return f"{registry.uri}/{model}/{version}/"
+
+
+def deploy_canary(registry: Registry, model: str, version: str, isvc: str, namespace: str, prometheus_url: str, policy: Policy,
+                  adapter: KServeAdapter | None = None, log=print) -> str:
+    canary = version_uri(registry, model, version)
+    registry.set_alias(model, "candidate", version, why="deploy_canary")
+    if adapter is None:
+        from kubernetes import client, config
+
+        config.load_config()
+        api = client.CustomObjectsApi()
+        current = api.get_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace, "inferenceservices", isvc)
+        stable = storage_uri(current["spec"]["predictor"])
+        adapter = KServeAdapter(isvc, namespace, stable, canary, registry, model, api=api)
+    registry.audit(model, "deploy", version=version, why=f"canary of {namespace}/{isvc} ({adapter.mode} mode)", evidence={"stable": adapter.stable_uri})
+    adapter.start(weight=0)
+    final = controller.run(adapter, PrometheusProvider(prometheus_url, KSERVE_QUERIES, window=f"{int(policy.interval_s)}s"), policy,
+                           adapter.stable_uri, on_action=lambda a: log(controller.describe(a)))
+    return final.kind
+
+
+def default_policy(interval_s: float, threshold: int, step_weight: int, max_weight: int, max_error_rate: float, max_p99_ms: float) -> Policy:
+    return Policy(interval_s=interval_s, threshold=threshold, step_weight=step_weight, max_weight=max_weight,
+                  metrics=(MetricCheck("error_rate", max=max_error_rate), MetricCheck("p99_latency_ms", max=max_p99_ms),
+                           MetricCheck("drift", max=0.0)))
