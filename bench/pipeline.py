@@ -16,13 +16,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write  # noqa: E402
 
-STEPS = ["ingest", "validate-data", "split", "train", "tune", "evaluate", "gate", "register"]
+STEPS = ["ingest", "validate-data", "split", "train", "tune", "evaluate", "gate", "build-detector", "register"]
 
 
 def direct(rows: int, trials: int, workdir: Path) -> dict[str, float]:
     """The same logic functions, in-process, in pipeline order."""
     import pandas as pd
 
+    from components.build_detector.logic import build_detector
     from components.evaluate.logic import run as evaluate
     from components.gate.logic import GatePolicy, gate
     from components.ingest.logic import ingest
@@ -59,8 +60,11 @@ def direct(rows: int, trials: int, workdir: Path) -> dict[str, float]:
     lap("evaluate")
     decision = gate(workdir / "tuned", test_df, "is_fraud", ev.metrics, GatePolicy("roc_auc", DEFAULT_THRESHOLDS), registry, "bench")
     lap("gate")
+    build_detector(train_df, contract, workdir / "drift", backend="alibi")
+    lap("build-detector")
     if decision.passed:
-        register(workdir / "tuned", contract, train_df, {"metrics": ev.metrics}, decision.as_dict(), registry, "bench", fp, "bench", workdir / "report.html", True)
+        register(workdir / "tuned", contract, train_df, {"metrics": ev.metrics}, decision.as_dict(), registry, "bench", fp, "bench", workdir / "report.html", True,
+                 workdir / "drift")
     lap("register")
     return times
 
