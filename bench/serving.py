@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write  # noqa: E402
 from mlcycle.devminio import free_port  # noqa: E402
+from mlcycle.process import wait_http_ok  # noqa: E402
 
 
 def build_model(root: Path):
@@ -82,22 +82,10 @@ def floor(model_dir: Path, rows) -> dict:
     return out
 
 
-def wait_http(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready")
-
-
 def start(argv, url, env=None, cwd=None, log=None):
     proc = subprocess.Popen(argv, stdout=open(log, "wb") if log else subprocess.DEVNULL, stderr=subprocess.STDOUT,
                             start_new_session=True, env={**os.environ, **(env or {})}, cwd=cwd)
-    wait_http(url)
+    wait_http_ok(url, 120, argv[0], proc)
     return proc
 
 

@@ -11,11 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlcycle.errors import MlcycleError
+from mlcycle.process import wait_http_ok
 
 
 @dataclass
@@ -38,18 +38,12 @@ def _spawn(argv: list[str], url: str, health: str, log: Path, timeout: float, en
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise MlcycleError(f"{argv[2]} exited with code {process.returncode}; log: {log}\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url + health, timeout=1) as r:
-                if r.status == 200:
-                    return Proc(process, url, log)
-        except OSError:
-            time.sleep(0.2)
-    Proc(process, url, log).stop()
-    raise MlcycleError(f"{argv[2]} did not become ready within {timeout}s; log: {log}")
+    try:
+        wait_http_ok(url + health, timeout, argv[2], process, f"; log: {log}")
+    except MlcycleError as e:
+        Proc(process, url, log).stop()
+        raise MlcycleError(f"{e}\n{log.read_text()[-2000:]}") from e
+    return Proc(process, url, log)
 
 
 def start_predictor(source: str, name: str, http_port: int, grpc_port: int, log: Path, *extra: str, timeout: float = 60) -> Proc:

@@ -10,8 +10,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from mlcycle.errors import IntegrityError, ModelError
-from mlcycle.fsutil import sha256_file
+from mlcycle.errors import ModelError
+from mlcycle.fsutil import verify_checksums
 from mlcycle.registry import MANIFEST, open_registry
 
 
@@ -23,15 +23,7 @@ def verify_version_dir(path: Path) -> dict:
         raise ModelError(f"{path} is not a model version: no {MANIFEST}") from e
     except json.JSONDecodeError as e:
         raise ModelError(f"corrupt {MANIFEST} in {path}: {e}") from e
-    for rel, info in meta.get("files", {}).items():
-        target = (path / rel).resolve()
-        if not target.is_relative_to(path.resolve()):
-            raise IntegrityError(f"refusing path {rel!r} outside {path}")
-        if not target.is_file():
-            raise IntegrityError(f"{path} is incomplete: {rel} listed in {MANIFEST} is missing")
-        actual = sha256_file(target)
-        if actual != info["sha256"]:
-            raise IntegrityError(f"sha256 mismatch for {rel}: recorded {info['sha256'][:12]}…, found {actual[:12]}…; refusing to load")
+    verify_checksums(path, {rel: info["sha256"] for rel, info in meta.get("files", {}).items()})
     return meta
 
 

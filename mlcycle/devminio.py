@@ -13,11 +13,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from mlcycle.errors import MlcycleError
+from mlcycle.process import wait_http_ok
 
 
 def free_port() -> int:
@@ -64,18 +63,12 @@ class MinioServer:
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise MlcycleError(f"MinIO exited with code {self.proc.returncode}; see {self.log_path}")
-            try:
-                with urllib.request.urlopen(f"{self.endpoint}/minio/health/live", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise MlcycleError(f"MinIO did not become live within {timeout}s on {self.endpoint}; see {self.log_path}")
+        try:
+            wait_http_ok(f"{self.endpoint}/minio/health/live", timeout, "MinIO", self.proc, f"; see {self.log_path}")
+        except MlcycleError:
+            self.stop()
+            raise
+        return self
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc and self.proc.poll() is None:

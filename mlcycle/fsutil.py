@@ -52,6 +52,22 @@ def file_chunks(path: Path):
             yield chunk
 
 
+def verify_checksums(directory: Path, expected: dict[str, str]) -> None:
+    """Every ``{relative path: sha256}`` entry must exist inside ``directory`` and match; else IntegrityError."""
+    from mlcycle.errors import IntegrityError
+
+    root = Path(directory).resolve()
+    for rel, digest in expected.items():
+        target = (root / rel).resolve()
+        if not target.is_relative_to(root) or rel.startswith("."):
+            raise IntegrityError(f"refusing file path {rel!r} outside {directory}")
+        if not target.is_file():
+            raise IntegrityError(f"{directory} is incomplete: {rel} is missing")
+        actual = sha256_file(target)
+        if actual != digest:
+            raise IntegrityError(f"sha256 mismatch for {rel}: recorded {digest[:12]}…, found {actual[:12]}…; refusing to load")
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

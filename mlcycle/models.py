@@ -20,7 +20,7 @@ import pandas as pd
 
 from mlcycle.contract import DataContract
 from mlcycle.errors import IntegrityError, ModelError
-from mlcycle.fsutil import atomic_path, sha256_file
+from mlcycle.fsutil import atomic_path, sha256_file, verify_checksums
 
 FAMILIES = ("baseline", "logreg", "hgb", "xgboost")
 BUNDLE_FILE = "bundle.json"
@@ -162,7 +162,6 @@ class ModelBundle:
     @classmethod
     def load(cls, directory: Path, nthread: int | None = None) -> "ModelBundle":
         """Verify every file's sha256, then deserialize with the skops allow-list / XGBoost UBJ."""
-        import skops.io as sio
 
         directory = Path(directory)
         try:
@@ -171,12 +170,7 @@ class ModelBundle:
             raise ModelError(f"not a model bundle (no {BUNDLE_FILE}): {directory}") from e
         except json.JSONDecodeError as e:
             raise ModelError(f"corrupt {BUNDLE_FILE} in {directory}: {e}") from e
-        for name, expected in meta["sha256"].items():
-            if "/" in name or name.startswith("."):
-                raise IntegrityError(f"refusing bundle file name {name!r} in {directory}")
-            actual = sha256_file(directory / name)
-            if actual != expected:
-                raise IntegrityError(f"sha256 mismatch for {directory / name}: recorded {expected[:12]}…, found {actual[:12]}…; refusing to load")
+        verify_checksums(directory, meta["sha256"])
         preprocessor = _skops_load(directory / "preprocessor.skops")
         if meta["estimator_file"] == "estimator.ubj":
             import xgboost as xgb

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from inference.rollout.policy import Action
 from mlcycle.devminio import free_port
 from mlcycle.errors import MlcycleError
+from mlcycle.process import wait_http_ok
 
 
 class Backend:
@@ -120,15 +120,8 @@ class PrometheusServer:
         self.proc = subprocess.Popen([self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'data'}",
                                       f"--web.listen-address=127.0.0.1:{self.port}"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        raise MlcycleError(f"Prometheus did not become ready; see {self.workdir / 'prometheus.log'}")
+        wait_http_ok(f"{self.url}/-/ready", timeout, "Prometheus", self.proc, f"; see {self.workdir / 'prometheus.log'}")
+        return self
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

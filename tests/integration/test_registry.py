@@ -1,6 +1,5 @@
 """The registry's behaviour, identical on a local directory and on a real MinIO server."""
 
-import json
 import secrets
 import threading
 

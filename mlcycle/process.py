@@ -1,0 +1,22 @@
+"""Waiting for a local server process to answer."""
+
+import subprocess
+import time
+import urllib.request
+
+from mlcycle.errors import MlcycleError
+
+
+def wait_http_ok(url: str, timeout: float, what: str, proc: subprocess.Popen | None = None, log_hint: str = "") -> None:
+    """Poll ``url`` until it answers 200; fail fast if ``proc`` exits, and after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise MlcycleError(f"{what} exited with code {proc.returncode}{log_hint}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise MlcycleError(f"{what} did not answer {url} within {timeout}s{log_hint}")
