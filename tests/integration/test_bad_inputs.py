@@ -157,3 +157,32 @@ def test_server_is_healthy_after_the_corpus(predictor):
     assert r.status_code == 200 and len(r.json()["predictions"]) == 1
     metrics = requests.get(predictor["url"] + "/metrics", timeout=5).text
     assert 'mlcycle_invalid_requests_total{model="fraud"}' in metrics
+
+
+
+
+def test_fuzzed_v2_bodies_never_get_a_5xx(predictor):
+    """Property: any JSON body shaped loosely like a V2 request gets 200 or a 4xx with a message."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False, allow_infinity=False),
+                        st.text(max_size=8))
+    datatypes = st.sampled_from(["FP64", "FP32", "INT64", "INT8", "UINT8", "BYTES", "BOOL", "FP128", "", "int"])
+    names = st.one_of(st.sampled_from(ORDER), st.text(max_size=6))
+    shapes = st.lists(st.integers(-2, 3), max_size=3)
+    tensor = st.fixed_dictionaries({"name": names, "shape": shapes, "datatype": datatypes, "data": st.lists(scalars, max_size=4)})
+    body = st.one_of(st.fixed_dictionaries({"inputs": st.lists(tensor, max_size=12)}),
+                     st.dictionaries(st.text(max_size=6), scalars, max_size=3),
+                     st.builds(lambda n: v2(**n), st.dictionaries(st.sampled_from(ORDER), st.fixed_dictionaries({"data": st.lists(scalars, min_size=1, max_size=2)}), max_size=3)))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(body)
+    def check(b):
+        r = requests.post(predictor["url"] + V2, json=b, timeout=30)
+        assert r.status_code < 500, (b, r.status_code, r.text[:300])
+        if r.status_code != 200:
+            assert (r.json().get("error") or r.json().get("detail")), r.text
+
+    check()
+    assert requests.get(predictor["url"] + "/v2/health/ready", timeout=5).json()["ready"] is True
