@@ -16,6 +16,7 @@ from mlcycle.models import BUNDLE_FILE
 from mlcycle.provenance import code_version, library_versions
 from mlcycle.registry import Registry
 
+
 @dataclass(frozen=True)
 class RegisterResult:
     version: str
