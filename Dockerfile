@@ -12,15 +12,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 RUN pip install uv==0.13.9 && groupadd --gid 65532 mlcycle && useradd --uid 65532 --gid 65532 --no-create-home mlcycle
 WORKDIR /app
 
-FROM base AS pipeline
-COPY requirements/pipeline.lock /tmp/requirements.lock
-RUN uv pip install --system --no-cache -r /tmp/requirements.lock
+# The project's source, once; every role copies it after installing its own locked dependencies.
+FROM base AS src
 COPY pyproject.toml README.md ./
 COPY mlcycle ./mlcycle
 COPY components ./components
 COPY pipelines ./pipelines
 COPY inference ./inference
 COPY manifests/base/minio/policies ./manifests/base/minio/policies
+
+FROM base AS pipeline
+COPY requirements/pipeline.lock /tmp/requirements.lock
+RUN uv pip install --system --no-cache -r /tmp/requirements.lock
+COPY --from=src /app /app
 RUN uv pip install --system --no-cache --no-deps . && python -m compileall -q /app
 ARG CODE_VERSION=unknown
 ENV MLCYCLE_CODE_VERSION=${CODE_VERSION} MLCYCLE_POLICY_DIR=/app/manifests/base/minio/policies
@@ -29,11 +33,7 @@ USER 65532:65532
 FROM base AS drift
 COPY requirements/drift.lock /tmp/requirements.lock
 RUN uv pip install --system --no-cache -r /tmp/requirements.lock
-COPY pyproject.toml README.md ./
-COPY mlcycle ./mlcycle
-COPY components ./components
-COPY pipelines ./pipelines
-COPY inference ./inference
+COPY --from=src /app /app
 RUN uv pip install --system --no-cache --no-deps . && python -m compileall -q /app
 ARG CODE_VERSION=unknown
 ENV MLCYCLE_CODE_VERSION=${CODE_VERSION}
@@ -44,9 +44,7 @@ ENTRYPOINT ["python", "-m", "inference.drift_detector", "--host", "0.0.0.0"]
 FROM base AS serving
 COPY requirements/serving.lock /tmp/requirements.lock
 RUN uv pip install --system --no-cache -r /tmp/requirements.lock
-COPY pyproject.toml README.md ./
-COPY mlcycle ./mlcycle
-COPY inference ./inference
+COPY --from=src /app /app
 RUN uv pip install --system --no-cache --no-deps . && python -m compileall -q /app
 ARG CODE_VERSION=unknown
 ENV MLCYCLE_CODE_VERSION=${CODE_VERSION}

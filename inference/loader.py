@@ -6,23 +6,17 @@ reference ``<registry-uri>#<model>@<alias-or-version>``. Every file listed in th
 metadata.json is checked against its sha256 before anything is deserialized.
 """
 
-import json
 import tempfile
 from pathlib import Path
 
 from mlcycle.errors import ModelError
-from mlcycle.fsutil import verify_checksums
+from mlcycle.fsutil import read_manifest, verify_checksums
 from mlcycle.registry import MANIFEST, open_registry
 
 
 def verify_version_dir(path: Path) -> dict:
     path = Path(path)
-    try:
-        meta = json.loads((path / MANIFEST).read_text())
-    except FileNotFoundError as e:
-        raise ModelError(f"{path} is not a model version: no {MANIFEST}") from e
-    except json.JSONDecodeError as e:
-        raise ModelError(f"corrupt {MANIFEST} in {path}: {e}") from e
+    meta = read_manifest(path / MANIFEST)
     verify_checksums(path, {rel: info["sha256"] for rel, info in meta.get("files", {}).items()})
     return meta
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from mlcycle.contract import DataContract
 from mlcycle.errors import IntegrityError, ModelError
-from mlcycle.fsutil import atomic_path, sha256_file, verify_checksums
+from mlcycle.fsutil import atomic_path, read_manifest, sha256_file, verify_checksums
 
 FAMILIES = ("baseline", "logreg", "hgb", "xgboost")
 BUNDLE_FILE = "bundle.json"
@@ -164,12 +164,7 @@ class ModelBundle:
         """Verify every file's sha256, then deserialize with the skops allow-list / XGBoost UBJ."""
 
         directory = Path(directory)
-        try:
-            meta = json.loads((directory / BUNDLE_FILE).read_text())
-        except FileNotFoundError as e:
-            raise ModelError(f"not a model bundle (no {BUNDLE_FILE}): {directory}") from e
-        except json.JSONDecodeError as e:
-            raise ModelError(f"corrupt {BUNDLE_FILE} in {directory}: {e}") from e
+        meta = read_manifest(directory / BUNDLE_FILE)
         verify_checksums(directory, meta["sha256"])
         preprocessor = _skops_load(directory / "preprocessor.skops")
         if meta["estimator_file"] == "estimator.ubj":

@@ -68,7 +68,7 @@ def test_types_outside_the_allow_list_are_refused(tmp_path, model_dirs):
 
 
 def test_not_a_bundle(tmp_path):
-    with pytest.raises(ModelError, match="not a model bundle"):
+    with pytest.raises(ModelError, match="is not a model version or bundle: no bundle.json"):
         ModelBundle.load(tmp_path)
 
 
