@@ -70,13 +70,6 @@ def canary_patch(isvc: dict, mode: str, canary_uri: str, weight: int) -> dict:
     return out
 
 
-def weight_patch(mode: str, weight: int) -> dict:
-    """JSON merge patch moving the canary's share."""
-    if mode == SERVERLESS:
-        return {"spec": {"predictor": {"canaryTrafficPercent": weight}}}
-    raise RolloutError("Standard mode: spec.canary is a list; use canary_patch to rewrite it")
-
-
 def promote_patch(isvc: dict, mode: str) -> dict:
     out = copy.deepcopy(isvc)
     if mode == SERVERLESS:

@@ -142,12 +142,6 @@ class Registry:
             raise VersionNotFound(f"no version {ref!r} of model {model!r} in {self.uri}")
         return ref
 
-    def try_resolve(self, model: str, ref: str) -> str | None:
-        try:
-            return self.resolve(model, ref)
-        except VersionNotFound:
-            return None
-
     def _write_aliases(self, model: str, new: dict[str, str], etag: str) -> None:
         doc = {"aliases": {k: v for k, v in sorted(new.items()) if v}, "updated_at": _now()}
         try:
@@ -158,10 +152,10 @@ class Registry:
     def set_alias(self, model: str, alias: str, version: str, actor: str | None = None, why: str = "") -> None:
         if alias not in ALIAS_NAMES:
             raise RegistryError(f"unknown alias {alias!r}; use one of {', '.join(ALIAS_NAMES)}")
-        self.resolve(model, version)
-        current, etag = self.aliases(model)
         if alias == "production":
             return self.promote(model, version, actor=actor, why=why)
+        self.resolve(model, version)
+        current, etag = self.aliases(model)
         self._write_aliases(model, {**current, alias: version}, etag)
         self.audit(model, f"alias:{alias}", version=version, actor=actor, why=why)
 
