@@ -7,6 +7,10 @@ UV_VERSION := 0.13.9
 LOCK := requirements/dev.lock
 STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 ROWS ?= 20000
+MODEL ?= fraud-detector
+HTTP_PORT ?= 8080
+GRPC_PORT ?= 8081
+DRIFT_PORT ?= 8090
 PYTEST_ARGS ?=
 
 .PHONY: setup demo demo-minio serve traffic canary-demo kind-up kind-down test test-unit compile minio lock bench clean help
@@ -31,15 +35,16 @@ $(STAMP): $(LOCK) pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(PY) -m mlcycle demo --rows $(ROWS)
+	$(VENV)/bin/mlcycle demo --rows $(ROWS)
 
 # The same demo against a real local MinIO server (started for the run, data kept in .mlcycle/minio).
 demo-minio: setup
 	MINIO_BIN=$$(scripts/ensure-minio.sh) $(PY) -m mlcycle.devminio -- $(PY) -m mlcycle demo --rows $(ROWS) --registry s3://mlcycle-models
 
+# Ports: make serve HTTP_PORT=9080 GRPC_PORT=9081 DRIFT_PORT=9090. SIGINT/SIGTERM stops both servers.
 serve: setup
-	@test -f .mlcycle/registry/fraud-detector/_aliases.json || $(MAKE) demo
-	$(PY) -m inference.devserve --registry .mlcycle/registry --model fraud-detector
+	@test -f .mlcycle/registry/$(MODEL)/_aliases.json || $(MAKE) demo
+	exec $(VENV)/bin/mlcycle serve --registry .mlcycle/registry --model $(MODEL) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --drift-port $(DRIFT_PORT)
 
 canary-demo: setup
 	@scripts/ensure-prometheus.sh >/dev/null
@@ -47,7 +52,7 @@ canary-demo: setup
 	$(PY) -m inference.rollout.demo --registry .mlcycle/registry
 
 traffic: setup
-	$(PY) -m inference.traffic --rows $${TRAFFIC_ROWS:-1000}
+	$(PY) -m inference.traffic --rows $${TRAFFIC_ROWS:-1000} --predictor http://127.0.0.1:$(HTTP_PORT) --drift http://127.0.0.1:$(DRIFT_PORT) --model $(MODEL)
 
 minio:
 	@scripts/ensure-minio.sh

@@ -33,7 +33,7 @@ def direct(rows: int, trials: int, workdir: Path) -> dict[str, float]:
     from components.tune.logic import tune
     from components.validate_data.logic import run as validate
     from mlcycle.registry import open_registry
-    from pipelines.training import DEFAULT_FAMILIES, DEFAULT_THRESHOLDS
+    from pipelines.training import DEFAULT_FAMILIES, DEMO_THRESHOLDS
 
     registry = open_registry(workdir / "registry")
     t, times = time.perf_counter(), {}
@@ -58,7 +58,7 @@ def direct(rows: int, trials: int, workdir: Path) -> dict[str, float]:
     lap("tune")
     ev = evaluate(workdir / "tuned", paths[2], contract, workdir / "report.html", "channel")
     lap("evaluate")
-    decision = gate(workdir / "tuned", test_df, "is_fraud", ev.metrics, GatePolicy("roc_auc", DEFAULT_THRESHOLDS), registry, "bench")
+    decision = gate(workdir / "tuned", test_df, "is_fraud", ev.metrics, GatePolicy("roc_auc", DEMO_THRESHOLDS), registry, "bench")
     lap("gate")
     build_detector(train_df, contract, workdir / "drift", backend="alibi")
     lap("build-detector")

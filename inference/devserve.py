@@ -1,8 +1,9 @@
 """Start the predictor and the drift detector as local processes (``make serve``, tests, benchmarks).
 
-``python -m inference.devserve [--registry DIR] [--model NAME]`` serves the registry's production
-version: the predictor on :8080 (REST) / :8081 (gRPC) forwarding its payload log to the drift
-detector on :8090, the way KServe's logger would in a cluster.
+``python -m inference.devserve [--registry DIR] [--model NAME]`` (or ``mlcycle serve``) serves the
+registry's production version: the predictor on :8080 (REST) / :8081 (gRPC) forwarding its payload
+log to the drift detector on :8090, the way KServe's logger would in a cluster; ports are options.
+SIGINT or SIGTERM stops every process it started.
 """
 
 import argparse
@@ -57,6 +58,44 @@ def start_drift(source: str, port: int, log: Path, *extra: str, timeout: float =
     return _spawn(argv, f"http://127.0.0.1:{port}", "/healthz", log, timeout)
 
 
+def serve(registry: str, model: str, ref: str = "production", http_port: int = 8080, grpc_port: int = 8081,
+          drift_port: int | None = 8090, window_size: int = 500, retrain_command: str = "", logs: Path = Path(".mlcycle/logs")) -> int:
+    """Serve ``registry#model@ref`` until SIGINT or SIGTERM, then stop every process it started."""
+    registry = str(Path(registry).resolve()) if "://" not in registry else registry
+    source = f"{registry}#{model}@{ref}"
+    stop = {"signal": None}
+
+    def _terminate(signum, _frame):  # SIGTERM (kill, make forwarding it) ends the same way as Ctrl-C
+        stop["signal"] = signum
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    started: list[Proc] = []
+    try:
+        extra = []
+        if drift_port is not None:
+            drift_extra = ["--window_size", str(window_size)] + (["--retrain_command", retrain_command] if retrain_command else [])
+            started.append(start_drift(source, drift_port, logs / "drift.log", *drift_extra))
+            extra = ["--payload_log_url", f"{started[-1].url}/events"]
+        predictor = start_predictor(source, model, http_port, grpc_port, logs / "predictor.log", *extra)
+        started.append(predictor)
+        print(f"predictor: {predictor.url}/v1/models/{model}:predict  {predictor.url}/v2/models/{model}/infer  grpc 127.0.0.1:{grpc_port}")
+        if drift_port is not None:
+            print(f"drift detector: {started[0].url}/status  {started[0].url}/metrics")
+        print(f"logs in {logs}/ — Ctrl-C (or SIGTERM) stops everything", flush=True)
+        while all(p.process.poll() is None for p in started):
+            time.sleep(0.5)
+        dead = next(p for p in started if p.process.poll() is not None)
+        print(f"a server exited (code {dead.process.returncode}); see {dead.log}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--registry", default=os.environ.get("MLCYCLE_REGISTRY", ".mlcycle/registry"))
@@ -68,28 +107,7 @@ def main() -> int:
     p.add_argument("--window_size", type=int, default=500)
     p.add_argument("--retrain_command", default="", help="run on sustained drift (default: none)")
     args = p.parse_args()
-    registry = str(Path(args.registry).resolve()) if "://" not in args.registry else args.registry
-    source = f"{registry}#{args.model}@{args.ref}"
-    logs = Path(".mlcycle/logs")
-    drift_extra = ["--window_size", str(args.window_size)] + (["--retrain_command", args.retrain_command] if args.retrain_command else [])
-    drift = start_drift(source, args.drift_port, logs / "drift.log", *drift_extra)
-    try:
-        predictor = start_predictor(source, args.model, args.http_port, args.grpc_port, logs / "predictor.log",
-                                    "--payload_log_url", f"{drift.url}/events")
-    except BaseException:
-        drift.stop()
-        raise
-    print(f"predictor: {predictor.url}/v1/models/{args.model}:predict  {predictor.url}/v2/models/{args.model}/infer  grpc 127.0.0.1:{args.grpc_port}")
-    print(f"drift detector: {drift.url}/status  {drift.url}/metrics   (logs in {logs}/)  — Ctrl-C to stop")
-    try:
-        while predictor.process.poll() is None and drift.process.poll() is None:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        predictor.stop()
-        drift.stop()
-    return 0
+    return serve(args.registry, args.model, args.ref, args.http_port, args.grpc_port, args.drift_port, args.window_size, args.retrain_command)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-from mlcycle.errors import MlcycleError
+from mlcycle.errors import ConfigError, DataError, MlcycleError
 
 DEFAULT_LOCAL_REGISTRY = ".mlcycle/registry"
-HEADLINE = ("roc_auc", "pr_auc", "f1", "precision", "recall", "rmse", "mae", "r2")
+HEADLINE = ("roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall", "rmse", "mae", "r2")
 
 
 def _registry_uri(args) -> str:
@@ -24,30 +24,202 @@ def cmd_compile(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from pipelines.local import run_local
+def _model_name(source: str) -> str:
+    """A registry-safe model name from a data file's name ("Bank Marketing.csv" -> "bank-marketing")."""
+    import re
 
+    stem = Path(source.split("?")[0]).stem.lower()
+    name = re.sub(r"[^a-z0-9]+", "-", stem).strip("-")[:63].strip("-")
+    return name or "model"
+
+
+def _thresholds(values: list[str]) -> dict[str, float]:
+    out = {}
+    for item in values or []:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--threshold {item!r}: expected METRIC=VALUE, e.g. roc_auc=0.8") from None
+    return out
+
+
+def plan_run(args) -> dict:
+    """Check the options and the data before any step runs; returns the pipeline's parameters.
+
+    Everything checked here is checked again by the steps themselves (the same library calls), so a run
+    from the KFP UI refuses the same inputs with the same messages."""
+    from mlcycle.contract import check_label, infer_task
+    from mlcycle.data import DEMO_SOURCES, read_table
+    from mlcycle.metrics import BINARY_ONLY, task_defaults
+    from mlcycle.models import check_families
+    from mlcycle.thresholds import ThresholdPolicy
+
+    families = check_families(args.families.split(",")) if args.families else None
+    ThresholdPolicy.parse(args.threshold_policy)
+    thresholds = _thresholds(args.threshold)
+    params = {"source": args.source, "label": args.label, "seed": args.seed, "n_trials": args.trials, "cv_folds": args.cv_folds,
+              "primary_metric": args.primary_metric, "thresholds": thresholds, "min_improvement": args.min_improvement,
+              "threshold_policy": args.threshold_policy, "timestamp_column": args.timestamp_column,
+              "segment_column": args.segment_column, "model_name": args.model, "auto_promote": args.promote}
+    if families:
+        params["families"] = families
+    if args.source in DEMO_SOURCES:
+        params["demo_rows"] = args.rows
+        frame = None
+    else:
+        frame = read_table(args.source)
+        if args.label not in frame.columns:
+            check_label(frame, args.label, "classification")  # raises, naming close matches
+    if frame is not None and not args.task:
+        args.task, why = infer_task(frame[args.label])
+        print(f"task: {args.task} (inferred from label '{args.label}': {why}; --task to override)")
+    task = args.task or "classification"
+    params["task"] = task
+    primary, bounds = task_defaults(task, args.primary_metric, thresholds)
+    if frame is not None:
+        check_label(frame, args.label, task)
+        for option, column in (("--timestamp-column", args.timestamp_column), ("--segment-column", args.segment_column)):
+            if column and column not in frame.columns:
+                raise DataError(f"{option} '{column}' is not a column of {args.source} (columns: {', '.join(map(str, frame.columns))})")
+        if task == "classification" and frame[args.label].nunique() > 2:
+            binary_only = sorted(({primary} | set(bounds)) & BINARY_ONLY)
+            if binary_only:
+                raise ConfigError(f"{', '.join(binary_only)} exist only for binary labels; '{args.label}' has "
+                                  f"{frame[args.label].nunique()} classes")
+        print(f"data: {args.source} ({len(frame)} rows, {len(frame.columns)} columns), label '{args.label}'")
+    print(f"gate: primary metric {primary}, thresholds {json.dumps(bounds)}, min improvement {args.min_improvement:+g}")
+    return params
+
+
+def cmd_run(args) -> int:
+    from mlcycle.registry import open_registry
+    from pipelines.local import StepFailed, run_local
+
+    args.model = args.model or _model_name(args.source)
     registry = _registry_uri(args)
-    print(f"mlcycle demo: training pipeline on kfp.local, {args.rows} demo rows, registry {registry}", flush=True)
-    run = run_local(registry, Path(args.runs), demo_rows=args.rows, seed=args.seed, n_trials=args.trials, model_name=args.model,
-                    auto_promote=True, **({"source": args.source} if args.source else {}))
-    metrics = run.evaluation["metrics"]
-    d = run.decision
+    params = plan_run(args)
+    try:
+        before = open_registry(registry).aliases(args.model)[0].get("production")
+    except MlcycleError:
+        before = None
+    print(f"mlcycle {args.command}: training pipeline on kfp.local -> registry {registry}, model '{args.model}'", flush=True)
+    try:
+        run = run_local(registry, Path(args.runs), progress=lambda line: print(line, flush=True), **params)
+    except StepFailed as e:
+        print(f"mlcycle: error: {e}", file=sys.stderr)
+        return 1
+    print(summary(run, registry, args.model, before))
+    return 0 if run.decision["passed"] or not args.strict else 3
+
+
+def summary(run, registry: str, model: str, production_before: str | None) -> str:
+    metrics, d, ev = run.evaluation["metrics"], run.decision, run.evaluation
+    if not run.version:
+        outcome = "none registered (gate failed)"
+    elif run.version == production_before:
+        outcome = f"unchanged: identical to production {run.version} (same data fingerprint, code and parameters); no new version"
+    else:
+        outcome = f"{registry}/{model}/{run.version}" + (" (now production)" if _is_production(registry, model, run.version) else " (candidate)")
+    threshold = ev.get("threshold")
     lines = [
         "",
         "=" * 72,
-        f"pipeline finished in {run.seconds:.1f}s — model family: {run.evaluation['family']}",
+        f"pipeline finished in {run.seconds:.1f}s — model family: {ev['family']}",
         "test metrics: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in HEADLINE if k in metrics),
+        *([f"decision threshold: {threshold['threshold']:.4f} (policy {threshold['policy']}, out-of-fold precision "
+           f"{threshold['precision']:.3f}, recall {threshold['recall']:.3f})"] if threshold else []),
         f"gate: {'PASSED' if d['passed'] else 'FAILED'}"
         + (f" (champion/challenger vs production {d['champion_version']})" if d.get("champion_version") else " (no production model yet: thresholds only)"),
         *("  " + r for r in d["reasons"]),
-        f"model version: {f'{registry}/{args.model}/{run.version} (now production)' if run.version else 'none registered (gate failed)'}",
-        f"evaluation report: {run.report}",
-        f"run artifacts: {run.run_dir}",
+        f"model version: {outcome}",
+        f"reports: {run.report}  (data: {run.page('data-report.html').name}, gate: {run.page('gate-report.html').name})",
+        f"full log: {run.log}" if run.log else f"run artifacts: {run.run_dir}",
         "=" * 72,
     ]
-    print("\n".join(lines))
-    return 0 if d["passed"] or not args.strict else 3
+    return "\n".join(lines)
+
+
+def _is_production(registry: str, model: str, version: str) -> bool:
+    from mlcycle.registry import open_registry
+
+    return open_registry(registry).aliases(model)[0].get("production") == version
+
+
+def cmd_demo(args) -> int:
+    from mlcycle.data import DEMO_LABEL, DEMO_SEGMENT
+    from mlcycle.registry import open_registry
+    from pipelines.training import DEMO_THRESHOLDS
+
+    if args.seed is None:  # every demo run trains on the next batch of the bundled data, as if new data had arrived
+        try:
+            batch = len(open_registry(_registry_uri(args)).list_versions(args.model))
+        except MlcycleError:
+            batch = 0
+        args.seed = 42 + batch
+        print(f"demo data: batch {batch + 1} of the bundled fraud data ({args.rows} rows, seed {args.seed})")
+    args.source, args.label, args.task = "demo", DEMO_LABEL, "classification"
+    args.segment_column, args.timestamp_column = DEMO_SEGMENT, ""
+    args.threshold = args.threshold or [f"{k}={v}" for k, v in DEMO_THRESHOLDS.items()]
+    return cmd_run(args)
+
+
+def cmd_submit(args) -> int:
+    """Compile the pipeline and start a run of it on a Kubeflow Pipelines host."""
+    import tempfile
+
+    if not args.registry or not args.registry.startswith("s3://"):
+        raise ConfigError("mlcycle submit needs --registry s3://BUCKET: the cluster's steps cannot see a local directory")
+    args.model = args.model or _model_name(args.source)
+    params = plan_run(args) if not args.source.startswith("s3://") else _unchecked_params(args)
+    params["registry_uri"] = args.registry
+    params["deploy"] = args.deploy
+    import kfp
+    from kfp import compiler
+
+    from pipelines.training import training_pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        package = Path(tmp) / "mlcycle-training.yaml"
+        compiler.Compiler().compile(training_pipeline, str(package))
+        try:
+            client = kfp.Client(host=args.host)
+            run = client.create_run_from_pipeline_package(str(package), arguments=params, experiment_name=args.experiment,
+                                                          run_name=f"{args.model}-{args.source.rsplit('/', 1)[-1]}")
+        except Exception as e:  # kfp raises urllib3/ApiException/ValueError; all mean "not submitted"
+            print(f"mlcycle submit: error: could not submit to {args.host}: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+    print(f"submitted run {run.run_id}: {args.host.rstrip('/')}/#/runs/details/{run.run_id}")
+    return 0
+
+
+def _unchecked_params(args) -> dict:
+    """Parameters for a source this machine may not read (s3:// on the cluster): options checked, data checked by the steps."""
+    from mlcycle.metrics import task_defaults
+    from mlcycle.models import check_families
+    from mlcycle.thresholds import ThresholdPolicy
+
+    ThresholdPolicy.parse(args.threshold_policy)
+    thresholds = _thresholds(args.threshold)
+    task = args.task or "classification"
+    task_defaults(task, args.primary_metric, thresholds)
+    params = {"source": args.source, "label": args.label, "task": task, "seed": args.seed, "n_trials": args.trials,
+              "cv_folds": args.cv_folds, "primary_metric": args.primary_metric, "thresholds": thresholds,
+              "min_improvement": args.min_improvement, "threshold_policy": args.threshold_policy,
+              "timestamp_column": args.timestamp_column, "segment_column": args.segment_column, "model_name": args.model,
+              "auto_promote": args.promote}
+    if args.families:
+        params["families"] = check_families(args.families.split(","))
+    return params
+
+
+def cmd_serve(args) -> int:
+    from inference.devserve import serve
+
+    return serve(_registry_uri(args), args.model, args.ref, args.http_port, args.grpc_port, args.drift_port if args.drift else None,
+                 args.window_size, args.retrain_command)
 
 
 def cmd_models(args) -> int:
@@ -70,10 +242,10 @@ def cmd_models(args) -> int:
     elif args.action == "show":
         print(json.dumps(reg.describe(args.model, args.ref or "production"), indent=2))
     elif args.action == "promote":
-        reg.promote(args.model, args.ref, why=args.why or "promoted by hand")
+        reg.promote(args.model, args.ref, why=args.why)
         print(f"{args.model}: production -> {args.ref}")
     elif args.action == "rollback":
-        print(f"{args.model}: production -> {reg.rollback(args.model, why=args.why or 'rolled back by hand')}")
+        print(f"{args.model}: production -> {reg.rollback(args.model, why=args.why)}")
     elif args.action == "diff":
         a, b = reg.describe(args.model, args.ref or "production"), reg.describe(args.model, args.other)
         print(render_diff(a, b))
@@ -138,6 +310,39 @@ def _fmt(value) -> str:
     return "-" if value is None else str(value)
 
 
+def _training_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
+    """The options of a training run, shared by run, demo and submit."""
+    if not demo:
+        p.add_argument("--source", required=True, help="training table: a .csv/.parquet path or s3://bucket/key URI")
+        p.add_argument("--label", required=True, help="label column")
+        p.add_argument("--task", choices=["classification", "regression"], help="default: inferred from the label (and said so)")
+        p.add_argument("--timestamp-column", dest="timestamp_column", default="", help="split by time on this column (default: stratified random split)")
+        p.add_argument("--segment-column", dest="segment_column", default="", help="per-segment metrics on this column (default: none)")
+        p.add_argument("--model", default="", help="registered model name (default: from the file name)")
+        p.add_argument("--seed", type=int, default=42, help="seed of splits, estimators and the search (default 42)")
+    else:
+        p.add_argument("--rows", type=int, default=20_000, help="demo dataset rows (default 20000)")
+        p.add_argument("--model", default="fraud-detector", help="registered model name (default fraud-detector)")
+        p.add_argument("--seed", type=int, default=None,
+                       help="demo data and training seed (default: 42 + the number of registered versions, so each run sees a new batch)")
+    p.add_argument("--families", default="", help="comma-separated model families (default: baseline,logreg,hgb,xgboost)")
+    p.add_argument("--trials", type=int, default=6, help="hyperparameter search budget (default 6; 0 = no search)")
+    p.add_argument("--cv-folds", dest="cv_folds", type=int, default=3, help="cross-validation folds (default 3)")
+    p.add_argument("--primary-metric", dest="primary_metric", default="",
+                   help="metric for model selection, search and champion/challenger (default: roc_auc / rmse by task)")
+    p.add_argument("--threshold", action="append", default=[], metavar="METRIC=VALUE",
+                   help="gate bound, repeatable: a minimum, or a maximum for log_loss/rmse/mae/brier "
+                        "(default: roc_auc=0.7 for classification, r2=0.1 for regression" + ("; the demo: pr_auc=0.15, roc_auc=0.75)" if demo else ")"))
+    p.add_argument("--min-improvement", dest="min_improvement", type=float, default=0.0,
+                   help="required gain of the primary metric over production (default 0; negative = tolerated regression)")
+    p.add_argument("--threshold-policy", dest="threshold_policy", default="f1",
+                   help="binary decision threshold, chosen on out-of-fold predictions: f1 (default), precision:P, recall:R, "
+                        "or cost:C where C = cost of a false positive / cost of a false negative")
+    p.add_argument("--registry", help=f"registry URI: a directory or s3://bucket (default $MLCYCLE_REGISTRY or {DEFAULT_LOCAL_REGISTRY})")
+    p.add_argument("--promote", action=argparse.BooleanOptionalAction, default=True,
+                   help="move the production alias when the gate passes (default: yes; --no-promote leaves it a candidate)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlcycle", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,16 +350,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("build/pipelines"))
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("demo", help="run the training pipeline locally on kfp.local")
-    p.add_argument("--rows", type=int, default=20_000, help="demo dataset rows")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--trials", type=int, default=6, help="hyperparameter search budget")
-    p.add_argument("--source", default="", help="CSV/Parquet path or s3:// URI instead of the demo data")
-    p.add_argument("--model", default="fraud-detector")
-    p.add_argument("--registry", help=f"registry URI (default $MLCYCLE_REGISTRY or {DEFAULT_LOCAL_REGISTRY})")
+    p = sub.add_parser("run", help="train, gate and register a model on your own data (the pipeline on kfp.local)",
+                       description="Run the training pipeline on kfp.local: ingest, validate, split, train, tune, evaluate, gate, register.")
+    _training_options(p)
+    p.add_argument("--runs", default=".mlcycle/runs", help="kfp.local pipeline root (run directories, logs, reports)")
+    p.add_argument("--strict", action="store_true", help="exit 3 when the gate fails")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="the training pipeline on the bundled fraud data (kfp.local)")
+    _training_options(p, demo=True)
     p.add_argument("--runs", default=".mlcycle/runs", help="kfp.local pipeline root")
     p.add_argument("--strict", action="store_true", help="exit 3 when the gate fails")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("submit", help="compile the pipeline and start a run on a Kubeflow Pipelines host")
+    _training_options(p)
+    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8888")
+    p.add_argument("--experiment", default="mlcycle", help="KFP experiment (default mlcycle)")
+    p.add_argument("--deploy", action="store_true", help="roll the registered version out as a KServe canary")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("serve", help="serve a registered version: KServe predictor (+ drift detector) on this machine")
+    p.add_argument("--registry", help=f"registry URI (default $MLCYCLE_REGISTRY or {DEFAULT_LOCAL_REGISTRY})")
+    p.add_argument("--model", default="fraud-detector", help="registered model (default fraud-detector)")
+    p.add_argument("--ref", default="production", help="version or alias to serve (default production)")
+    p.add_argument("--http-port", dest="http_port", type=int, default=8080, help="predictor REST port (default 8080)")
+    p.add_argument("--grpc-port", dest="grpc_port", type=int, default=8081, help="predictor gRPC port (default 8081)")
+    p.add_argument("--drift-port", dest="drift_port", type=int, default=8090, help="drift detector port (default 8090)")
+    p.add_argument("--drift", action=argparse.BooleanOptionalAction, default=True, help="run the drift detector too (default: yes)")
+    p.add_argument("--window-size", dest="window_size", type=int, default=500, help="drift window rows (default 500)")
+    p.add_argument("--retrain-command", dest="retrain_command", default="", help="command the drift detector runs on sustained drift")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("models", help="list, show, promote, roll back and diff registered models")
     p.add_argument("action", choices=["list", "show", "promote", "rollback", "diff"])
@@ -162,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", nargs="?", default="", help="version or alias (production, candidate, previous)")
     p.add_argument("other", nargs="?", default="previous", help="second version for diff (default: previous)")
     p.add_argument("--registry", help="registry URI (default $MLCYCLE_REGISTRY or .mlcycle/registry)")
-    p.add_argument("--why", default="", help="reason recorded in the audit log")
+    p.add_argument("--why", default="", help="reason recorded in the audit log (required for promote and rollback)")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("rollout", help="canary status / promote / abort on a cluster")
     p.add_argument("action", choices=["status", "promote", "abort"])
@@ -183,6 +409,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "models" and args.action == "promote" and not args.ref:
         print("mlcycle models promote: a version is required", file=sys.stderr)
+        return 2
+    if args.command == "models" and args.action in ("promote", "rollback") and not args.why.strip():
+        print(f"mlcycle models {args.action}: --why \"reason\" is required (it is recorded in the audit log)", file=sys.stderr)
         return 2
     try:
         return args.func(args)

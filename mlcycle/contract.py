@@ -77,18 +77,41 @@ def _looks_like_datetime(series: pd.Series) -> bool:
     return not pd.to_datetime(sample, errors="coerce", format="ISO8601").isna().any()
 
 
+MAX_CLASSES = 50  # a numeric label with more distinct values (or any non-integer value) is a regression target
+
+
+def infer_task(y: pd.Series) -> tuple[Task, str]:
+    """Classification or regression from the label's values, with the reason (said to the user)."""
+    distinct = y.dropna().nunique()
+    if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+        return "classification", f"{distinct} distinct non-numeric values"
+    values = y.dropna().to_numpy(dtype=float)
+    if not np.all(values == np.round(values)):
+        return "regression", "numeric with non-integer values"
+    if distinct > MAX_CLASSES:
+        return "regression", f"integer with {distinct} distinct values (more than {MAX_CLASSES})"
+    return "classification", f"integer with {distinct} distinct values"
+
+
 def check_label(frame: pd.DataFrame, label: str, task: Task) -> None:
     """The label exists, has no missing values and is not constant (classification: >= 2 classes)."""
     if label not in frame.columns:
-        raise DataError(f"label column '{label}' not found; columns are: {', '.join(map(str, frame.columns))}")
+        import difflib
+
+        columns = list(map(str, frame.columns))
+        close = difflib.get_close_matches(label, columns, n=3, cutoff=0.5) or [c for c in columns if c.lower() == label.lower()]
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise DataError(f"label column '{label}' not found{hint} (columns: {', '.join(columns)})")
     y = frame[label]
     nulls = int(y.isna().sum())
     if nulls:
         raise DataError(f"label column '{label}' has {nulls} missing value(s) (NaN/null); drop or fill them before training")
     if y.nunique() < 2:
         raise DataError(f"label column '{label}' is constant (only value {y.iloc[0]!r}); nothing to learn")
-    if task == "regression" and not pd.api.types.is_numeric_dtype(y):
-        raise DataError(f"label column '{label}' has dtype {y.dtype} but task is regression (numeric label needed)")
+    if task == "regression" and (not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y)):
+        example = next((v for v in y if not isinstance(v, (int, float))), y.iloc[0])
+        raise DataError(f"label column '{label}' is categorical (dtype {y.dtype}, e.g. {example!r}) but the task is regression, "
+                        "which needs a numeric label; use --task classification")
     if task == "regression" and not np.isfinite(y.to_numpy(dtype=float)).all():
         raise DataError(f"label column '{label}' contains infinite values")
 

@@ -21,6 +21,7 @@ CHANNELS = ["pos", "online", "atm", "contactless"]
 COUNTRIES = ["KR", "US", "JP", "DE", "GB", "FR", "CN", "BR"]
 MIN_DEMO_ROWS, MAX_DEMO_ROWS = 1_000, 20_000_000
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
+DEMO_SOURCES = ("", "demo")  # a source naming the bundled demo data
 
 
 def make_demo_dataset(n_rows: int = 20_000, seed: int = 42, drift: float = 0.0) -> pd.DataFrame:
@@ -96,6 +97,8 @@ def read_table(source: str, storage_options: dict | None = None) -> pd.DataFrame
     """
     parsed = urlparse(source)
     suffix = Path(parsed.path).suffix.lower()
+    if parsed.scheme in ("", "file") and Path(parsed.path if parsed.scheme == "file" else source).is_dir():
+        raise DataError(f"data source {source!r} is a directory; give one .csv or .parquet file")
     if suffix not in SUPPORTED_SUFFIXES:
         raise DataError(f"unknown data format '{suffix or '(no extension)'}' for {source!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}")
     if parsed.scheme == "s3":
@@ -128,8 +131,13 @@ def _read_s3(source: str, suffix: str, storage_options: dict | None) -> pd.DataF
 
     from mlcycle.registry.s3 import client_from_env
 
+    from mlcycle.errors import RegistryError
+
     parsed = urlparse(source)
-    client = client_from_env(**(storage_options or {}))
+    try:
+        client = client_from_env(**(storage_options or {}))
+    except RegistryError as e:
+        raise DataError(f"cannot read {source}: {e}") from e
     key = parsed.path.lstrip("/")
     try:
         response = client.get_object(parsed.netloc, key)

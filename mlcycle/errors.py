@@ -66,3 +66,8 @@ class ProtectedVersion(RegistryError):
 
 class StorageUnavailable(RegistryError):
     """The object store cannot be reached (after retries)."""
+
+
+class ConfigError(ModelError):
+    """A run's options are invalid (so no model can be trained): unknown family, metric, task or threshold policy,
+    or a threshold on a metric the task lacks."""

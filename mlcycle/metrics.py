@@ -1,12 +1,51 @@
-"""Metrics for classification and regression, and which direction is better."""
+"""Metrics for classification and regression, which direction is better, and each task's defaults."""
 
+import difflib
 import math
 
 import numpy as np
 
+from mlcycle.errors import ConfigError
+
 # Metrics where lower is better; everything else is higher-is-better.
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "brier"})
+# What each task computes (binary-only ones marked): thresholds and the primary metric must come from here.
+TASK_METRICS = {
+    "classification": ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier"),
+    "regression": ("rmse", "mae", "r2"),
+}
+BINARY_ONLY = frozenset({"pr_auc", "brier"})
 DEFAULT_PRIMARY = {"classification": "roc_auc", "regression": "rmse"}
+# Gate thresholds when the user gives none: clearly better than a constant prediction.
+DEFAULT_THRESHOLDS = {"classification": {"roc_auc": 0.7}, "regression": {"r2": 0.1}}
+# scikit-learn scorer names for the search (negated ones for lower-is-better metrics).
+SCORERS = {"roc_auc": "roc_auc", "pr_auc": "average_precision", "accuracy": "accuracy", "f1": "f1", "precision": "precision",
+           "recall": "recall", "log_loss": "neg_log_loss", "brier": "neg_brier_score", "rmse": "neg_root_mean_squared_error",
+           "mae": "neg_mean_absolute_error", "r2": "r2"}
+
+
+def check_metric(task: str, metric: str, what: str = "metric") -> str:
+    """``metric`` exists for ``task``; a ConfigError naming close matches otherwise."""
+    if task not in TASK_METRICS:
+        raise ConfigError(f"unknown task '{task}'; choose classification or regression")
+    known = TASK_METRICS[task]
+    if metric not in known:
+        other = next((t for t, names in TASK_METRICS.items() if metric in names), None)
+        hint = f"'{metric}' is a {other} metric" if other else f"unknown metric '{metric}'"
+        close = difflib.get_close_matches(metric, known, n=2)
+        raise ConfigError(f"{what} {hint}; {task} has: {', '.join(known)}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+    return metric
+
+
+def task_defaults(task: str, primary: str = "", thresholds: dict[str, float] | None = None) -> tuple[str, dict[str, float]]:
+    """The primary metric and gate thresholds for ``task``: the user's, checked, or the task's defaults."""
+    primary = check_metric(task, primary or DEFAULT_PRIMARY[task], "primary metric")
+    thresholds = dict(DEFAULT_THRESHOLDS[task] if thresholds is None or not thresholds else thresholds)
+    for name, bound in thresholds.items():
+        check_metric(task, name, "threshold on")
+        if not isinstance(bound, (int, float)) or isinstance(bound, bool) or not math.isfinite(bound):
+            raise ConfigError(f"threshold on {name} must be a finite number, got {bound!r}")
+    return primary, thresholds
 
 
 def better(metric: str, a: float, b: float) -> float:
@@ -14,25 +53,18 @@ def better(metric: str, a: float, b: float) -> float:
     return (b - a) if metric in LOWER_IS_BETTER else (a - b)
 
 
-def best_f1_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:
-    """Decision threshold that maximises F1 on held-out data (binary only)."""
-    from sklearn.metrics import precision_recall_curve
-
-    precision, recall, thresholds = precision_recall_curve(y_true, proba)
-    if len(thresholds) == 0:
-        return 0.5
-    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-    return float(thresholds[int(np.nanargmax(f1))])
+def apply_threshold(scores: np.ndarray, classes: list, threshold: float) -> np.ndarray:
+    """Class labels from class scores: binary by the decision threshold on the positive class, else argmax."""
+    if len(classes) == 2:
+        return np.where(scores[:, 1] >= threshold, classes[1], classes[0])
+    return np.asarray(classes)[scores.argmax(axis=1)]
 
 
 def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: list, threshold: float = 0.5) -> dict[str, float]:
     from sklearn import metrics as m
 
     binary = len(classes) == 2
-    if binary:
-        y_pred = np.where(scores[:, 1] >= threshold, classes[1], classes[0])
-    else:
-        y_pred = np.asarray(classes)[scores.argmax(axis=1)]
+    y_pred = apply_threshold(scores, classes, threshold)
     avg = "binary" if binary else "macro"
     pos = classes[1] if binary else 1
     out = {

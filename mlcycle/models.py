@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.contract import DataContract
-from mlcycle.errors import IntegrityError, ModelError
+from mlcycle.errors import ConfigError, IntegrityError, ModelError
+from mlcycle.metrics import apply_threshold
 from mlcycle.fsutil import atomic_path, read_manifest, sha256_file, verify_checksums
 
 FAMILIES = ("baseline", "logreg", "hgb", "xgboost")
@@ -50,37 +51,81 @@ def build_preprocessor(contract: DataContract):
     return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=True)
 
 
+# Every family's hyperparameters with their defaults: what a bundle records as its params is the merge of
+# these with the search's choice, so a model's params are its real ones.
+FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("baseline", "classification"): {"strategy": "prior"},
+    ("baseline", "regression"): {"strategy": "mean"},
+    ("logreg", "classification"): {"C": 1.0},
+    ("logreg", "regression"): {"alpha": 1.0},  # Ridge: the linear family for regression
+    ("hgb", "classification"): {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0},
+    ("hgb", "regression"): {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0},
+    ("xgboost", "classification"): {"n_estimators": 300, "learning_rate": 0.08, "max_depth": 5, "subsample": 0.9, "colsample_bytree": 0.9,
+                                    "min_child_weight": 1},
+    ("xgboost", "regression"): {"n_estimators": 300, "learning_rate": 0.08, "max_depth": 5, "subsample": 0.9, "colsample_bytree": 0.9,
+                                "min_child_weight": 1},
+}
+
+
+def check_families(families: list[str]) -> list[str]:
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        import difflib
+
+        hints = "".join(f" ('{u}': did you mean {m[0]}?)" for u in unknown if (m := difflib.get_close_matches(u, FAMILIES, n=1)))
+        raise ConfigError(f"unknown or no model families {unknown or families}; choose from {', '.join(FAMILIES)}{hints}")
+    return list(families)
+
+
+def effective_params(family: str, task: str, params: dict | None = None) -> dict[str, Any]:
+    """The family's full hyperparameters: its defaults overridden by ``params`` (unknown names refused)."""
+    check_families([family])
+    defaults = FAMILY_DEFAULTS[(family, task)]
+    unknown = sorted(set(params or {}) - set(defaults))
+    if unknown:
+        raise ModelError(f"{family} ({task}) has no hyperparameter(s) {', '.join(unknown)}; it takes {', '.join(defaults)}")
+    return {**defaults, **(params or {})}
+
+
 def build_estimator(family: str, task: str, seed: int, params: dict | None = None):
-    params = dict(params or {})
+    params = effective_params(family, task, params)
     classification = task == "classification"
     if family == "baseline":
         from sklearn.dummy import DummyClassifier, DummyRegressor
 
-        return DummyClassifier(strategy="prior") if classification else DummyRegressor(strategy="mean")
+        return DummyClassifier(**params) if classification else DummyRegressor(**params)
     if family == "logreg":
         from sklearn.linear_model import LogisticRegression, Ridge
 
-        if classification:
-            return LogisticRegression(max_iter=2000, random_state=seed, **params)
-        return Ridge(alpha=1.0 / params.get("C", 1.0))
+        return LogisticRegression(max_iter=2000, random_state=seed, **params) if classification else Ridge(**params)
     if family == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
         cls = HistGradientBoostingClassifier if classification else HistGradientBoostingRegressor
-        return cls(random_state=seed, early_stopping=False, **{"max_iter": 200, **params})
-    if family == "xgboost":
-        from xgboost import XGBClassifier, XGBRegressor
+        return cls(random_state=seed, early_stopping=False, **params)
+    from xgboost import XGBClassifier, XGBRegressor
 
-        cls = XGBClassifier if classification else XGBRegressor
-        defaults = {"n_estimators": 300, "learning_rate": 0.08, "max_depth": 5, "subsample": 0.9, "colsample_bytree": 0.9}
-        return cls(tree_method="hist", random_state=seed, n_jobs=os.cpu_count() or 1, **{**defaults, **params})
-    raise ModelError(f"unknown model family '{family}'; choose from {', '.join(FAMILIES)}")
+    cls = XGBClassifier if classification else XGBRegressor
+    return cls(tree_method="hist", random_state=seed, n_jobs=os.cpu_count() or 1, **params)
 
 
 def build_pipeline(family: str, contract: DataContract, seed: int, params: dict | None = None):
     from sklearn.pipeline import Pipeline
 
     return Pipeline([("prep", build_preprocessor(contract)), ("model", build_estimator(family, contract.task, seed, params))])
+
+
+def encode_labels(y: np.ndarray, contract: DataContract) -> np.ndarray:
+    """Classification labels as indices into ``contract.classes`` (XGBoost needs 0..k-1); regression unchanged.
+
+    Every family is fitted on the indices, so a bundle's class order is always the contract's."""
+    if contract.task != "classification":
+        return y
+    index = {c: i for i, c in enumerate(contract.classes)}
+    try:
+        return np.fromiter((index[_plain(v)] for v in y), dtype=np.int64, count=len(y))
+    except KeyError as e:
+        raise ModelError(f"label value {e.args[0]!r} is not one of the contract's classes {contract.classes}") from None
 
 
 def split_xy(frame: pd.DataFrame, contract: DataContract) -> tuple[pd.DataFrame, np.ndarray]:
@@ -99,12 +144,17 @@ class ModelBundle:
     classes: list | None = None
     threshold: float = 0.5
     params: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)  # seed, and how the decision threshold was chosen
 
     @classmethod
-    def from_pipeline(cls, family: str, pipeline, contract: DataContract, threshold: float = 0.5, params: dict | None = None) -> "ModelBundle":
+    def fit(cls, family: str, frame: pd.DataFrame, contract: DataContract, seed: int, params: dict | None = None) -> "ModelBundle":
+        """Fit ``Pipeline(prep, model)`` on ``frame`` (labels encoded as class indices); params recorded in full."""
+        x, y = split_xy(frame, contract)
+        pipeline = build_pipeline(family, contract, seed, params).fit(x, encode_labels(y, contract))
         est = pipeline.named_steps["model"]
-        classes = [_plain(c) for c in est.classes_] if hasattr(est, "classes_") else None
-        return cls(family, contract.task, contract.feature_names, pipeline.named_steps["prep"], est, classes, threshold, dict(params or {}))
+        classes = [contract.classes[int(i)] for i in est.classes_] if contract.task == "classification" else None
+        return cls(family, contract.task, contract.feature_names, pipeline.named_steps["prep"], est, classes, 0.5,
+                   effective_params(family, contract.task, params), {"seed": seed})
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         return self.preprocessor.transform(frame[self.features])
@@ -115,7 +165,7 @@ class ModelBundle:
 
     def score_matrix(self, x: np.ndarray) -> np.ndarray:
         """Score already-preprocessed rows (the serving path calls this after its fast transform)."""
-        if self.family == "xgboost" and not hasattr(self.estimator, "predict_proba"):
+        if self.family == "xgboost" and _is_booster(self.estimator):
             return self._booster_scores(x)
         if self.task == "classification":
             return self.estimator.predict_proba(x)
@@ -133,9 +183,7 @@ class ModelBundle:
         scores = self.score(frame)
         if self.task == "regression":
             return scores
-        if len(self.classes) == 2:
-            return np.where(scores[:, 1] >= self.threshold, self.classes[1], self.classes[0])
-        return np.asarray(self.classes)[scores.argmax(axis=1)]
+        return apply_threshold(scores, self.classes, self.threshold)
 
     def save(self, directory: Path) -> dict[str, str]:
         """Write the bundle atomically; returns {file name: sha256}."""
@@ -154,7 +202,7 @@ class ModelBundle:
             files = {name: sha256_file(tmp / name) for name in ("preprocessor.skops", est_file)}
             meta = {
                 "family": self.family, "task": self.task, "features": self.features, "classes": self.classes,
-                "threshold": self.threshold, "params": self.params, "estimator_file": est_file, "sha256": files,
+                "threshold": self.threshold, "params": self.params, "training": self.training, "estimator_file": est_file, "sha256": files,
             }
             (tmp / BUNDLE_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         return files
@@ -175,7 +223,16 @@ class ModelBundle:
             estimator.set_param({"nthread": nthread or 1})
         else:
             estimator = _skops_load(directory / meta["estimator_file"])
-        return cls(meta["family"], meta["task"], meta["features"], preprocessor, estimator, meta["classes"], meta["threshold"], meta["params"])
+        return cls(meta["family"], meta["task"], meta["features"], preprocessor, estimator, meta["classes"], meta["threshold"], meta["params"],
+                   meta.get("training", {}))
+
+
+def set_decision(directory: Path, threshold: float, training: dict) -> None:
+    """Record a bundle's decision threshold and how it was chosen (bundle.json only: the checksummed model files are untouched)."""
+    path = Path(directory) / BUNDLE_FILE
+    meta = json.loads(path.read_text())
+    meta.update(threshold=threshold, training=training)
+    path.write_text(json.dumps(meta, indent=2, sort_keys=True))
 
 
 def _skops_load(path: Path):
@@ -186,6 +243,12 @@ def _skops_load(path: Path):
     if refused:
         raise IntegrityError(f"{path} contains types outside the reviewed allow-list: {', '.join(refused)}")
     return sio.load(path, trusted=list(untrusted))
+
+
+def _is_booster(estimator) -> bool:
+    import xgboost as xgb
+
+    return isinstance(estimator, xgb.Booster)
 
 
 def _plain(value):

@@ -1,15 +1,49 @@
 """Run the training pipeline locally with kfp.local (SubprocessRunner, no cluster, no containers).
 
 The steps run as subprocesses of this Python environment, exactly the component code a cluster runs.
+With ``progress`` set, kfp.local's own output (every step's executor input and logs) goes to
+``<run dir>/pipeline.log`` instead of the terminal, and ``progress`` gets one line per step; a failed
+step raises ``StepFailed`` with the step's own one-line error and the log's path.
 """
 
+import contextlib
+import io
 import json
+import re
+import shutil
+import sys
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from mlcycle.errors import MlcycleError
 from pipelines.training import PIPELINE_NAME, training_pipeline
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+STARTED = re.compile(r"Executing task '([\w-]+)'")
+FINISHED = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
+# The last line of a Python traceback in a step's log: "mlcycle.errors.DataError: label column ...".
+ERROR_LINE = re.compile(r"^\s*((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Violation|Exception|NotFound|Unavailable|Conflict|Version)): (.+)$")
+# Pages a run leaves for people: copied to the run directory under names a browser opens.
+PAGES = {"report.html": ("evaluate", "report"), "data-report.html": ("validate-data", "exploration"),
+         "gate-report.html": ("gate", "comparison")}
+
+
+class StepFailed(MlcycleError):
+    """A pipeline step failed; ``error`` is its own one-line error, ``log`` the full kfp.local log."""
+
+    def __init__(self, step: str, error: str, log: Path):
+        self.step, self.error, self.log = step, error, log
+        super().__init__(f"step '{step}' failed: {error}\n  full log: {log}")
+
+
+@dataclass
+class StepTime:
+    name: str
+    status: str
+    seconds: float
 
 
 @dataclass
@@ -20,9 +54,45 @@ class LocalRun:
     report: Path
     version: str | None
     seconds: float
+    log: Path | None = None
+    steps: list[StepTime] = field(default_factory=list)
+
+    def page(self, name: str) -> Path:
+        return self.run_dir / name
 
 
-def run_local(registry_uri: str, pipeline_root: Path, **params) -> LocalRun:
+class _StepLog(io.TextIOBase):
+    """stdout while kfp.local runs: every line to the log file; step starts and ends to ``progress``."""
+
+    def __init__(self, log, progress: Callable[[str], None], terminal):
+        self.log, self.progress, self.terminal, self.buffer = log, progress, terminal, ""
+        self.steps: list[StepTime] = []
+        self.started: dict[str, float] = {}
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.buffer += text
+        *lines, self.buffer = self.buffer.split("\n")
+        for line in lines:
+            self._line(ANSI.sub("", line))
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+    def _line(self, line: str) -> None:
+        if m := STARTED.search(line):
+            self.started[m.group(1)] = time.perf_counter()
+        elif m := FINISHED.search(line):
+            name, status = m.groups()
+            step = StepTime(name, "ok" if status == "SUCCESS" else status.lower(),
+                            round(time.perf_counter() - self.started.get(name, time.perf_counter()), 1))
+            self.steps.append(step)
+            with contextlib.redirect_stdout(self.terminal):
+                self.progress(f"  {step.name:<16} {step.status:<8} {step.seconds:6.1f}s")
+
+
+def run_local(registry_uri: str, pipeline_root: Path, progress: Callable[[str], None] | None = None, **params) -> LocalRun:
     from kfp import local
 
     pipeline_root = Path(pipeline_root).resolve()
@@ -30,18 +100,53 @@ def run_local(registry_uri: str, pipeline_root: Path, **params) -> LocalRun:
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
     before = set(pipeline_root.glob(f"{PIPELINE_NAME}-*"))
     start = time.perf_counter()
-    training_pipeline(registry_uri=registry_uri, **params)
+    log_path = pipeline_root / f".pipeline-{time.time_ns()}.log" if progress else None
+    steps: list[StepTime] = []
+    failure: RuntimeError | None = None
+    with warnings.catch_warnings():
+        # Our steps run on mlcycle's own images; kfp.local warns for every image without "python" in its name.
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*", category=RuntimeWarning)
+        if progress is None:
+            training_pipeline(registry_uri=registry_uri, **params)
+        else:
+            with open(log_path, "w") as log:
+                sink = _StepLog(log, progress, sys.stdout)
+                try:
+                    with contextlib.redirect_stdout(sink):
+                        training_pipeline(registry_uri=registry_uri, **params)
+                except RuntimeError as e:  # kfp.local: "Task 'x' finished with status FAILURE"
+                    failure = e
+                steps = sink.steps
     seconds = time.perf_counter() - start
     new = sorted(set(pipeline_root.glob(f"{PIPELINE_NAME}-*")) - before)
-    if not new:
+    run_dir = new[-1] if new else None
+    if log_path is not None and run_dir is not None:
+        log_path = Path(shutil.move(log_path, run_dir / "pipeline.log"))
+    if failure is not None:
+        raise _step_failed(failure, log_path) from None
+    if run_dir is None:
         raise MlcycleError(f"kfp.local produced no run directory under {pipeline_root}")
-    run_dir = new[-1]
+    for name, (step, artifact) in PAGES.items():
+        if (run_dir / step / artifact).is_file():
+            shutil.copyfile(run_dir / step / artifact, run_dir / name)
     registered = run_dir / "register" / "executor_output.json"
     return LocalRun(
         run_dir=run_dir,
         decision=json.loads((run_dir / "gate" / "decision").read_text()),
         evaluation=json.loads((run_dir / "evaluate" / "evaluation").read_text()),
-        report=run_dir / "evaluate" / "report",
+        report=run_dir / "report.html",
         version=json.loads(registered.read_text())["parameterValues"]["Output"] if registered.exists() else None,
         seconds=seconds,
+        log=log_path,
+        steps=steps,
     )
+
+
+def _step_failed(error: RuntimeError, log_path: Path) -> StepFailed:
+    text = ANSI.sub("", str(error))
+    m = FINISHED.search(text)
+    step = m.group(1) if m else "?"
+    lines = log_path.read_text(errors="replace").splitlines() if log_path and log_path.exists() else []
+    found = [ERROR_LINE.match(line) for line in lines]
+    messages = [f"{m.group(1).rsplit('.', 1)[-1]}: {m.group(2)}" for m in found if m]
+    return StepFailed(step, messages[-1] if messages else text, log_path)

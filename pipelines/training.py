@@ -17,7 +17,9 @@ from components.validate_data.component import validate_data
 
 PIPELINE_NAME = "mlcycle-training"
 DEFAULT_FAMILIES = ["baseline", "logreg", "hgb", "xgboost"]
-DEFAULT_THRESHOLDS = {"pr_auc": 0.15, "roc_auc": 0.75}
+# Thresholds of the bundled fraud demo (about 3 % positives); a user's run defaults to the task's own
+# (mlcycle.metrics.DEFAULT_THRESHOLDS) when ``thresholds`` is empty.
+DEMO_THRESHOLDS = {"pr_auc": 0.15, "roc_auc": 0.75}
 # The Kubernetes Secret with the pipeline's (write) S3 credentials, under KServe's variable names.
 # Never pipeline parameters: parameters are stored in plain text with every run.
 S3_SECRET = "mlcycle-s3-pipeline"
@@ -37,15 +39,16 @@ def training_pipeline(
     label: str = "is_fraud",
     task: str = "classification",
     timestamp_column: str = "",
-    segment_column: str = "channel",
+    segment_column: str = "",
     max_categories: int = 1000,
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     families: List[str] = DEFAULT_FAMILIES,
     n_trials: int = 6,
     cv_folds: int = 3,
-    primary_metric: str = "roc_auc",
-    thresholds: Dict[str, float] = DEFAULT_THRESHOLDS,
+    primary_metric: str = "",
+    thresholds: Dict[str, float] = {},
+    threshold_policy: str = "f1",
     min_improvement: float = 0.0,
     registry_uri: str = "s3://mlcycle-models",
     model_name: str = "fraud-detector",
@@ -79,8 +82,9 @@ def training_pipeline(
         families: Candidate model families.
         n_trials: Hyperparameter search budget (0 = no search).
         cv_folds: Cross-validation folds during the search.
-        primary_metric: Metric for champion/challenger.
-        thresholds: Absolute metric bounds of the gate.
+        primary_metric: Metric for model selection, the search and champion/challenger ("" = roc_auc for classification, rmse for regression).
+        thresholds: Absolute metric bounds of the gate ({} = the task's defaults: roc_auc >= 0.7, or r2 >= 0.1).
+        threshold_policy: Binary decision threshold, chosen on out-of-fold predictions: f1, precision:P, recall:R or cost:C (C = cost of a false positive / a false negative).
         min_improvement: Required gain over the production model (negative = tolerated regression).
         registry_uri: Model registry: s3://bucket (credentials from a Kubernetes Secret) or a local directory.
         model_name: Registered model name.
@@ -104,11 +108,12 @@ def training_pipeline(
     parts = split(dataset=data.outputs["dataset"], contract=checked.outputs["contract"], val_fraction=val_fraction,
                   test_fraction=test_fraction, seed=seed, timestamp_column=timestamp_column)
     trained = train(train=parts.outputs["train"], validation=parts.outputs["validation"], contract=checked.outputs["contract"],
-                    families=families, seed=seed)
+                    families=families, seed=seed, primary_metric=primary_metric)
     tuned = tune(train=parts.outputs["train"], validation=parts.outputs["validation"], contract=checked.outputs["contract"],
-                 trained_model=trained.outputs["model"], family=trained.outputs["Output"], n_trials=n_trials, cv_folds=cv_folds, seed=seed)
+                 trained_model=trained.outputs["model"], family=trained.outputs["Output"], n_trials=n_trials, cv_folds=cv_folds, seed=seed,
+                 primary_metric=primary_metric, threshold_policy=threshold_policy)
     evaluated = evaluate(model=tuned.outputs["model"], test=parts.outputs["test"], contract=checked.outputs["contract"],
-                         segment_column=segment_column, seed=seed)
+                         segment_column=segment_column, seed=seed, primary_metric=primary_metric)
     gated = gate(model=tuned.outputs["model"], test=parts.outputs["test"], evaluation=evaluated.outputs["evaluation"], label=label,
                  registry_uri=registry_uri, model_name=model_name, primary_metric=primary_metric, thresholds=thresholds,
                  min_improvement=min_improvement)

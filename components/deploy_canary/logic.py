@@ -17,6 +17,10 @@ def version_uri(registry: Registry, model: str, version: str) -> str:
 def deploy_canary(registry: Registry, model: str, version: str, isvc: str, namespace: str, prometheus_url: str, policy: Policy,
                   adapter: KServeAdapter | None = None, log=print) -> str:
     canary = version_uri(registry, model, version)
+    aliases, _ = registry.aliases(model)
+    if aliases.get("production") == version:
+        log(f"deploy_canary: {model} {version} is already production (identical retrain); nothing to roll out")
+        return "unchanged"
     registry.set_alias(model, "candidate", version, why="deploy_canary")
     if adapter is None:
         from kubernetes import client, config

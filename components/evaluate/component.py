@@ -11,6 +11,7 @@ def evaluate(
     contract: Input[Artifact],
     segment_column: str,
     seed: int,
+    primary_metric: str,
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
     report: Output[HTML],
@@ -24,6 +25,7 @@ def evaluate(
         contract: Data contract.
         segment_column: Column for per-segment metrics (bias check); "" for none.
         seed: Seed of the permutation importance.
+        primary_metric: Metric of the permutation importance ("" = the task's default).
         metrics: Scalar test metrics.
         classification_metrics: Confusion matrix and ROC curve (classification).
         report: HTML report with plots.
@@ -37,7 +39,7 @@ def evaluate(
     from mlcycle.contract import DataContract
 
     ev = run(Path(model.path), Path(test.path), DataContract.model_validate_json(Path(contract.path).read_text()),
-             Path(report.path), segment_column, seed)
+             Path(report.path), segment_column, seed, primary_metric)
     for name, value in ev.metrics.items():
         metrics.log_metric(name, value)
     if ev.confusion:

@@ -1,7 +1,7 @@
 from typing import Dict
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Model, Output
 
 from components.image import PIPELINE_IMAGE
 
@@ -18,6 +18,7 @@ def gate(
     thresholds: Dict[str, float],
     min_improvement: float,
     decision: Output[Artifact],
+    comparison: Output[HTML],
 ) -> bool:
     """Quality gate: absolute thresholds, then champion/challenger against the production model.
 
@@ -28,10 +29,11 @@ def gate(
         label: Label column.
         registry_uri: Model registry holding the champion (alias production).
         model_name: Registered model name.
-        primary_metric: Metric compared with the champion (e.g. roc_auc, rmse).
-        thresholds: Metric bounds: minimum, or maximum for log_loss/rmse/mae/brier.
+        primary_metric: Metric compared with the champion (e.g. roc_auc, rmse; "" = the task's default).
+        thresholds: Metric bounds: minimum, or maximum for log_loss/rmse/mae/brier ({} = the task's defaults).
         min_improvement: Required gain over the champion (negative = tolerated regression).
         decision: The decision with every check and reason (JSON).
+        comparison: Challenger and champion side by side on the same test set (HTML).
 
     Returns:
         Whether the challenger may be registered and rolled out.
@@ -41,13 +43,14 @@ def gate(
 
     import pandas as pd
 
-    from components.gate.logic import GatePolicy, gate as run
+    from components.gate.logic import gate as run, render_comparison, resolve_policy
     from mlcycle.registry import open_registry
 
-    challenger = json.loads(Path(evaluation.path).read_text())["metrics"]
-    result = run(Path(model.path), pd.read_parquet(test.path), label, challenger,
-                 GatePolicy(primary_metric, dict(thresholds), min_improvement), open_registry(registry_uri), model_name)
+    ev = json.loads(Path(evaluation.path).read_text())
+    result = run(Path(model.path), pd.read_parquet(test.path), label, ev["metrics"],
+                 resolve_policy(ev["task"], primary_metric, dict(thresholds), min_improvement), open_registry(registry_uri), model_name)
     Path(decision.path).write_text(json.dumps(result.as_dict(), indent=2))
+    Path(comparison.path).write_text(render_comparison(result))
     decision.metadata["passed"] = result.passed
     print(("GATE PASSED" if result.passed else "GATE FAILED") + "\n  " + "\n  ".join(result.reasons))
     return result.passed

@@ -1,14 +1,16 @@
 """Gate: absolute thresholds and champion/challenger. ``decide`` is pure and table-tested; ``gate``
 fetches the production model (checksum-verified) and scores it on the same test set."""
 
+import html
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from mlcycle.htmlpage import page
 from mlcycle.errors import MlcycleError, VersionNotFound
-from mlcycle.metrics import LOWER_IS_BETTER, better, score_bundle
+from mlcycle.metrics import LOWER_IS_BETTER, better, score_bundle, task_defaults
 from mlcycle.models import ModelBundle
 from mlcycle.registry import Registry
 
@@ -71,6 +73,13 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, poli
     return GateDecision(passed, reasons, challenger, champion, champion_version, metric)
 
 
+def resolve_policy(task: str, primary_metric: str = "", thresholds: dict[str, float] | None = None,
+                   min_improvement: float = 0.0) -> GatePolicy:
+    """The gate policy of a run: the user's primary metric and thresholds (checked against the task), else the task's defaults."""
+    primary, bounds = task_defaults(task, primary_metric, thresholds)
+    return GatePolicy(primary, bounds, min_improvement)
+
+
 def gate(model_dir: Path, test: pd.DataFrame, label: str, challenger: dict[str, float], policy: GatePolicy,
          registry: Registry | None, model_name: str) -> GateDecision:
     champion_version = champion = error = None
@@ -91,3 +100,27 @@ def gate(model_dir: Path, test: pd.DataFrame, label: str, challenger: dict[str, 
         registry.audit(model_name, "gate", version=champion_version, why="passed" if decision.passed else "failed",
                        evidence={"reasons": decision.reasons, "challenger": challenger, "champion": champion})
     return decision
+
+
+def render_comparison(decision: GateDecision) -> str:
+    """Challenger and champion side by side on the same test set (an HTML page for the KFP UI and the run directory)."""
+    esc = html.escape
+    champion = decision.champion or {}
+    names = [k for k in decision.challenger if k != "threshold"] + [k for k in champion if k not in decision.challenger and k != "threshold"]
+    rows = []
+    for name in names:
+        a, b = decision.challenger.get(name), champion.get(name)
+        gain = better(name, a, b) if a is not None and b is not None else None
+        mark = " style='font-weight:bold'" if name == decision.primary_metric else ""
+        rows.append(f"<tr{mark}><td>{esc(name)}</td><td>{_num(a)}</td><td>{_num(b)}</td><td>{'' if gain is None else f'{gain:+.4f}'}</td></tr>")
+    who = f"champion {esc(decision.champion_version)}" if decision.champion_version else "no champion (first version)"
+    reasons = "".join(f"<li><code>{esc(r)}</code></li>" for r in decision.reasons)
+    return page("mlcycle gate",
+                f"<h1>Gate: {'PASSED' if decision.passed else 'FAILED'}</h1><p>challenger vs {who}, both scored on the same test set; "
+                f"primary metric <b>{esc(decision.primary_metric)}</b> (gain: positive = challenger better)</p>"
+                f"<table><tr><th>metric</th><th>challenger</th><th>champion</th><th>gain</th></tr>{''.join(rows)}</table>"
+                f"<h2>Checks</h2><ul>{reasons}</ul>")
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4f}"

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlcycle.data import fingerprint, make_demo_dataset, read_table
+from mlcycle.data import DEMO_SOURCES, fingerprint, make_demo_dataset, read_table
 from mlcycle.fsutil import atomic_path
 
-DEMO_SOURCES = ("", "demo")
+
 
 
 @dataclass(frozen=True)

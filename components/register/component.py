@@ -38,7 +38,7 @@ def register(
         registered: Metadata of the registered version (version id, URI, promoted).
 
     Returns:
-        The new version id.
+        The new version id (production's, when the model is identical to it and nothing was written).
     """
     import json
     from pathlib import Path
@@ -52,6 +52,9 @@ def register(
     result = run(Path(model.path), DataContract.model_validate_json(Path(contract.path).read_text()), pd.read_parquet(train.path),
                  json.loads(Path(evaluation.path).read_text()), json.loads(Path(decision.path).read_text()), open_registry(registry_uri),
                  model_name, dataset_fingerprint, run_id, Path(report.path), auto_promote, Path(drift_detector.path))
-    registered.metadata.update({"version": result.version, "uri": result.uri, "promoted": result.promoted})
-    print(f"registered {result.uri} (production: {'yes' if result.promoted else 'no, candidate'})")
+    registered.metadata.update({"version": result.version, "uri": result.uri, "promoted": result.promoted, "unchanged": result.unchanged})
+    if result.unchanged:
+        print(f"unchanged: identical to production {result.uri} (same data fingerprint, code version and model); no new version")
+    else:
+        print(f"registered {result.uri} (production: {'yes' if result.promoted else 'no, candidate'})")
     return result.version

@@ -11,7 +11,7 @@ import pandas as pd
 
 from components.build_detector.logic import reference_sample
 from mlcycle.contract import DataContract
-from mlcycle.errors import RegistryError
+from mlcycle.errors import RegistryError, VersionNotFound
 from mlcycle.models import BUNDLE_FILE
 from mlcycle.provenance import code_version, library_versions
 from mlcycle.registry import Registry
@@ -22,6 +22,15 @@ class RegisterResult:
     version: str
     promoted: bool
     uri: str
+    unchanged: bool = False  # identical to production (same data, code and model): nothing was written
+
+
+def identical_to(meta: dict, bundle: dict, dataset_fingerprint: str, code: str) -> bool:
+    """Whether a registered version was trained on the same data by the same code into the same model."""
+    lineage = meta.get("lineage", {})
+    return (lineage.get("dataset_fingerprint") == dataset_fingerprint and lineage.get("code_version") == code
+            and meta.get("family") == bundle["family"] and meta.get("params") == bundle.get("params", {})
+            and meta.get("threshold") == bundle.get("threshold") and meta.get("training") == bundle.get("training", {}))
 
 
 def stage_version(stage: Path, model_dir: Path, contract: DataContract, train: pd.DataFrame, report_path: Path | None,
@@ -43,9 +52,17 @@ def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evalu
     if not decision.get("passed"):
         raise RegistryError(f"refusing to register {model_name}: the gate did not pass ({'; '.join(decision.get('reasons', []))})")
     bundle = json.loads((Path(model_dir) / BUNDLE_FILE).read_text())
+    code = code_version()
+    try:
+        production = registry.describe(model_name, "production")
+    except VersionNotFound:
+        production = None
+    if production is not None and identical_to(production, bundle, dataset_fingerprint, code):
+        return RegisterResult(production["version"], False, f"{registry.uri}/{model_name}/{production['version']}", unchanged=True)
+    seed = bundle.get("training", {}).get("seed", 42)  # the pipeline's seed: the drift detector drew its reference with it
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
-        stage_version(stage, Path(model_dir), contract, train, report_path, evaluation)
+        stage_version(stage, Path(model_dir), contract, train, report_path, evaluation, seed)
         if drift_dir is not None:
             shutil.copytree(drift_dir, stage / "drift")
         metadata = {
@@ -55,12 +72,13 @@ def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evalu
             "metrics": evaluation.get("metrics", {}),
             "params": bundle.get("params", {}),
             "threshold": bundle.get("threshold"),
+            "training": bundle.get("training", {}),
             "gate": decision,
             "contract": contract.model_dump(),
             "lineage": {
                 "dataset_fingerprint": dataset_fingerprint,
                 "pipeline_run_id": run_id,
-                "code_version": code_version(),
+                "code_version": code,
                 "parent": decision.get("champion_version"),
             },
             "libraries": library_versions(),

@@ -13,6 +13,7 @@ def train(
     contract: Input[Artifact],
     families: List[str],
     seed: int,
+    primary_metric: str,
     model: Output[Model],
     leaderboard: Output[Metrics],
 ) -> str:
@@ -20,10 +21,11 @@ def train(
 
     Args:
         train: Training rows.
-        validation: Validation rows (model selection and decision threshold).
+        validation: Validation rows (model selection).
         contract: Data contract (feature kinds for preprocessing).
         families: Candidate families: baseline, logreg, hgb, xgboost.
         seed: Seed of every estimator.
+        primary_metric: Metric that picks the best candidate ("" = the task's default).
         model: The best candidate as a model bundle directory.
         leaderboard: Validation metric of every candidate.
 
@@ -38,7 +40,8 @@ def train(
     from mlcycle.contract import DataContract
 
     result = run(pd.read_parquet(train.path), pd.read_parquet(validation.path),
-                 DataContract.model_validate_json(Path(contract.path).read_text()), Path(model.path), families, seed)
+                 DataContract.model_validate_json(Path(contract.path).read_text()), Path(model.path), families, seed,
+                 primary_metric)
     for cand in result.leaderboard:
         if result.primary_metric in cand.metrics:
             leaderboard.log_metric(f"{cand.family}_{result.primary_metric}", cand.metrics[result.primary_metric])

@@ -1,5 +1,5 @@
 """Train: a Dummy baseline and candidate families, each one Pipeline(prep, model) fitted on train only;
-the best on validation (by the task's primary metric) is saved as a ModelBundle."""
+the best on validation (by the run's primary metric) is saved as a ModelBundle."""
 
 import time
 from dataclasses import dataclass, field
@@ -9,8 +9,8 @@ import pandas as pd
 
 from mlcycle.contract import DataContract
 from mlcycle.errors import ModelError
-from mlcycle.metrics import DEFAULT_PRIMARY, best_f1_threshold, better, classification_metrics, regression_metrics
-from mlcycle.models import FAMILIES, ModelBundle, build_pipeline, split_xy
+from mlcycle.metrics import better, score_bundle, task_defaults
+from mlcycle.models import FAMILIES, ModelBundle, check_families
 
 
 @dataclass
@@ -29,25 +29,16 @@ class TrainResult:
 
 def fit_bundle(family: str, train: pd.DataFrame, val: pd.DataFrame, contract: DataContract, seed: int,
                params: dict | None = None) -> tuple[ModelBundle, dict[str, float]]:
-    """Fit one family on ``train``; pick the decision threshold and score on ``val``."""
-    x_train, y_train = split_xy(train, contract)
-    x_val, y_val = split_xy(val, contract)
-    pipeline = build_pipeline(family, contract, seed, params).fit(x_train, y_train)
-    bundle = ModelBundle.from_pipeline(family, pipeline, contract, params=params)
-    scores = bundle.score(val)
-    if contract.task == "classification":
-        if len(bundle.classes) == 2 and family != "baseline":
-            bundle.threshold = best_f1_threshold(y_val == bundle.classes[1], scores[:, 1])
-        return bundle, classification_metrics(y_val, scores, bundle.classes, bundle.threshold)
-    return bundle, regression_metrics(y_val, scores)
+    """Fit one family on ``train`` and score it on ``val`` (decision threshold 0.5: the tune step chooses the
+    real one on out-of-fold predictions, see mlcycle.thresholds)."""
+    bundle = ModelBundle.fit(family, train, contract, seed, params)
+    return bundle, score_bundle(bundle, val, contract.label)
 
 
 def train(train_df: pd.DataFrame, val_df: pd.DataFrame, contract: DataContract, out_dir: Path,
-          families: list[str] = list(FAMILIES), seed: int = 42, log=print) -> TrainResult:
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown or not families:
-        raise ModelError(f"unknown or no model families {unknown or families}; choose from {', '.join(FAMILIES)}")
-    primary = DEFAULT_PRIMARY[contract.task]
+          families: list[str] = list(FAMILIES), seed: int = 42, primary_metric: str = "", log=print) -> TrainResult:
+    families = check_families(families)
+    primary, _ = task_defaults(contract.task, primary_metric)
     result = TrainResult(best_family="", primary_metric=primary)
     best: tuple[ModelBundle, float] | None = None
     for family in families:
@@ -60,7 +51,7 @@ def train(train_df: pd.DataFrame, val_df: pd.DataFrame, contract: DataContract, 
         if eligible and primary in metrics and (best is None or better(primary, metrics[primary], best[1]) > 0):
             best = (bundle, metrics[primary])
     if best is None:
-        raise ModelError(f"no candidate produced a {primary} score")
+        raise ModelError(f"no candidate produced a {primary} score (families {', '.join(families)})")
     best[0].save(out_dir)
     result.best_family = best[0].family
     return result

@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
 
 from components.image import PIPELINE_IMAGE
 
@@ -15,6 +15,7 @@ def validate_data(
     max_categories: int,
     contract: Output[Artifact],
     report: Output[Markdown],
+    exploration: Output[HTML],
 ):
     """Infer the data contract and check the data against the production model's contract.
 
@@ -28,6 +29,7 @@ def validate_data(
         max_categories: A string column with more distinct values is refused as an identifier.
         contract: The inferred data contract (JSON).
         report: Validation report (Markdown).
+        exploration: Data exploration page: distributions, target relationships, correlations, missing values, verdict per column.
     """
     from pathlib import Path
 
@@ -35,5 +37,5 @@ def validate_data(
     from mlcycle.registry import open_registry
 
     result = run(Path(dataset.path), Path(contract.path), Path(report.path), label, task, timestamp_column,
-                 open_registry(registry_uri), model_name, max_categories)
+                 open_registry(registry_uri), model_name, max_categories, Path(exploration.path))
     print(f"data valid: {len(result.contract.columns)} columns; production contract: {result.reference_version}")

@@ -30,7 +30,17 @@ def production_contract(registry: Registry | None, model_name: str) -> tuple[Dat
     return DataContract.model_validate(meta["contract"]), meta["version"]
 
 
-def validate(
+def validate(frame: pd.DataFrame, label: str, task: str = "classification", timestamp: str | None = None,
+             reference: DataContract | None = None, reference_version: str | None = None, max_categories: int = MAX_CATEGORIES,
+             min_rows: int = 100) -> ValidationResult:
+    """Raise DataError / ContractViolation naming column, rule and observed value; else the new contract."""
+    result = assess(frame, label, task, timestamp, reference, reference_version, max_categories, min_rows)
+    if result.skew_breaches:
+        raise ContractViolation(result.skew_breaches)
+    return result
+
+
+def assess(
     frame: pd.DataFrame,
     label: str,
     task: str = "classification",
@@ -40,14 +50,11 @@ def validate(
     max_categories: int = MAX_CATEGORIES,
     min_rows: int = 100,
 ) -> ValidationResult:
-    """Raise DataError / ContractViolation naming column, rule and observed value; else the new contract."""
+    """Raise DataError naming column, rule and observed value for unusable data; else the new contract and every
+    breach of the production contract (``run`` refuses the data when there is any)."""
     contract = infer_contract(frame, label, task=task, timestamp=timestamp or None, max_categories=max_categories, min_rows=min_rows)
     enforce(frame, contract)  # min rows, duplicates
-    skew: list[Breach] = []
-    if reference is not None:
-        skew = check(frame, reference)
-        if skew:
-            raise ContractViolation(skew)
+    skew = check(frame, reference) if reference is not None else []
     return ValidationResult(contract, reference_version, skew, render_report(frame, contract, reference_version))
 
 
@@ -77,10 +84,19 @@ def render_report(frame: pd.DataFrame, contract: DataContract, reference_version
 
 
 def run(dataset_path: Path, contract_path: Path, report_path: Path, label: str, task: str, timestamp: str,
-        registry: Registry | None, model_name: str, max_categories: int = MAX_CATEGORIES) -> ValidationResult:
+        registry: Registry | None, model_name: str, max_categories: int = MAX_CATEGORIES,
+        exploration_path: Path | None = None) -> ValidationResult:
+    """Validate; the exploration page is written even when the data breaches production's contract (it shows
+    the breaches per column), the contract only when the data is valid."""
+    from components.validate_data.explore import render
+
     frame = pd.read_parquet(dataset_path)
     reference, ref_version = production_contract(registry, model_name)
-    result = validate(frame, label, task, timestamp, reference, ref_version, max_categories)
+    result = assess(frame, label, task, timestamp, reference, ref_version, max_categories)
+    if exploration_path is not None:
+        write_text_atomic(Path(exploration_path), render(frame, result.contract, ref_version, result.skew_breaches))
+    if result.skew_breaches:
+        raise ContractViolation(result.skew_breaches)
     write_text_atomic(Path(contract_path), result.contract.model_dump_json(indent=2))
     write_text_atomic(Path(report_path), result.report)
     return result

@@ -4,7 +4,7 @@ Input policy (README "Input policy"):
 - features by name: V1 ``instances``/``inputs`` as records (or rows in contract order), V2 one
   named input per feature, shape [n] or [n, 1];
 - every feature required, unknown names refused;
-- numeric features take numbers (not strings, not booleans); categorical features take strings
+- numeric features take numbers (not strings, not booleans: V1 and V2 alike); categorical features take strings
   from the training categories;
 - null / NaN only where the feature had missing values in training (the model's imputer fills
   them); infinity never;
@@ -110,6 +110,8 @@ class Codec:
                 raise InvalidInput(f"input '{name}': datatype {inp.datatype} not allowed for a numeric feature (use FP64, FP32 or INT*)")
             if kind == "categorical" and inp.datatype != "BYTES":
                 raise InvalidInput(f"input '{name}': datatype {inp.datatype} not allowed for a categorical feature (use BYTES)")
+            if kind == "numeric":
+                _check_numbers(name, inp)
             _check_integer_range(name, inp)
             try:
                 values = inp.as_numpy()
@@ -186,6 +188,23 @@ class Codec:
             ]
         return InferResponse(response_id=request.id or "", model_name=model_name, infer_outputs=outputs, model_version=version,
                              from_grpc=request.from_grpc)
+
+
+def _check_numbers(name: str, inp) -> None:
+    """V2 REST data for a numeric input holds JSON numbers (or null): not numeric strings such as "17.99", not
+    booleans — the same rule as V1. (gRPC contents are typed by the protocol already.)"""
+    if not isinstance(inp.data, list):
+        return
+    stack, index = [inp.data], 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+            continue
+        if item is not None and (isinstance(item, bool) or not isinstance(item, (int, float))):
+            raise InvalidInput(f"input '{name}' value {index}: expected a number for datatype {inp.datatype}, "
+                               f"got {type(item).__name__} {_short(item)}")
+        index += 1
 
 
 def _check_integer_range(name: str, inp) -> None:

@@ -87,6 +87,12 @@ CASES = [
     ("v2-int8-out-of-range", V2, v2(hour={"datatype": "INT8", "data": [300]}), J, 400, "input 'hour': value 300 out of range for INT8"),
     ("v2-fraction-for-int", V2, v2(hour={"data": [1.5]}), J, 400, "input 'hour': value 1.5 is not an integer (INT64)"),
     ("v2-invalid-json", V2, b'{"inputs": [{"name": "amount", ', J, 400, ""),
+    # V2 follows V1's rule: a numeric feature takes JSON numbers, never numeric strings or booleans.
+    ("v2-numeric-string-for-fp64", V2, v2(amount={"data": ["17.99"]}), J, 400, "input 'amount' value 0: expected a number for datatype FP64, got str '17.99'"),
+    ("v2-numeric-string-for-int", V2, v2(hour={"data": ["13"]}), J, 400, "input 'hour' value 0: expected a number for datatype INT64, got str"),
+    ("v2-bool-for-fp64", V2, v2(amount={"data": [True]}), J, 400, "input 'amount' value 0: expected a number for datatype FP64, got bool"),
+    ("v2-nested-string", V2, v2(amount={"shape": [1, 1], "data": [["17.99"]]}), J, 400, "expected a number for datatype FP64, got str"),
+    ("v2-bool-datatype-for-number", V2, v2(is_foreign={"datatype": "BOOL", "data": [False]}), J, 400, "datatype BOOL not allowed"),
 ]
 
 
@@ -130,6 +136,12 @@ GRPC_CASES = [
     ("wrong-datatype", lambda: _grpc_request(channel=lambda t: t.__setattr__("datatype", "FP32")), grpc.StatusCode.INVALID_ARGUMENT, "datatype FP32 not allowed"),
     ("shape-vs-data", lambda: _grpc_request(amount=lambda t: t.shape.__setitem__(0, 3)), grpc.StatusCode.INVALID_ARGUMENT, ""),
     ("unknown-model", lambda: _grpc_request(model="nope"), grpc.StatusCode.NOT_FOUND, "nope"),
+    ("int8-out-of-range", lambda: _grpc_request(hour=lambda t: (t.__setattr__("datatype", "INT8"), t.contents.ClearField("int64_contents"),
+                                                                t.contents.int_contents.append(300))),
+     grpc.StatusCode.INVALID_ARGUMENT, "input 'hour': value 300 out of range for INT8"),
+    ("bool-for-number", lambda: _grpc_request(is_foreign=lambda t: (t.__setattr__("datatype", "BOOL"), t.contents.ClearField("int64_contents"),
+                                                                    t.contents.bool_contents.append(True))),
+     grpc.StatusCode.INVALID_ARGUMENT, "datatype BOOL not allowed"),
 ]
 
 

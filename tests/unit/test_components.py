@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
@@ -14,6 +15,7 @@ from components.split.component import split
 from components.train.component import train
 from components.tune.component import tune
 from components.validate_data.component import validate_data
+from mlcycle.contract import DataContract
 from mlcycle.registry import open_registry
 
 pytestmark = pytest.mark.unit
@@ -26,33 +28,40 @@ def test_shims_chain_end_to_end(tmp_path):
     fp = ingest.python_func(source="demo", demo_rows=3000, seed=5, dataset=data)
     assert len(fp) == 64 and data.metadata["rows"] == 3000
 
-    contract, report = a(Artifact, "contract"), a(Markdown, "report")
+    contract, report, page = a(Artifact, "contract"), a(Markdown, "report"), a(HTML, "exploration")
     validate_data.python_func(dataset=data, label="is_fraud", task="classification", timestamp_column="timestamp",
-                              registry_uri=reg, model_name="fraud", max_categories=1000, contract=contract, report=report)
+                              registry_uri=reg, model_name="fraud", max_categories=1000, contract=contract, report=report, exploration=page)
     assert json.loads(open(contract.path).read())["label"] == "is_fraud"
+    assert "Columns and contract verdict" in open(page.path).read()
 
     tr, va, te = a(Dataset, "train"), a(Dataset, "val"), a(Dataset, "test")
     split.python_func(dataset=data, contract=contract, val_fraction=0.2, test_fraction=0.2, seed=5, timestamp_column="", train=tr, validation=va, test=te)
 
     model, board = a(Model, "model"), a(Metrics, "board")
-    family = train.python_func(train=tr, validation=va, contract=contract, families=["baseline", "logreg"], seed=5, model=model, leaderboard=board)
+    family = train.python_func(train=tr, validation=va, contract=contract, families=["baseline", "logreg"], seed=5, primary_metric="",
+                               model=model, leaderboard=board)
     assert family == "logreg" and board.metadata["baseline_roc_auc"] == 0.5
 
     tuned, trials, trial_log = a(Model, "tuned"), a(Metrics, "trials"), a(Artifact, "trial_log")
     tune.python_func(train=tr, validation=va, contract=contract, trained_model=model, family=family, n_trials=2, cv_folds=2, seed=5,
-                     model=tuned, trials=trials, trial_log=trial_log)
+                     primary_metric="", threshold_policy="recall:0.5", model=tuned, trials=trials, trial_log=trial_log)
     assert len(open(trial_log.path).read().splitlines()) == 2
+    bundle = json.loads(open(f"{tuned.path}/bundle.json").read())
+    assert bundle["training"]["threshold"]["policy"] == "recall:0.5" and bundle["training"]["threshold"]["recall"] >= 0.5
+    assert bundle["threshold"] == bundle["training"]["threshold"]["threshold"] == pytest.approx(trials.metadata["decision_threshold"], abs=1e-6)
 
     metrics, cm, html, ev = a(Metrics, "metrics"), a(ClassificationMetrics, "cm"), a(HTML, "html"), a(Artifact, "ev")
-    evaluate.python_func(model=tuned, test=te, contract=contract, segment_column="channel", seed=5, metrics=metrics,
+    evaluate.python_func(model=tuned, test=te, contract=contract, segment_column="channel", seed=5, primary_metric="", metrics=metrics,
                          classification_metrics=cm, report=html, evaluation=ev)
     assert metrics.metadata["roc_auc"] > 0.75
     assert len(cm.metadata["confusionMatrix"]["rows"]) == 2 and len(cm.metadata["confidenceMetrics"]) > 10
 
-    decision = a(Artifact, "decision")
+    decision, comparison = a(Artifact, "decision"), a(HTML, "comparison")
     passed = gate.python_func(model=tuned, test=te, evaluation=ev, label="is_fraud", registry_uri=reg, model_name="fraud",
-                              primary_metric="roc_auc", thresholds={"roc_auc": 0.7}, min_improvement=0.0, decision=decision)
+                              primary_metric="roc_auc", thresholds={"roc_auc": 0.7}, min_improvement=0.0, decision=decision,
+                              comparison=comparison)
     assert passed is True and decision.metadata["passed"] is True
+    assert "Gate: PASSED" in open(comparison.path).read()
 
     detector = a(Artifact, "detector")
     build_detector.python_func(train=tr, contract=contract, backend="scipy", p_val=0.05, seed=5, detector=detector)
@@ -65,3 +74,10 @@ def test_shims_chain_end_to_end(tmp_path):
     assert registry.resolve("fraud", "production") == version == out.metadata["version"]
     files = registry.describe("fraud", version)["files"]
     assert "report.html" in files and "drift/config.json" in files and "drift/reference.npy" in files
+    # The reference sample is drawn once, with the pipeline's seed: the registered one is the detector's.
+    from components.build_detector.logic import reference_sample
+
+    local = registry.fetch("fraud", version, tmp_path / "fetched")
+    stored = pd.read_parquet(local / "reference.parquet")
+    pd.testing.assert_frame_equal(stored, reference_sample(pd.read_parquet(tr.path), DataContract.model_validate_json(open(contract.path).read()),
+                                                           seed=5).reset_index(drop=True), check_dtype=False)
