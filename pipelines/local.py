@@ -24,6 +24,7 @@ from pipelines.training import PIPELINE_NAME, training_pipeline
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = re.compile(r"Executing task '([\w-]+)'")
 FINISHED = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
+INNER_FAILED = re.compile(r"Inner task failed: '([\w-]+)'")
 # The last line of a Python traceback in a step's log: "mlcycle.errors.DataError: label column ...".
 ERROR_LINE = re.compile(r"^\s*((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Violation|Exception|NotFound|Unavailable|Conflict|Version)): (.+)$")
 # Pages a run leaves for people: copied to the run directory under names a browser opens.
@@ -144,7 +145,7 @@ def run_local(registry_uri: str, pipeline_root: Path, progress: Callable[[str], 
 
 def _step_failed(error: RuntimeError, log_path: Path) -> StepFailed:
     text = ANSI.sub("", str(error))
-    m = FINISHED.search(text)
+    m = INNER_FAILED.search(text) or FINISHED.search(text)
     step = m.group(1) if m else "?"
     lines = log_path.read_text(errors="replace").splitlines() if log_path and log_path.exists() else []
     found = [ERROR_LINE.match(line) for line in lines]

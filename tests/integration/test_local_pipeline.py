@@ -22,13 +22,20 @@ def test_demo_twice_exercises_champion_challenger(tmp_path, capsys):
 
     assert cli(args) == 0
     second = capsys.readouterr().out
+    assert "demo data: batch 2 of the bundled fraud data (3000 rows, seed 43)" in second
     assert f"champion/challenger vs production {v1}" in second
     assert "challenger" in second and "vs champion" in second
+    assert len(second.splitlines()) < 30, second  # fits on one screen
     v2 = registry.resolve("fraud-detector", "production")
     assert v2 != v1 and registry.aliases("fraud-detector")[0]["previous"] == v1
     meta = registry.describe("fraud-detector", v2)
     assert meta["lineage"]["parent"] == v1 and meta["gate"]["champion_version"] == v1
     assert meta["lineage"]["pipeline_run_id"]  # the KFP job id placeholder was resolved
+    # Two different models compared on the same test set: the second run trained on a new batch.
+    assert meta["gate"]["challenger"]["roc_auc"] != meta["gate"]["champion"]["roc_auc"]
+    assert meta["lineage"]["dataset_fingerprint"] != registry.describe("fraud-detector", v1)["lineage"]["dataset_fingerprint"]
+    page = next(runs.glob("mlcycle-training-*/gate-report.html"), None)
+    assert page is not None and f"champion {v1}" in "".join(p.read_text() for p in runs.glob("mlcycle-training-*/gate-report.html"))
     assert (runs.glob("mlcycle-training-*/evaluate/report").__next__()).read_text().startswith("<!doctype html>")
 
 
@@ -63,7 +70,7 @@ def test_pipeline_registers_to_minio_and_cli_manages_it(tmp_path, minio_server, 
         monkeypatch.setenv(key, value)  # as the Kubernetes Secret does in a cluster; kfp.local steps inherit it
     uri = f"s3://{bucket}"
     first = run_local(uri, tmp_path / "runs", auto_promote=True, **SMALL)
-    second = run_local(uri, tmp_path / "runs", auto_promote=False, min_improvement=-1.0, **SMALL)
+    second = run_local(uri, tmp_path / "runs", auto_promote=False, min_improvement=-1.0, seed=43, **SMALL)  # a new batch of data
     assert first.version and second.version and second.decision["champion_version"] == first.version
     registry = open_registry(uri)
     assert registry.aliases("fraud-detector")[0] == {"production": first.version, "candidate": second.version}
@@ -75,9 +82,10 @@ def test_pipeline_registers_to_minio_and_cli_manages_it(tmp_path, minio_server, 
     assert cli(["models", "diff", "fraud-detector", "production", "previous", "--registry", uri]) == 0
     diff = capsys.readouterr().out
     assert "metrics.roc_auc" in diff and second.version in diff and first.version in diff
-    assert cli(["models", "rollback", "fraud-detector", "--registry", uri]) == 0
+    assert cli(["models", "rollback", "fraud-detector", "--registry", uri]) == 2  # a reason is required
+    assert cli(["models", "rollback", "fraud-detector", "--registry", uri, "--why", "manual rollback"]) == 0
     assert registry.resolve("fraud-detector", "production") == first.version
     assert cli(["models", "show", "fraud-detector", "nope", "--registry", uri]) == 1
     assert "no version 'nope'" in capsys.readouterr().err
     audit = [(r["event"], r["why"]) for r in registry.audit_log("fraud-detector")]
-    assert ("promote", "manual test") in audit and audit[-1][0] == "rollback"
+    assert ("promote", "manual test") in audit and audit[-1] == ("rollback", "manual rollback")
