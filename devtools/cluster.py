@@ -150,6 +150,10 @@ class Cluster:
     def apply(self, manifest: str, *extra: str) -> subprocess.CompletedProcess:
         return self.kubectl("apply", "--server-side", "--field-manager=mlcycle-dev", "--force-conflicts", "-f", "-", *extra, input=manifest)
 
+    def get(self, *args: str, kubeconfig: Path | None = None) -> dict:
+        """``kubectl get ARGS -o json`` as a dict."""
+        return json.loads(self.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig).stdout)
+
     def kustomize(self, path: Path | str) -> str:
         return self.kubectl("kustomize", str(path)).stdout
 

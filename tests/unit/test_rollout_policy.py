@@ -105,20 +105,36 @@ def test_cli_rollout_without_a_cluster_says_so(monkeypatch, capsys):
     assert "no Kubernetes cluster configured" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("annotation, crd_has_list, mode", [("Serverless", True, "serverless"), (None, True, "serverless"),
-                                                           ("Standard", True, "standard"), ("RawDeployment", True, "standard")])
-def test_detect_canary_api(annotation, crd_has_list, mode):
+@pytest.mark.parametrize("annotation, status, mode", [("Serverless", None, "serverless"), (None, None, "serverless"), ("Knative", None, "serverless"),
+                                                     ("Standard", None, "standard"), ("RawDeployment", None, "standard"),
+                                                     # KServe's effective mode (status) wins over the annotation
+                                                     ("RawDeployment", "Standard", "standard"), (None, "Standard", "standard"),
+                                                     ("Standard", "Knative", "serverless")])
+def test_detect_canary_api(annotation, status, mode):
     from inference.rollout.kserve import detect_mode
 
     meta = {"annotations": {"serving.kserve.io/deploymentMode": annotation}} if annotation else {}
-    assert detect_mode({"metadata": meta}, crd_has_list) == mode
+    assert detect_mode({"metadata": meta, **({"status": {"deploymentMode": status}} if status else {})}) == mode
 
 
-def test_standard_mode_needs_a_kserve_with_spec_canary():
+def test_unknown_deployment_mode_is_refused_by_name():
     from inference.rollout.kserve import RolloutError, detect_mode
 
-    with pytest.raises(RolloutError, match="KServe >= 0.20"):
-        detect_mode({"metadata": {"annotations": {"serving.kserve.io/deploymentMode": "Standard"}}}, crd_has_canary_list=False)
+    with pytest.raises(RolloutError, match="unknown KServe deployment mode 'ModelMesh'"):
+        detect_mode({"metadata": {"annotations": {"serving.kserve.io/deploymentMode": "ModelMesh"}}})
+
+
+def test_standard_canary_has_the_shape_kserves_webhook_accepts():
+    from inference.rollout.kserve import canary_patch, predictor_service, route_backends
+
+    isvc = {"metadata": {"name": "fd"}, "spec": {"predictor": {"minReplicas": 2, "maxReplicas": 4, "containers": [
+        {"name": "kserve-container", "env": [{"name": "STORAGE_URI", "value": "s3://b/m/v1/"}], "resources": {"limits": {"cpu": "2"}}}]}}}
+    patched = canary_patch(isvc, "standard", "s3://b/m/v20261201T095519197307-e92c3a/", 20)
+    canary = patched["spec"]["canary"][0]["predictor"]
+    assert canary["name"] == "c-v20261201t095519197307-e92c3a" and "maxReplicas" not in canary and canary["minReplicas"] == 1
+    assert canary["containers"][0]["resources"] == {"limits": {"cpu": "2"}}  # same resources: promotion restarts nothing
+    assert route_backends(patched) == [("fd-predictor", 80), ("fd-c-v20261201t095519197307-e92c3a-predictor", 20)]
+    assert predictor_service("fd", canary) == "fd-c-v20261201t095519197307-e92c3a-predictor"
 
 
 def test_promote_and_rollback_patches():
