@@ -50,3 +50,19 @@ def minio_server(tmp_path_factory):
     server = MinioServer(tmp_path_factory.mktemp("minio") / "data").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory, splits, contract, model_dirs):
+    """A registry with one production version (XGBoost + alibi-detect drift detector), as the pipeline writes it."""
+    from components.build_detector.logic import build_detector
+    from components.register.logic import register
+    from mlcycle.registry import open_registry
+
+    root = tmp_path_factory.mktemp("served")
+    train, _, _ = splits
+    build_detector(train, contract, root / "drift", backend="alibi")
+    registry = open_registry(root / "registry")
+    result = register(model_dirs["xgboost"], contract, train, {"metrics": {}}, {"passed": True, "reasons": []}, registry,
+                      "fraud", "f" * 64, "test", auto_promote=True, drift_dir=root / "drift")
+    return {"source": f"{root / 'registry'}#fraud@production", "version": result.version, "root": root, "model_dir": model_dirs["xgboost"]}

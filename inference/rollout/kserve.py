@@ -185,23 +185,37 @@ class KServeAdapter:
     KServe's status reflects it (canaryStatuses in Standard mode, the latest revision in Knative mode)."""
 
     def __init__(self, name: str, namespace: str, stable_uri: str, canary_uri: str, registry=None, model: str = "",
-                 api=None, timeout_s: float = 300, gateway: tuple[str, str] = DEFAULT_GATEWAY, poll_s: float = 0.5):
+                 api=None, timeout_s: float = 300, gateway: tuple[str, str] = DEFAULT_GATEWAY, poll_s: float = 0.5,
+                 unreachable_s: float = 60):
         from kubernetes import client, config
 
         if api is None:
             config.load_config()
             api = client.CustomObjectsApi()
         self.api, self.name, self.namespace, self.gateway, self.poll_s = api, name, namespace, gateway, poll_s
+        self.unreachable_s = unreachable_s
         self.stable_uri, self.canary_uri, self.registry, self.model, self.timeout_s = stable_uri, canary_uri, registry, model, timeout_s
         self.mode = detect_mode(self.get())
 
     def _call(self, what: str, fn, *args, **kwargs):
+        """One API call: refusals become RolloutError with the apiserver's reason; an unreachable apiserver
+        (restart, network blip) is retried for ``unreachable_s`` seconds, then reported."""
+        import urllib3
         from kubernetes.client.exceptions import ApiException
 
-        try:
-            return fn(*args, **kwargs)
-        except ApiException as e:
-            raise RolloutError(f"{what} {self.namespace}/{self.name} refused ({e.status} {e.reason}): {_api_message(e)}") from None
+        deadline = time.monotonic() + self.unreachable_s
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except ApiException as e:
+                if e.status in (500, 502, 503, 504) and time.monotonic() < deadline:  # apiserver starting up
+                    time.sleep(self.poll_s)
+                    continue
+                raise RolloutError(f"{what} {self.namespace}/{self.name} refused ({e.status} {e.reason}): {_api_message(e)}") from None
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                if time.monotonic() >= deadline:
+                    raise RolloutError(f"{what} {self.namespace}/{self.name}: the API server is unreachable ({type(e).__name__}: {e})") from None
+                time.sleep(self.poll_s)
 
     def get(self) -> dict:
         return self._call("get InferenceService", self.api.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, self.name)
@@ -221,19 +235,25 @@ class KServeAdapter:
 
     def sync_route(self, isvc: dict) -> dict:
         """Create or update mlcycle's HTTPRoute so its weights equal the InferenceService's split."""
-        from kubernetes.client.exceptions import ApiException
-
         body = route_body(self.name, self.namespace, route_backends(isvc), self.gateway)
         args = (ROUTE_GROUP, ROUTE_VERSION, self.namespace, ROUTE_PLURAL)
         try:
-            self.api.get_namespaced_custom_object(*args, body["metadata"]["name"])
-        except ApiException as e:
-            if e.status != 404:
-                raise RolloutError(f"get HTTPRoute {body['metadata']['name']} refused ({e.status} {e.reason}): {_api_message(e)}") from None
+            self._call("get HTTPRoute for", self._get_raw, *args, body["metadata"]["name"])
+        except _NotFound:
             return self._call("create HTTPRoute for", self.api.create_namespaced_custom_object, *args, body, field_validation="Strict")
         # A merge patch replaces the backendRefs list as a whole: the route says exactly the current split.
         return self._call("patch HTTPRoute for", self.api.patch_namespaced_custom_object, *args, body["metadata"]["name"],
                           {"spec": body["spec"]}, field_validation="Strict")
+
+    def _get_raw(self, *args):
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.api.get_namespaced_custom_object(*args)
+        except ApiException as e:
+            if e.status == 404:
+                raise _NotFound() from None
+            raise
 
     def route_weights(self) -> dict[str, int]:
         route = self._call("get HTTPRoute for", self.api.get_namespaced_custom_object, ROUTE_GROUP, ROUTE_VERSION, self.namespace,
@@ -289,6 +309,10 @@ class KServeAdapter:
             if self.registry is not None:
                 self.registry.audit(self.model, "rollback", version=version_of(self.canary_uri), actor="rollout-controller",
                                     why=action.reason, evidence=action.evidence)
+
+
+class _NotFound(Exception):
+    pass
 
 
 def _api_message(e) -> str:
