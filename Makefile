@@ -13,7 +13,7 @@ GRPC_PORT ?= 8081
 DRIFT_PORT ?= 8090
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-minio serve traffic canary-demo kind-up kind-down test test-unit compile minio lock bench clean help
+.PHONY: setup demo demo-minio serve traffic canary-demo kind-up kind-down cluster-up cluster-down control-plane test test-unit compile minio lock bench clean help
 
 help:
 	@echo "make demo     run the whole training lifecycle locally (kfp.local, bundled data, local registry)"
@@ -21,6 +21,7 @@ help:
 	@echo "make serve    serve the production model (KServe predictor + drift detector) on :8080/:8081/:8090"
 	@echo "make traffic  send normal then drifted traffic to 'make serve' and print the drift report"
 	@echo "make canary-demo  canary rollout locally: promote a good candidate, roll back a broken one"
+	@echo "make cluster-up   local Kubernetes control plane + KServe (no Docker); kubeconfig .mlcycle/cluster/kubeconfig"
 	@echo "make compile  write the compiled KFP pipeline YAML to build/pipelines/"
 	@echo "make bench    run the benchmarks (JSON under bench/results/)"
 
@@ -64,7 +65,18 @@ kind-up:
 kind-down:
 	scripts/kind-down.sh
 
-test: setup
+# A local control plane without Docker: etcd, kube-apiserver, controller-manager, scheduler, KWOK (one
+# simulated node) and KServe's controller with its webhooks; built from pinned Go modules on first use.
+control-plane:
+	@scripts/ensure-control-plane.sh >/dev/null
+
+cluster-up: setup control-plane
+	$(PY) -m devtools.cluster up --dir .mlcycle/cluster
+
+cluster-down: setup
+	$(PY) -m devtools.cluster down --dir .mlcycle/cluster
+
+test: setup control-plane
 	MINIO_BIN=$$(scripts/ensure-minio.sh) PROMETHEUS_BIN=$$(scripts/ensure-prometheus.sh) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup

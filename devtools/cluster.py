@@ -64,6 +64,9 @@ class Cluster:
     ports: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
+    def __post_init__(self):
+        self.directory = Path(self.directory).resolve()
+
     # paths ------------------------------------------------------------------------------
     @property
     def kubeconfig(self) -> Path:
@@ -185,8 +188,9 @@ class Cluster:
         ca = base64.b64encode((self.pki / "ca.crt").read_bytes()).decode()
         for name, user in (("kubeconfig", "admin"), ("kcm.kubeconfig", "kcm"), ("scheduler.kubeconfig", "scheduler"),
                            ("kwok.kubeconfig", "kwok"), ("kserve.kubeconfig", "kserve")):
-            self.write_kubeconfig(self.directory / name, {"client-certificate": str(self.pki / f"{user}.crt"),
-                                                          "client-key": str(self.pki / f"{user}.key")}, ca)
+            data = {f"client-{kind}-data": base64.b64encode((self.pki / f"{user}.{ext}").read_bytes()).decode()
+                    for kind, ext in (("certificate", "crt"), ("key", "key"))}
+            self.write_kubeconfig(self.directory / name, data, ca)
 
     def write_kubeconfig(self, path: Path, user: dict, ca: str | None = None, namespace: str = "default") -> Path:
         ca = ca or base64.b64encode((self.pki / "ca.crt").read_bytes()).decode()

@@ -261,34 +261,46 @@ def cmd_rollout(args) -> int:
     except config.ConfigException as e:
         print(f"mlcycle rollout: no Kubernetes cluster configured ({e}); set KUBECONFIG or run in a cluster", file=sys.stderr)
         return 1
-    from inference.rollout.kserve import GROUP, PLURAL, VERSION, KServeAdapter, detect_mode, promote_patch, rollback_patch, storage_uri
+    from inference.rollout.kserve import SERVERLESS, STANDARD, KServeAdapter, promote_patch, rollback_patch, storage_uri, version_of
     from mlcycle.registry import open_registry
 
-    api = client.CustomObjectsApi()
-    isvc = api.get_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, args.name)
-    mode = detect_mode(isvc)
+    probe = KServeAdapter(args.name, args.namespace, "", "", api=client.CustomObjectsApi())
+    isvc = probe.get()
     spec, status = isvc["spec"], isvc.get("status", {})
     canary_uri = storage_uri(spec["canary"][0]["predictor"]) if spec.get("canary") else storage_uri(spec["predictor"])
     if args.action == "status":
         weight = spec["canary"][0]["trafficPercent"] if spec.get("canary") else spec["predictor"].get("canaryTrafficPercent")
-        print(json.dumps({"mode": mode, "canary_weight": weight, "canary_uri": canary_uri, "stable_uri": storage_uri(spec["predictor"]),
-                          "observed_generation": status.get("observedGeneration"), "generation": isvc["metadata"].get("generation"),
-                          "components": status.get("components"), "canary_statuses": status.get("canaryStatuses")}, indent=2))
+        report = {"mode": probe.mode, "canary_weight": weight, "canary_uri": canary_uri if weight is not None else None,
+                  "stable_uri": storage_uri(spec["predictor"]), "canary_statuses": status.get("canaryStatuses"),
+                  "conditions": {c["type"]: c["status"] for c in status.get("conditions", [])}, "components": status.get("components")}
+        if probe.mode == STANDARD:
+            try:
+                report["route_weights"] = probe.route_weights()
+            except MlcycleError as e:
+                report["route_weights"] = f"no mlcycle HTTPRoute ({e})"
+        print(json.dumps(report, indent=2))
         return 0
+    if probe.mode == STANDARD and not spec.get("canary"):
+        print(f"mlcycle rollout {args.action}: {args.namespace}/{args.name} has no canary", file=sys.stderr)
+        return 2
+    if not args.why.strip():
+        print(f"mlcycle rollout {args.action}: --why \"reason\" is required (it is recorded in the audit log)", file=sys.stderr)
+        return 2
     registry = open_registry(_registry_uri(args)) if args.registry or os.environ.get("MLCYCLE_REGISTRY") else None
-    adapter = KServeAdapter(args.name, args.namespace, args.stable_uri or storage_uri(spec["predictor"]), canary_uri, registry, args.model, api=api)
+    adapter = KServeAdapter(args.name, args.namespace, args.stable_uri or storage_uri(spec["predictor"]), canary_uri, registry, args.model,
+                            api=probe.api)
     if args.action == "promote":
-        adapter.replace(promote_patch(isvc, mode))
+        adapter.write(promote_patch(isvc, adapter.mode))
         if registry:
-            registry.promote(args.model, canary_uri.rstrip("/").rsplit("/", 1)[-1], why=args.why or "promoted by hand")
+            registry.promote(args.model, version_of(canary_uri), why=args.why)
     else:
-        if not args.stable_uri and mode == "serverless":
-            print("mlcycle rollout abort: --stable-uri is required in Serverless mode (the URI to restore)", file=sys.stderr)
+        if not args.stable_uri and adapter.mode == SERVERLESS:
+            print("mlcycle rollout abort: --stable-uri is required in Knative mode (the URI to restore)", file=sys.stderr)
             return 2
-        adapter.replace(rollback_patch(isvc, mode, args.stable_uri))
+        adapter.write(rollback_patch(isvc, adapter.mode, args.stable_uri))
         if registry:
-            registry.audit(args.model, "rollback", version=canary_uri.rstrip("/").rsplit("/", 1)[-1], why=args.why or "aborted by hand")
-    print(f"{args.namespace}/{args.name}: {args.action} applied ({mode} mode)")
+            registry.audit(args.model, "rollback", version=version_of(canary_uri), why=args.why)
+    print(f"{args.namespace}/{args.name}: {args.action} applied ({adapter.mode} mode)")
     return 0
 
 

@@ -75,7 +75,7 @@ class DriftService:
         self.counts["received"] += 1
         self.metrics.events.inc()
         self.metrics.queue.set(self.queue.qsize())
-        return 202, {"accepted_rows": len(frame)}
+        return 200, {"accepted_rows": len(frame)}  # 200: KServe's agent logs anything else as a lost event
 
     # background -----------------------------------------------------------------------------
     def start(self) -> None:

@@ -130,3 +130,33 @@ def test_a_role_without_a_needed_verb_says_which_verb_on_which_resource(applied,
     with pytest.raises(RolloutError) as err:
         KServeAdapter("canary-c", "mlcycle", V1, V2, api=serving)
     assert 'cannot get resource "inferenceservices" in API group "serving.kserve.io"' in str(err.value)
+
+
+def test_rollout_cli_status_promote_abort_against_the_control_plane(applied, tokens, monkeypatch, capsys):
+    import json
+
+    from mlcycle.cli import main
+
+    cluster = applied
+    cluster.apply(yaml.safe_dump(_isvc(cluster, "canary-cli", V1)))
+    _ready(cluster, "canary-cli")
+    monkeypatch.setenv("KUBECONFIG", str(tokens["mlcycle/mlcycle-rollout"]))
+    from kubernetes import client, config
+
+    api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(tokens["mlcycle/mlcycle-rollout"])))
+    KServeAdapter("canary-cli", "mlcycle", V1, V2, api=api, timeout_s=60).start(weight=30)
+    assert main(["rollout", "status", "--name", "canary-cli"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["mode"] == "standard" and status["canary_weight"] == 30 and status["canary_uri"] == V2
+    assert status["route_weights"] == {"canary-cli-predictor": 70, f"canary-cli-{canary_name(V2)}-predictor": 30}
+    assert main(["rollout", "promote", "--name", "canary-cli"]) == 2  # a reason is required
+    assert main(["rollout", "promote", "--name", "canary-cli", "--why", "looked good"]) == 0
+    isvc = cluster.get("-n", "mlcycle", "inferenceservice", "canary-cli")
+    assert storage_uri(isvc["spec"]["predictor"]) == V2 and "canary" not in isvc["spec"]
+    KServeAdapter("canary-cli", "mlcycle", V2, V3, api=api, timeout_s=60).start(weight=10)
+    assert main(["rollout", "abort", "--name", "canary-cli", "--why", "changed my mind"]) == 0
+    isvc = cluster.get("-n", "mlcycle", "inferenceservice", "canary-cli")
+    assert storage_uri(isvc["spec"]["predictor"]) == V2 and "canary" not in isvc["spec"]
+    capsys.readouterr()
+    assert main(["rollout", "abort", "--name", "canary-cli", "--why", "x"]) == 2
+    assert "has no canary" in capsys.readouterr().err
