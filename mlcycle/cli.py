@@ -54,18 +54,9 @@ def plan_run(args) -> dict:
     from mlcycle.contract import check_label, infer_task
     from mlcycle.data import DEMO_SOURCES, read_table
     from mlcycle.metrics import BINARY_ONLY, task_defaults
-    from mlcycle.models import check_families
-    from mlcycle.thresholds import ThresholdPolicy
 
-    families = check_families(args.families.split(",")) if args.families else None
-    ThresholdPolicy.parse(args.threshold_policy)
-    thresholds = _thresholds(args.threshold)
-    params = {"source": args.source, "label": args.label, "seed": args.seed, "n_trials": args.trials, "cv_folds": args.cv_folds,
-              "primary_metric": args.primary_metric, "thresholds": thresholds, "min_improvement": args.min_improvement,
-              "threshold_policy": args.threshold_policy, "timestamp_column": args.timestamp_column,
-              "segment_column": args.segment_column, "model_name": args.model, "auto_promote": args.promote}
-    if families:
-        params["families"] = families
+    params = _options(args)
+    thresholds = params["thresholds"]
     if args.source in DEMO_SOURCES:
         params["demo_rows"] = args.rows
         frame = None
@@ -195,23 +186,28 @@ def cmd_submit(args) -> int:
     return 0
 
 
-def _unchecked_params(args) -> dict:
-    """Parameters for a source this machine may not read (s3:// on the cluster): options checked, data checked by the steps."""
-    from mlcycle.metrics import task_defaults
+def _options(args) -> dict:
+    """The pipeline parameters the options give, each option checked (the data is not read here)."""
     from mlcycle.models import check_families
     from mlcycle.thresholds import ThresholdPolicy
 
     ThresholdPolicy.parse(args.threshold_policy)
-    thresholds = _thresholds(args.threshold)
-    task = args.task or "classification"
-    task_defaults(task, args.primary_metric, thresholds)
-    params = {"source": args.source, "label": args.label, "task": task, "seed": args.seed, "n_trials": args.trials,
-              "cv_folds": args.cv_folds, "primary_metric": args.primary_metric, "thresholds": thresholds,
-              "min_improvement": args.min_improvement, "threshold_policy": args.threshold_policy,
-              "timestamp_column": args.timestamp_column, "segment_column": args.segment_column, "model_name": args.model,
-              "auto_promote": args.promote}
+    params = {"source": args.source, "label": args.label, "seed": args.seed, "n_trials": args.trials, "cv_folds": args.cv_folds,
+              "primary_metric": args.primary_metric, "thresholds": _thresholds(args.threshold), "min_improvement": args.min_improvement,
+              "threshold_policy": args.threshold_policy, "timestamp_column": args.timestamp_column,
+              "segment_column": args.segment_column, "model_name": args.model, "auto_promote": args.promote}
     if args.families:
         params["families"] = check_families(args.families.split(","))
+    return params
+
+
+def _unchecked_params(args) -> dict:
+    """Parameters for a source this machine may not read (s3:// on the cluster): options checked, data checked by the steps."""
+    from mlcycle.metrics import task_defaults
+
+    params = _options(args)
+    params["task"] = args.task or "classification"
+    task_defaults(params["task"], args.primary_metric, params["thresholds"])
     return params
 
 
@@ -257,8 +253,11 @@ def cmd_rollout(args) -> int:
     from kubernetes import client, config
 
     try:
-        config.load_config()
-    except config.ConfigException as e:
+        if os.environ.get("KUBECONFIG"):  # read now: the client library reads $KUBECONFIG once, at import
+            config.load_kube_config(config_file=os.environ["KUBECONFIG"].split(os.pathsep)[0])
+        else:
+            config.load_config()
+    except (config.ConfigException, OSError) as e:
         print(f"mlcycle rollout: no Kubernetes cluster configured ({e}); set KUBECONFIG or run in a cluster", file=sys.stderr)
         return 1
     from inference.rollout.kserve import SERVERLESS, STANDARD, KServeAdapter, promote_patch, rollback_patch, storage_uri, version_of

@@ -44,6 +44,8 @@ def test_sidecar_component_renders_and_validates(schemas, tmp_path):
     isvc = next(d for d in docs if d["kind"] == "InferenceService")
     assert isvc["spec"]["predictor"]["logger"]["url"] == "http://localhost:8090/events"
     assert [c["name"] for c in isvc["spec"]["predictor"]["containers"]] == ["kserve-container", "drift-detector"]
+    # the separate detector is gone, not left running beside the sidecar
+    assert not [d for d in docs if d["kind"] in ("Deployment", "Service") and d["metadata"]["name"] == "fraud-detector-drift"]
 
 
 def test_the_validator_catches_typos_and_wrong_types(rendered, schemas):
@@ -86,8 +88,11 @@ def test_security_properties(rendered, overlay):
         for key in ("AWS_SECRET_ACCESS_KEY", "MINIO_ROOT_PASSWORD"):
             assert f"name: {key}\n  value" not in text
     role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "mlcycle-rollout")
-    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
-    assert verbs <= {"get", "list", "watch", "patch"} and all(r["apiGroups"] == ["serving.kserve.io"] for r in role["rules"])
+    allowed = {"serving.kserve.io": {"get", "list", "watch", "patch"}, "gateway.networking.k8s.io": {"get", "create", "patch"}}
+    for rule in role["rules"]:  # no update (PUT), no delete; the HTTPRoute only for the canary split
+        [group] = rule["apiGroups"]
+        assert set(rule["verbs"]) <= allowed[group], rule
+        assert group != "gateway.networking.k8s.io" or rule["resources"] == ["httproutes"], rule
     sa = next(d for d in docs if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "mlcycle-serving")
     assert sa["secrets"] == [{"name": "mlcycle-s3-serving"}]
     images = [c["image"] for d in docs for c in _containers(d)]
