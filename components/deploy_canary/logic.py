@@ -2,8 +2,8 @@
 weight steps, Prometheus analysis, automatic promotion (registry ``production`` moves) or rollback."""
 
 from inference.rollout import controller
-from inference.rollout.kserve import KServeAdapter, RolloutError, storage_uri
-from inference.rollout.metrics import KSERVE_QUERIES, PrometheusProvider
+from inference.rollout.kserve import STANDARD, KServeAdapter, RolloutError, storage_uri
+from inference.rollout.metrics import KSERVE_QUERIES, STANDARD_QUERIES, PrometheusProvider
 from inference.rollout.policy import MetricCheck, Policy
 from mlcycle.registry import Registry
 
@@ -32,7 +32,8 @@ def deploy_canary(registry: Registry, model: str, version: str, isvc: str, names
         adapter = KServeAdapter(isvc, namespace, stable, canary, registry, model, api=api)
     registry.audit(model, "deploy", version=version, why=f"canary of {namespace}/{isvc} ({adapter.mode} mode)", evidence={"stable": adapter.stable_uri})
     adapter.start(weight=0)
-    final = controller.run(adapter, PrometheusProvider(prometheus_url, KSERVE_QUERIES, window=f"{int(policy.interval_s)}s"), policy,
+    queries = STANDARD_QUERIES if adapter.mode == STANDARD else KSERVE_QUERIES  # Standard mode has no Knative metrics
+    final = controller.run(adapter, PrometheusProvider(prometheus_url, queries, window=f"{int(policy.interval_s)}s"), policy,
                            adapter.stable_uri, on_action=lambda a: log(controller.describe(a)))
     return final.kind
 

@@ -23,6 +23,12 @@ PREDICTIONS = Counter("mlcycle_predictions_total", "Rows scored, by predicted cl
 SCORES = Histogram("mlcycle_prediction_score", "Positive-class probability (classification) or predicted value",
                    ["model", "version"], buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0, 10, 100, 1000, float("inf")))
 INVALID = Counter("mlcycle_invalid_requests_total", "Requests refused by input validation", ["model"])
+# Per-version request outcome and latency: the rollout's evidence in KServe's Standard mode, which has no
+# Knative queue-proxy metrics (inference/rollout/metrics.py STANDARD_QUERIES).
+REQUESTS = Counter("mlcycle_requests_total", "Predict requests by model version and outcome (ok, invalid, error)",
+                   ["model", "version", "outcome"])
+LATENCY = Histogram("mlcycle_request_seconds", "Predict latency inside the model server, by model version", ["model", "version"],
+                    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))
 
 
 class MlcycleModel(kserve.Model):
@@ -105,12 +111,20 @@ class MlcycleModel(kserve.Model):
 
     async def predict(self, payload, headers=None, response_headers=None):
         loop = asyncio.get_running_loop()
+        start = time.perf_counter()
         try:
             batch = self.codec.decode(payload) if _small(payload) else await loop.run_in_executor(self.pool, self.codec.decode, payload)
         except InvalidInput:
             INVALID.labels(self.name).inc()
+            REQUESTS.labels(self.name, self.version, "invalid").inc()
             raise
-        scores, labels = await loop.run_in_executor(self.pool, self.score_batch, batch)
+        try:
+            scores, labels = await loop.run_in_executor(self.pool, self.score_batch, batch)
+        except Exception:
+            REQUESTS.labels(self.name, self.version, "error").inc()
+            raise
+        REQUESTS.labels(self.name, self.version, "ok").inc()
+        LATENCY.labels(self.name, self.version).observe(time.perf_counter() - start)
         self._record(scores, labels)
         if self.payload_logger is not None:
             self.payload_logger.log(payload.to_rest()[0] if isinstance(payload, InferRequest) else payload)

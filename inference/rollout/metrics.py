@@ -1,8 +1,9 @@
 """Where the rollout's evidence comes from.
 
 ``PrometheusProvider`` runs PromQL per canary revision over the last ``window`` (templates with
-``{revision}`` and ``{window}``; defaults for the local loop's load balancer metrics, and
-``KSERVE_QUERIES`` for Knative/KServe revisions). Any failure raises MetricsUnavailable: the policy
+``{revision}``, ``{version}`` and ``{window}``; defaults for the local loop's load balancer metrics,
+``KSERVE_QUERIES`` for Knative revisions, ``STANDARD_QUERIES`` for the predictor's own per-version metrics
+in KServe's Standard mode). Any failure raises MetricsUnavailable: the policy
 counts it and aborts after a bounded number in a row, never promoting on missing evidence.
 """
 
@@ -35,6 +36,17 @@ KSERVE_QUERIES = {
 }
 
 
+# KServe Standard mode: the mlcycle predictor's own per-version metrics ({version} = the version id at the end
+# of the canary's storage URI), scraped from the predictor pods (prometheus.io/* annotations on the InferenceService).
+STANDARD_QUERIES = {
+    "requests": 'sum(increase(mlcycle_requests_total{{version="{version}"}}[{window}]))',
+    "error_rate": 'sum(rate(mlcycle_requests_total{{version="{version}",outcome="error"}}[{window}])) or vector(0)',
+    "error_rate_denominator": 'sum(rate(mlcycle_requests_total{{version="{version}"}}[{window}]))',
+    "p99_latency_ms": '1000 * histogram_quantile(0.99, sum by (le) (rate(mlcycle_request_seconds_bucket{{version="{version}"}}[{window}])))',
+    "drift": "max(mlcycle_drift_detected) or vector(0)",
+}
+
+
 class PrometheusProvider:
     def __init__(self, url: str, queries: dict[str, str] | None = None, window: str = "30s", timeout: float = 5.0):
         self.url, self.queries, self.window, self.timeout = url.rstrip("/"), dict(queries or LOCAL_QUERIES), window, timeout
@@ -55,7 +67,7 @@ class PrometheusProvider:
         return None if math.isnan(value) else value
 
     def observe(self, revision: str) -> tuple[int, dict[str, float]]:
-        fill = {"revision": revision, "window": self.window}
+        fill = {"revision": revision, "version": revision.rstrip("/").rsplit("/", 1)[-1], "window": self.window}
         requests = self.query(self.queries["requests"].format(**fill)) or 0.0
         metrics: dict[str, float] = {}
         errors = self.query(self.queries["error_rate"].format(**fill))

@@ -62,6 +62,8 @@ def test_kind_overlay_is_admitted_and_reconciled(cluster, mlcycle_namespace):
     env = {e["name"]: e for e in init["storage-initializer"].get("env", [])}
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "mlcycle-s3-serving"
     assert env["S3_ENDPOINT"]["value"] == "minio.mlcycle.svc.cluster.local:9000" and env["S3_USE_HTTPS"]["value"] == "0"
+    # Prometheus finds the predictor's per-version metrics (the rollout's evidence in Standard mode) on the pod.
+    assert pod["metadata"]["annotations"].get("prometheus.io/scrape") == "true" and pod["metadata"]["annotations"]["prometheus.io/port"] == "8080"
     main = next(c for c in pod["spec"]["containers"] if c["name"] == "kserve-container")
     assert {"name": "STORAGE_URI", "value": "/mnt/models"} in main["env"]
     # The rest of the overlay: drift detector available, MinIO bootstrap Job complete, Prometheus available.

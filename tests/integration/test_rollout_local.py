@@ -141,3 +141,28 @@ def test_new_canary_mid_rollout_and_roll_forward_after_rollback(loop):
             "stable-overlap", "healthy-overlap-a", "broken-overlap-b", "healthy-overlap-c"}
     finally:
         splitter.stop(), prometheus.stop()
+
+
+def test_standard_mode_queries_read_the_predictors_own_per_version_metrics(loop, served):
+    """STANDARD_QUERIES (KServe Standard mode: no Knative queue-proxy) against a real Prometheus scraping a real
+    predictor that fails half its requests: the evidence names the version and sees the errors."""
+    import requests as http
+
+    from inference.rollout.metrics import STANDARD_QUERIES
+
+    broken = loop["procs"]["broken"]
+    prometheus = PrometheusServer(loop["logs"] / "prom-standard", [broken.url.removeprefix("http://")]).start()
+    try:
+        deadline = time.monotonic() + 12
+        codes = []
+        while time.monotonic() < deadline:
+            codes.append(http.post(f"{broken.url}/v1/models/fraud:predict", json=SAMPLE, timeout=5).status_code)
+            time.sleep(0.05)
+        time.sleep(2.5)  # one more scrape
+        provider = PrometheusProvider(prometheus.url, STANDARD_QUERIES, window="20s")
+        requests_seen, metrics = provider.observe(f"s3://mlcycle-models/fraud/{served['version']}/")
+        assert requests_seen > 20 and 0.25 < metrics["error_rate"] < 0.75, (requests_seen, metrics, codes.count(500))
+        assert metrics["p99_latency_ms"] < 500
+        assert provider.observe("s3://mlcycle-models/fraud/v-other/")[0] == 0  # another version's evidence is its own
+    finally:
+        prometheus.stop()
