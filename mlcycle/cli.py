@@ -163,8 +163,12 @@ def cmd_submit(args) -> int:
 
     if not args.registry or not args.registry.startswith("s3://"):
         raise ConfigError("mlcycle submit needs --registry s3://BUCKET: the cluster's steps cannot see a local directory")
+    if not args.source.startswith("s3://") and args.source != "demo":
+        raise ConfigError(f"mlcycle submit: the cluster's steps cannot read the local file {args.source!r}; "
+                          "upload it to s3:// (the registry's MinIO) and pass that URI, or use --source demo")
     args.model = args.model or _model_name(args.source)
-    params = plan_run(args) if not args.source.startswith("s3://") else _unchecked_params(args)
+    args.rows = 20_000
+    params = plan_run(args) if args.source == "demo" else _unchecked_params(args)
     params["registry_uri"] = args.registry
     params["deploy"] = args.deploy
     import kfp

@@ -90,3 +90,18 @@ def test_promote_and_rollback_by_hand_need_a_reason(tmp_path, capsys, action):
 def test_model_names_from_file_names():
     assert _model_name("/data/Bank Marketing.csv") == "bank-marketing"
     assert _model_name("s3://b/x/__.parquet") == "model"
+
+
+def test_submit_refuses_what_a_cluster_cannot_run(tmp_path, capsys):
+    assert cli(["submit", "--host", "http://127.0.0.1:9", "--source", "s3://b/d.csv", "--label", "y"]) == 1
+    assert "needs --registry s3://BUCKET" in capsys.readouterr().err
+    assert cli(["submit", "--host", "http://127.0.0.1:9", "--registry", "s3://b", "--source", str(tmp_path / "d.csv"), "--label", "y"]) == 1
+    assert "cannot read the local file" in capsys.readouterr().err
+    assert cli(["submit", "--host", "http://127.0.0.1:9", "--registry", "s3://b", "--source", "s3://b/d.csv", "--label", "y",
+                "--threshold", "rmse=3"]) == 1
+    assert "threshold on 'rmse' is a regression metric" in capsys.readouterr().err
+
+
+def test_submit_to_an_unreachable_host_says_so(capsys):
+    code = cli(["submit", "--host", "http://127.0.0.1:9", "--registry", "s3://mlcycle-models", "--source", "s3://b/d.csv", "--label", "y"])
+    assert code == 1 and "could not submit to http://127.0.0.1:9" in capsys.readouterr().err
