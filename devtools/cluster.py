@@ -111,32 +111,25 @@ class Cluster:
         self._start_kwok()
         self._install_crds()
         self._start_kserve(timeout)
-        (self.directory / "state.json").write_text(json.dumps({"ports": self.ports, "pids": {n: p.pid for n, p in self.procs.items()},
-                                                               "cache": str(self.cache)}, indent=2))
         log(f"ready in {time.monotonic() - start:.1f}s: {self.server}; kubeconfig {self.kubeconfig}")
         return self
 
     def down(self) -> None:
-        pids = {n: p.pid for n, p in self.procs.items()}
         state = self.directory / "state.json"
-        if not pids and state.exists():
-            pids = json.loads(state.read_text()).get("pids", {})
-        for name in reversed(list(pids)):
-            _kill(pids[name])
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if self.procs:
+            for name in reversed(list(self.procs)):
+                _stop(self.procs[name])
+        elif state.exists():  # another process started it (make cluster-up)
+            for pid in reversed(list(json.loads(state.read_text()).get("pids", {}).values())):
+                _kill(pid)
         self.procs.clear()
         if state.exists():
             state.unlink()
 
     def stop(self, name: str) -> None:
         """Stop one component (fault tests): it can be started again with ``restart``."""
-        proc = self.procs.pop(name)
-        _kill(proc.pid)
-        proc.wait(15)
+        _stop(self.procs.pop(name))
+        self._save_state()
 
     def restart_apiserver(self, timeout: float = 60) -> None:
         self.stop("kube-apiserver")
@@ -214,7 +207,12 @@ class Cluster:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
         out.close()
         self.procs[name] = proc
+        self._save_state()  # after every start, so `down` finds whatever a failed `up` left running
         return proc
+
+    def _save_state(self) -> None:
+        (self.directory / "state.json").write_text(json.dumps({"ports": self.ports, "pids": {n: p.pid for n, p in self.procs.items()},
+                                                               "cache": str(self.cache)}, indent=2))
 
     def _start_etcd(self) -> None:
         url = f"http://127.0.0.1:{self.ports['etcd']}"
@@ -323,7 +321,24 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a child we started (and its process group): SIGTERM, then SIGKILL after 5 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+
+
 def _kill(pid: int) -> None:
+    """Stop a process group by pid (from state.json: not our child, so polling works)."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
@@ -352,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cluster.up()
-    except ClusterError as e:
-        print(f"cluster up: error: {e}", file=sys.stderr)
+    except (ClusterError, subprocess.SubprocessError, OSError, ValueError) as e:  # openssl, kubectl time-outs, bad sources
+        print(f"cluster up: error: {type(e).__name__}: {e}", file=sys.stderr)
         cluster.down()
         return 1
     print(f"export KUBECONFIG={cluster.kubeconfig}")

@@ -44,6 +44,9 @@ def _spawn(argv: list[str], url: str, health: str, log: Path, timeout: float, en
     except MlcycleError as e:
         Proc(process, url, log).stop()
         raise MlcycleError(f"{e}\n{log.read_text()[-2000:]}") from e
+    except BaseException:  # Ctrl-C / SIGTERM while waiting: the child has its own session, stop it here
+        Proc(process, url, log).stop()
+        raise
     return Proc(process, url, log)
 
 
@@ -63,10 +66,7 @@ def serve(registry: str, model: str, ref: str = "production", http_port: int = 8
     """Serve ``registry#model@ref`` until SIGINT or SIGTERM, then stop every process it started."""
     registry = str(Path(registry).resolve()) if "://" not in registry else registry
     source = f"{registry}#{model}@{ref}"
-    stop = {"signal": None}
-
     def _terminate(signum, _frame):  # SIGTERM (kill, make forwarding it) ends the same way as Ctrl-C
-        stop["signal"] = signum
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, _terminate)

@@ -49,8 +49,9 @@ def _thresholds(values: list[str]) -> dict[str, float]:
 def plan_run(args) -> dict:
     """Check the options and the data before any step runs; returns the pipeline's parameters.
 
-    Everything checked here is checked again by the steps themselves (the same library calls), so a run
-    from the KFP UI refuses the same inputs with the same messages."""
+    The label, option and contract checks are the library calls the steps make too, so a run from the KFP UI
+    refuses the same inputs; task inference and the binary-only-metric check are made here only (a UI run
+    passes the task, and a binary-only metric on a multiclass label fails there in train)."""
     from mlcycle.contract import check_label, infer_task
     from mlcycle.data import DEMO_SOURCES, read_table
     from mlcycle.metrics import BINARY_ONLY, task_defaults
@@ -58,7 +59,7 @@ def plan_run(args) -> dict:
     params = _options(args)
     thresholds = params["thresholds"]
     if args.source in DEMO_SOURCES:
-        params["demo_rows"] = args.rows
+        params["demo_rows"] = getattr(args, "rows", 20_000)
         frame = None
     else:
         frame = read_table(args.source)
@@ -167,7 +168,6 @@ def cmd_submit(args) -> int:
         raise ConfigError(f"mlcycle submit: the cluster's steps cannot read the local file {args.source!r}; "
                           "upload it to s3:// (the registry's MinIO) and pass that URI, or use --source demo")
     args.model = args.model or _model_name(args.source)
-    args.rows = 20_000
     params = plan_run(args) if args.source == "demo" else _unchecked_params(args)
     params["registry_uri"] = args.registry
     params["deploy"] = args.deploy
@@ -258,7 +258,7 @@ def cmd_rollout(args) -> int:
 
     try:
         if os.environ.get("KUBECONFIG"):  # read now: the client library reads $KUBECONFIG once, at import
-            config.load_kube_config(config_file=os.environ["KUBECONFIG"].split(os.pathsep)[0])
+            config.load_kube_config(config_file=os.environ["KUBECONFIG"])  # the client merges a path list itself
         else:
             config.load_config()
     except (config.ConfigException, OSError) as e:

@@ -53,17 +53,17 @@ def build_preprocessor(contract: DataContract):
 
 # Every family's hyperparameters with their defaults: what a bundle records as its params is the merge of
 # these with the search's choice, so a model's params are its real ones.
+_HGB = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0}
+_XGB = {"n_estimators": 300, "learning_rate": 0.08, "max_depth": 5, "subsample": 0.9, "colsample_bytree": 0.9, "min_child_weight": 1}
 FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("baseline", "classification"): {"strategy": "prior"},
     ("baseline", "regression"): {"strategy": "mean"},
     ("logreg", "classification"): {"C": 1.0},
     ("logreg", "regression"): {"alpha": 1.0},  # Ridge: the linear family for regression
-    ("hgb", "classification"): {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0},
-    ("hgb", "regression"): {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0},
-    ("xgboost", "classification"): {"n_estimators": 300, "learning_rate": 0.08, "max_depth": 5, "subsample": 0.9, "colsample_bytree": 0.9,
-                                    "min_child_weight": 1},
-    ("xgboost", "regression"): {"n_estimators": 300, "learning_rate": 0.08, "max_depth": 5, "subsample": 0.9, "colsample_bytree": 0.9,
-                                "min_child_weight": 1},
+    ("hgb", "classification"): _HGB,
+    ("hgb", "regression"): _HGB,
+    ("xgboost", "classification"): _XGB,
+    ("xgboost", "regression"): _XGB,
 }
 
 

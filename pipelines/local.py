@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +37,9 @@ class StepFailed(MlcycleError):
 
     def __init__(self, step: str, error: str, log: Path):
         self.step, self.error, self.log = step, error, log
-        super().__init__(f"step '{step}' failed: {error}\n  full log: {log}")
+        page = log.parent / "data-report.html" if log else None
+        extra = f"\n  data report: {page}" if step == "validate-data" and page and page.exists() else ""
+        super().__init__(f"step '{step}' failed: {error}\n  full log: {log}{extra}")
 
 
 @dataclass
@@ -56,7 +58,6 @@ class LocalRun:
     version: str | None
     seconds: float
     log: Path | None = None
-    steps: list[StepTime] = field(default_factory=list)
 
     def page(self, name: str) -> Path:
         return self.run_dir / name
@@ -67,7 +68,6 @@ class _StepLog(io.TextIOBase):
 
     def __init__(self, log, progress: Callable[[str], None], terminal):
         self.log, self.progress, self.terminal, self.buffer = log, progress, terminal, ""
-        self.steps: list[StepTime] = []
         self.started: dict[str, float] = {}
 
     def write(self, text: str) -> int:
@@ -88,7 +88,6 @@ class _StepLog(io.TextIOBase):
             name, status = m.groups()
             step = StepTime(name, "ok" if status == "SUCCESS" else status.lower(),
                             round(time.perf_counter() - self.started.get(name, time.perf_counter()), 1))
-            self.steps.append(step)
             with contextlib.redirect_stdout(self.terminal):
                 self.progress(f"  {step.name:<16} {step.status:<8} {step.seconds:6.1f}s")
 
@@ -102,7 +101,6 @@ def run_local(registry_uri: str, pipeline_root: Path, progress: Callable[[str], 
     before = set(pipeline_root.glob(f"{PIPELINE_NAME}-*"))
     start = time.perf_counter()
     log_path = pipeline_root / f".pipeline-{time.time_ns()}.log" if progress else None
-    steps: list[StepTime] = []
     failure: RuntimeError | None = None
     with warnings.catch_warnings():
         # Our steps run on mlcycle's own images; kfp.local warns for every image without "python" in its name.
@@ -117,19 +115,18 @@ def run_local(registry_uri: str, pipeline_root: Path, progress: Callable[[str], 
                         training_pipeline(registry_uri=registry_uri, **params)
                 except RuntimeError as e:  # kfp.local: "Task 'x' finished with status FAILURE"
                     failure = e
-                steps = sink.steps
     seconds = time.perf_counter() - start
     new = sorted(set(pipeline_root.glob(f"{PIPELINE_NAME}-*")) - before)
     run_dir = new[-1] if new else None
     if log_path is not None and run_dir is not None:
         log_path = Path(shutil.move(log_path, run_dir / "pipeline.log"))
+    for name, (step, artifact) in PAGES.items():  # also after a failure: the data page shows a contract breach per column
+        if run_dir is not None and (run_dir / step / artifact).is_file():
+            shutil.copyfile(run_dir / step / artifact, run_dir / name)
     if failure is not None:
         raise _step_failed(failure, log_path) from None
     if run_dir is None:
         raise MlcycleError(f"kfp.local produced no run directory under {pipeline_root}")
-    for name, (step, artifact) in PAGES.items():
-        if (run_dir / step / artifact).is_file():
-            shutil.copyfile(run_dir / step / artifact, run_dir / name)
     registered = run_dir / "register" / "executor_output.json"
     return LocalRun(
         run_dir=run_dir,
@@ -139,7 +136,6 @@ def run_local(registry_uri: str, pipeline_root: Path, progress: Callable[[str], 
         version=json.loads(registered.read_text())["parameterValues"]["Output"] if registered.exists() else None,
         seconds=seconds,
         log=log_path,
-        steps=steps,
     )
 
 

@@ -35,7 +35,8 @@ helm upgrade --install kserve-resources oci://ghcr.io/kserve/charts/kserve-resou
 
 echo "== 4/7 Kubeflow Pipelines ${KFP_VERSION}"
 kubectl apply -k "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=${KFP_VERSION}"
-until kubectl get crd applications.app.k8s.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null | grep -q True; do sleep 2; done
+for _ in $(seq 60); do kubectl get crd applications.app.k8s.io >/dev/null 2>&1 && break; sleep 2; done  # wait on a nil status fails
+kubectl wait --for condition=established --timeout=120s crd/applications.app.k8s.io
 kubectl apply -k "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=${KFP_VERSION}"
 kubectl -n kubeflow patch svc ml-pipeline-ui --type merge -p '{"spec":{"type":"NodePort","ports":[{"port":80,"targetPort":3000,"nodePort":30888}]}}'
 
@@ -83,7 +84,7 @@ kubectl -n mlcycle wait --for=condition=complete job/minio-bootstrap --timeout=3
 # and point the predictor and the drift detector at it, so no init container fails on a placeholder.
 make setup >/dev/null
 AWS_ENDPOINT_URL=http://127.0.0.1:9000 AWS_ACCESS_KEY_ID="$PIPELINE_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$PIPELINE_SECRET_KEY" \
-  AWS_DEFAULT_REGION=us-east-1 .venv/bin/mlcycle demo --registry s3://mlcycle-models --rows 20000
+  AWS_DEFAULT_REGION=us-east-1 .venv/bin/mlcycle demo --registry s3://mlcycle-models --rows 20000 --strict
 version=$(AWS_ENDPOINT_URL=http://127.0.0.1:9000 AWS_ACCESS_KEY_ID="$PIPELINE_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$PIPELINE_SECRET_KEY" \
   .venv/bin/mlcycle models show fraud-detector production --registry s3://mlcycle-models | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')
 uri="s3://mlcycle-models/fraud-detector/${version}/"

@@ -33,7 +33,8 @@ GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 DEFAULT_GATEWAY = ("kserve", "kserve-ingress-gateway")
 # Fields KServe's webhook refuses on a canary predictor ("canary uses fixed replicas").
-CANARY_FORBIDDEN = ("maxReplicas", "scaleTarget", "scaleMetric", "scaleMetricType", "autoScaling", "canaryTrafficPercent")
+SCALING_FIELDS = ("maxReplicas", "scaleTarget", "scaleMetric", "scaleMetricType", "autoScaling")
+CANARY_FORBIDDEN = (*SCALING_FIELDS, "canaryTrafficPercent")
 
 
 class RolloutError(MlcycleError):
@@ -121,7 +122,7 @@ def promote_patch(isvc: dict, mode: str) -> dict:
         if not canary:
             raise RolloutError("nothing to promote: spec.canary is empty")
         promoted = copy.deepcopy(canary[0]["predictor"])
-        for key in ("maxReplicas", "scaleTarget", "scaleMetric", "scaleMetricType", "autoScaling"):  # the stable's scaling stays
+        for key in SCALING_FIELDS:  # the stable's scaling stays
             if key in out["spec"]["predictor"]:
                 promoted[key] = out["spec"]["predictor"][key]
         if "minReplicas" in out["spec"]["predictor"]:
@@ -227,11 +228,14 @@ class KServeAdapter:
         updated = self._call("patch InferenceService", self.api.patch_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL,
                              self.name, patch)
         if self.mode == STANDARD:
-            self.sync_route(updated)
-        self.wait_reconciled(updated)
+            try:
+                self.sync_route(updated)
+            except RolloutError:  # the route could not follow: put the InferenceService back as it was
+                self._call("restore InferenceService", self.api.patch_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL,
+                           self.name, merge_patch(updated, current))
+                raise
+        self.wait_reconciled(updated, current)
         return updated
-
-    replace = write  # the name the CLI used
 
     def sync_route(self, isvc: dict) -> dict:
         """Create or update mlcycle's HTTPRoute so its weights equal the InferenceService's split."""
@@ -260,10 +264,15 @@ class KServeAdapter:
                            ROUTE_PLURAL, f"{self.name}-mlcycle")
         return {b["name"]: b.get("weight", 1) for b in route["spec"]["rules"][0]["backendRefs"]}
 
-    def wait_reconciled(self, written: dict) -> None:
-        """Until KServe's status shows the spec just written (not observedGeneration: KServe copies it from a child)."""
+    def wait_reconciled(self, written: dict, before: dict) -> None:
+        """Until KServe's status shows the spec just written (not observedGeneration: KServe copies it from a child).
+
+        Standard mode: ``canaryStatuses`` lists exactly the written canaries at their percents. Knative mode: when the
+        model changed, a new revision was created (``latestCreatedRevision`` moved); a weight-only change makes none."""
         deadline = time.monotonic() + self.timeout_s
         canaries = {c["predictor"]["name"]: int(c.get("trafficPercent") or 0) for c in written["spec"].get("canary") or []}
+        old_revision = before.get("status", {}).get("components", {}).get("predictor", {}).get("latestCreatedRevision")
+        new_model = storage_uri(written["spec"]["predictor"]) != storage_uri(before["spec"]["predictor"])
         while time.monotonic() < deadline:
             status = self.get().get("status", {})
             if self.mode == STANDARD:
@@ -271,8 +280,8 @@ class KServeAdapter:
                 if seen == canaries:
                     return
             else:
-                predictor = status.get("components", {}).get("predictor", {})
-                if predictor.get("latestCreatedRevision"):
+                created = status.get("components", {}).get("predictor", {}).get("latestCreatedRevision")
+                if not new_model or (created and created != old_revision):
                     return
             time.sleep(self.poll_s)
         raise RolloutError(f"{self.namespace}/{self.name}: KServe did not report the written canary state within {self.timeout_s}s")

@@ -88,8 +88,10 @@ def test_a_failed_step_prints_its_own_error_and_the_log(datasets, tmp_path):
     assert failed.returncode == 1
     assert "step 'validate-data' failed: ContractViolation: data contract breached" in failed.stderr
     assert "column 'alcohol_band': rule 'allowed_categories'" in failed.stderr and "Traceback" not in failed.stderr + failed.stdout
-    log = failed.stderr.split("full log: ")[1].strip()
+    log = failed.stderr.split("full log: ")[1].split("\n")[0].strip()
     assert "Traceback" in open(log).read()  # the whole story is in the log
+    page = failed.stderr.split("data report: ")[1].strip()  # and the breach per column on the data page
+    assert "alcohol_band" in open(page).read() and "allowed_categories" in open(page).read()
     assert len(open_registry(tmp_path / "reg").list_versions("wine")) == 1
 
 
