@@ -48,5 +48,9 @@ def test_serve_stops_every_process_it_started(served, tmp_path, sig):
             with pytest.raises(ProcessLookupError):
                 os.kill(int(pid), 0)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # a failed assertion above: let serve stop its children, SIGKILL only as a last resort
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
