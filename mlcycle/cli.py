@@ -87,16 +87,12 @@ def plan_run(args) -> dict:
 
 
 def cmd_run(args) -> int:
-    from mlcycle.registry import open_registry
     from pipelines.local import StepFailed, run_local
 
     args.model = args.model or _model_name(args.source)
     registry = _registry_uri(args)
     params = plan_run(args)
-    try:
-        before = open_registry(registry).aliases(args.model)[0].get("production")
-    except MlcycleError:
-        before = None
+    before = _production(registry, args.model)
     print(f"mlcycle {args.command}: training pipeline on kfp.local -> registry {registry}, model '{args.model}'", flush=True)
     try:
         run = run_local(registry, Path(args.runs), progress=lambda line: print(line, flush=True), **params)
@@ -114,7 +110,7 @@ def summary(run, registry: str, model: str, production_before: str | None) -> st
     elif run.version == production_before:
         outcome = f"unchanged: identical to production {run.version} (same data fingerprint, code and parameters); no new version"
     else:
-        outcome = f"{registry}/{model}/{run.version}" + (" (now production)" if _is_production(registry, model, run.version) else " (candidate)")
+        outcome = f"{registry}/{model}/{run.version}" + (" (now production)" if _production(registry, model) == run.version else " (candidate)")
     threshold = ev.get("threshold")
     lines = [
         "",
@@ -134,10 +130,22 @@ def summary(run, registry: str, model: str, production_before: str | None) -> st
     return "\n".join(lines)
 
 
-def _is_production(registry: str, model: str, version: str) -> bool:
+def _production(registry: str, model: str) -> str | None:
+    """The version behind the model's production alias (None when there is no model or alias yet)."""
     from mlcycle.registry import open_registry
 
-    return open_registry(registry).aliases(model)[0].get("production") == version
+    try:
+        return open_registry(registry).aliases(model)[0].get("production")
+    except MlcycleError:
+        return None
+
+
+def _reason_missing(what: str, why: str) -> bool:
+    """Promote/rollback/abort by hand need a reason for the audit log; says so when it is missing."""
+    if why.strip():
+        return False
+    print(f"{what}: --why \"reason\" is required (it is recorded in the audit log)", file=sys.stderr)
+    return True
 
 
 def cmd_demo(args) -> int:
@@ -286,12 +294,12 @@ def cmd_rollout(args) -> int:
     if probe.mode == STANDARD and not spec.get("canary"):
         print(f"mlcycle rollout {args.action}: {args.namespace}/{args.name} has no canary", file=sys.stderr)
         return 2
-    if not args.why.strip():
-        print(f"mlcycle rollout {args.action}: --why \"reason\" is required (it is recorded in the audit log)", file=sys.stderr)
+    if _reason_missing(f"mlcycle rollout {args.action}", args.why):
         return 2
-    registry = open_registry(_registry_uri(args)) if args.registry or os.environ.get("MLCYCLE_REGISTRY") else None
-    adapter = KServeAdapter(args.name, args.namespace, args.stable_uri or storage_uri(spec["predictor"]), canary_uri, registry, args.model,
-                            api=probe.api)
+    adapter = probe  # the InferenceService is read once; the adapter learns the URIs and the registry now
+    adapter.stable_uri, adapter.canary_uri = args.stable_uri or storage_uri(spec["predictor"]), canary_uri
+    adapter.registry = open_registry(_registry_uri(args)) if args.registry or os.environ.get("MLCYCLE_REGISTRY") else None
+    adapter.model, registry = args.model, adapter.registry
     if args.action == "promote":
         adapter.write(promote_patch(isvc, adapter.mode))
         if registry:
@@ -425,8 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models" and args.action == "promote" and not args.ref:
         print("mlcycle models promote: a version is required", file=sys.stderr)
         return 2
-    if args.command == "models" and args.action in ("promote", "rollback") and not args.why.strip():
-        print(f"mlcycle models {args.action}: --why \"reason\" is required (it is recorded in the audit log)", file=sys.stderr)
+    if args.command == "models" and args.action in ("promote", "rollback") and _reason_missing(f"mlcycle models {args.action}", args.why):
         return 2
     try:
         return args.func(args)
