@@ -40,7 +40,7 @@ demo: setup
 
 # The same demo against a real local MinIO server (started for the run, data kept in .mlcycle/minio).
 demo-minio: setup
-	MINIO_BIN=$$(scripts/ensure-minio.sh) $(PY) -m mlcycle.devminio -- $(PY) -m mlcycle demo --rows $(ROWS) --registry s3://mlcycle-models
+	MINIO_BIN=$$(scripts/ensure-minio.sh) $(PY) -m devtools.minio -- $(VENV)/bin/mlcycle demo --rows $(ROWS) --registry s3://mlcycle-models
 
 # Ports: make serve HTTP_PORT=9080 GRPC_PORT=9081 DRIFT_PORT=9090. SIGINT/SIGTERM stops both servers.
 serve: setup
@@ -50,7 +50,7 @@ serve: setup
 canary-demo: setup
 	@scripts/ensure-prometheus.sh >/dev/null
 	@test -f .mlcycle/registry/fraud-detector/_aliases.json || $(MAKE) demo
-	$(PY) -m inference.rollout.demo --registry .mlcycle/registry
+	$(PY) -m pipelines.canary_demo --registry .mlcycle/registry
 
 traffic: setup
 	$(PY) -m inference.traffic --rows $${TRAFFIC_ROWS:-1000} --predictor http://127.0.0.1:$(HTTP_PORT) --drift http://127.0.0.1:$(DRIFT_PORT) --model $(MODEL)

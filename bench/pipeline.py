@@ -16,57 +16,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write  # noqa: E402
 
-STEPS = ["ingest", "validate-data", "split", "train", "tune", "evaluate", "gate", "build-detector", "register"]
+from pipelines.direct import STEPS, run_direct  # noqa: E402
 
 
 def direct(rows: int, trials: int, workdir: Path) -> dict[str, float]:
-    """The same logic functions, in-process, in pipeline order."""
-    import pandas as pd
-
-    from components.build_detector.logic import build_detector
-    from components.evaluate.logic import run as evaluate
-    from components.gate.logic import GatePolicy, gate
-    from components.ingest.logic import ingest
-    from components.register.logic import register
-    from components.split.logic import run as split
-    from components.train.logic import train
-    from components.tune.logic import tune
-    from components.validate_data.logic import run as validate
+    """The same steps, in-process, in pipeline order (the pipeline's twin, pipelines.direct)."""
     from mlcycle.registry import open_registry
-    from pipelines.training import DEFAULT_FAMILIES, DEMO_THRESHOLDS
 
-    registry = open_registry(workdir / "registry")
-    t, times = time.perf_counter(), {}
-
-    def lap(name):
-        nonlocal t
-        now = time.perf_counter()
-        times[name] = round(now - t, 3)
-        t = now
-
-    fp = ingest("demo", workdir / "data.parquet", demo_rows=rows, seed=42).fingerprint
-    lap("ingest")
-    contract = validate(workdir / "data.parquet", workdir / "contract.json", workdir / "report.md", "is_fraud", "classification", "", registry, "bench").contract
-    lap("validate-data")
-    paths = tuple(workdir / f"{n}.parquet" for n in ("train", "val", "test"))
-    split(workdir / "data.parquet", contract, paths, 0.15, 0.15, 42, "")
-    lap("split")
-    train_df, val_df, test_df = (pd.read_parquet(p) for p in paths)
-    family = train(train_df, val_df, contract, workdir / "model", DEFAULT_FAMILIES, 42, log=lambda *_: None).best_family
-    lap("train")
-    tune(train_df, val_df, contract, family, workdir / "model", workdir / "tuned", trials, 3, 42, log=lambda *_: None)
-    lap("tune")
-    ev = evaluate(workdir / "tuned", paths[2], contract, workdir / "report.html", "channel")
-    lap("evaluate")
-    decision = gate(workdir / "tuned", test_df, "is_fraud", ev.metrics, GatePolicy("roc_auc", DEMO_THRESHOLDS), registry, "bench")
-    lap("gate")
-    build_detector(train_df, contract, workdir / "drift", backend="alibi")
-    lap("build-detector")
-    if decision.passed:
-        register(workdir / "tuned", contract, train_df, {"metrics": ev.metrics}, decision.as_dict(), registry, "bench", fp, "bench", workdir / "report.html", True,
-                 workdir / "drift")
-    lap("register")
-    return times
+    run = run_direct(open_registry(workdir / "registry"), workdir, demo_rows=rows, n_trials=trials, model_name="bench",
+                     auto_promote=True, segment_column="channel")
+    return run.seconds
 
 
 def kfp_local(rows: int, trials: int, workdir: Path) -> tuple[float, dict[str, float]]:

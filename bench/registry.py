@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write  # noqa: E402
-from mlcycle.devminio import MinioServer  # noqa: E402
+from devtools.minio import MinioServer  # noqa: E402
 from mlcycle.registry import Registry  # noqa: E402
 from mlcycle.registry.s3 import S3Store  # noqa: E402
 

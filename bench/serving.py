@@ -27,28 +27,23 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write  # noqa: E402
-from mlcycle.devminio import free_port  # noqa: E402
+from mlcycle.process import free_port  # noqa: E402
 from mlcycle.process import wait_http_ok  # noqa: E402
+from mlcycle.contract import DataContract  # noqa: E402
 
 
 def build_model(root: Path):
-    from components.build_detector.logic import build_detector
-    from components.register.logic import register
-    from components.split.logic import split_frame
-    from components.train.logic import fit_bundle
-    from mlcycle.contract import infer_contract
-    from mlcycle.data import make_demo_dataset
-    from mlcycle.registry import open_registry
+    """One XGBoost version of the demo model, registered as production by the pipeline's steps."""
+    import pandas as pd
 
-    frame = make_demo_dataset(20_000, seed=42)
-    contract = infer_contract(frame, "is_fraud", timestamp="timestamp")
-    train, val, test = split_frame(frame, contract, seed=42)
-    bundle, _ = fit_bundle("xgboost", train, val, contract, 42)
-    bundle.save(root / "model")
-    build_detector(train, contract, root / "drift", backend="scipy")
-    registry = open_registry(root / "registry")
-    register(root / "model", contract, train, {"metrics": {}}, {"passed": True, "reasons": []}, registry, "fraud", "bench", "bench",
-             auto_promote=True, drift_dir=root / "drift")
+    from mlcycle.registry import open_registry
+    from pipelines.direct import run_direct
+
+    run = run_direct(open_registry(root / "registry"), root / "run", families=["xgboost"], n_trials=0, model_name="fraud",
+                     auto_promote=True, drift_backend="scipy")
+    (root / "model").symlink_to(run.model_dir)
+    contract = DataContract.model_validate_json((root / "run" / "contract.json").read_text())
+    test = pd.read_parquet(root / "run" / "test.parquet")
     return contract, test[contract.feature_names].dropna().reset_index(drop=True)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mlcycle.errors import MlcycleError
 from mlcycle.process import wait_http_ok
+from mlcycle import defaults
 
 
 @dataclass
@@ -98,8 +99,8 @@ def serve(registry: str, model: str, ref: str = "production", http_port: int = 8
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--registry", default=os.environ.get("MLCYCLE_REGISTRY", ".mlcycle/registry"))
-    p.add_argument("--model", default="fraud-detector")
+    p.add_argument("--registry", default=os.environ.get("MLCYCLE_REGISTRY", defaults.LOCAL_REGISTRY))
+    p.add_argument("--model", default=defaults.MODEL_NAME)
     p.add_argument("--ref", default="production")
     p.add_argument("--http_port", type=int, default=8080)
     p.add_argument("--grpc_port", type=int, default=8081)

@@ -8,6 +8,7 @@ import time
 import urllib.request
 
 from mlcycle.data import make_demo_dataset
+from mlcycle import defaults
 
 FEATURES = ["amount", "hour", "card_age_days", "distance_from_home_km", "txn_count_24h", "avg_amount_30d", "is_foreign",
             "merchant_category", "channel", "country"]
@@ -49,7 +50,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--predictor", default="http://127.0.0.1:8080")
     p.add_argument("--drift", default="http://127.0.0.1:8090")
-    p.add_argument("--model", default="fraud-detector")
+    p.add_argument("--model", default=defaults.MODEL_NAME)
     p.add_argument("--rows", type=int, default=1000)
     p.add_argument("--batch", type=int, default=10)
     args = p.parse_args()

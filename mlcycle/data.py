@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.errors import DataError
+from mlcycle import defaults
 
 DEMO_LABEL = "is_fraud"
 DEMO_TIMESTAMP = "timestamp"
@@ -24,7 +25,7 @@ SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 DEMO_SOURCES = ("", "demo")  # a source naming the bundled demo data
 
 
-def make_demo_dataset(n_rows: int = 20_000, seed: int = 42, drift: float = 0.0) -> pd.DataFrame:
+def make_demo_dataset(n_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEED, drift: float = 0.0) -> pd.DataFrame:
     """Synthetic card transactions with an ``is_fraud`` label (~3 % positives).
 
     Args:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from mlcycle.contract import DataContract
 from mlcycle.errors import ConfigError, IntegrityError, ModelError
-from mlcycle.metrics import apply_threshold
+from mlcycle.metrics import apply_threshold, score_bundle
 from mlcycle.fsutil import atomic_path, read_manifest, sha256_file, verify_checksums
 
 FAMILIES = ("baseline", "logreg", "hgb", "xgboost")
@@ -253,3 +253,10 @@ def _is_booster(estimator) -> bool:
 
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
+
+def fit_bundle(family: str, train: pd.DataFrame, val: pd.DataFrame, contract: DataContract, seed: int,
+               params: dict | None = None) -> tuple[ModelBundle, dict[str, float]]:
+    """Fit one family on ``train`` and score it on ``val`` (decision threshold 0.5: the tune step chooses the
+    real one on out-of-fold predictions, see mlcycle.thresholds)."""
+    bundle = ModelBundle.fit(family, train, contract, seed, params)
+    return bundle, score_bundle(bundle, val, contract.label)

@@ -1,10 +1,18 @@
-"""Waiting for a local server process to answer."""
+"""Local server processes: a free port, waiting for one to answer."""
 
+import socket
 import subprocess
 import time
 import urllib.request
 
 from mlcycle.errors import MlcycleError
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_http_ok(url: str, timeout: float, what: str, proc: subprocess.Popen | None = None, log_hint: str = "") -> None:

@@ -1,4 +1,6 @@
 """The training pipeline: ingest → validate → split → train → tune → evaluate → gate → [passed] register."""
+from mlcycle import defaults
+from mlcycle.rollout import policy as rollout
 
 from typing import Dict, List
 
@@ -34,8 +36,8 @@ def with_s3_credentials(task: dsl.PipelineTask) -> dsl.PipelineTask:
 @dsl.pipeline(name=PIPELINE_NAME, description="Train, validate, gate and register a tabular model (mlcycle).")
 def training_pipeline(
     source: str = "demo",
-    demo_rows: int = 20000,
-    seed: int = 42,
+    demo_rows: int = defaults.DEMO_ROWS,
+    seed: int = defaults.SEED,
     label: str = "is_fraud",
     task: str = "classification",
     timestamp_column: str = "",
@@ -50,21 +52,21 @@ def training_pipeline(
     thresholds: Dict[str, float] = {},
     threshold_policy: str = "f1",
     min_improvement: float = 0.0,
-    registry_uri: str = "s3://mlcycle-models",
-    model_name: str = "fraud-detector",
+    registry_uri: str = defaults.CLUSTER_REGISTRY,
+    model_name: str = defaults.MODEL_NAME,
     auto_promote: bool = False,
     drift_backend: str = "alibi",
     drift_p_val: float = 0.05,
     deploy: bool = False,
-    inference_service: str = "fraud-detector",
+    inference_service: str = defaults.MODEL_NAME,
     namespace: str = "mlcycle",
     prometheus_url: str = "http://prometheus.mlcycle.svc.cluster.local:9090",
-    canary_interval_s: float = 60.0,
-    canary_threshold: int = 3,
-    canary_step_weight: int = 10,
-    canary_max_weight: int = 50,
-    canary_max_error_rate: float = 0.01,
-    canary_max_p99_ms: float = 100.0,
+    canary_interval_s: float = rollout.CLUSTER_INTERVAL_S,
+    canary_threshold: int = rollout.Policy.threshold,
+    canary_step_weight: int = rollout.Policy.step_weight,
+    canary_max_weight: int = rollout.Policy.max_weight,
+    canary_max_error_rate: float = rollout.MAX_ERROR_RATE,
+    canary_max_p99_ms: float = rollout.MAX_P99_MS,
 ):
     """Train and validate a tabular model; register it only if it passes the quality gate.
 

@@ -29,7 +29,7 @@ def splits(demo_frame, contract):
 @pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory, splits, contract):
     """One trained bundle per family: {family: directory}."""
-    from components.train.logic import fit_bundle
+    from mlcycle.models import fit_bundle
 
     train, val, _ = splits
     out = {}
@@ -43,7 +43,7 @@ def model_dirs(tmp_path_factory, splits, contract):
 @pytest.fixture(scope="session")
 def minio_server(tmp_path_factory):
     """A real MinIO server process (built from source by scripts/ensure-minio.sh when absent)."""
-    from mlcycle.devminio import MinioServer
+    from devtools.minio import MinioServer
 
     if not (os.environ.get("MINIO_BIN") or __import__("shutil").which("minio")):
         pytest.fail("MinIO binary not found: run the tests through `make test` (it builds MinIO) or set MINIO_BIN")

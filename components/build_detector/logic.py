@@ -4,19 +4,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from inference.drift_detector import stats
+from mlcycle import drift as stats
 from mlcycle.contract import DataContract
+from mlcycle.drift import reference_sample
 from mlcycle.fsutil import atomic_path
+from mlcycle import defaults
 
-REFERENCE_ROWS = 5_000
-
-
-def reference_sample(train: pd.DataFrame, contract: DataContract, seed: int = 42) -> pd.DataFrame:
-    sample = train.sample(n=min(REFERENCE_ROWS, len(train)), random_state=seed)
-    return sample[contract.feature_names + [contract.label]]
-
-
-def build_detector(train: pd.DataFrame, contract: DataContract, out_dir: Path, backend: str = "alibi", p_val: float = 0.05, seed: int = 42) -> stats.Backend:
+def build_detector(train: pd.DataFrame, contract: DataContract, out_dir: Path, backend: str = "alibi", p_val: float = 0.05, seed: int = defaults.SEED) -> stats.Backend:
     detector = stats.build(reference_sample(train, contract, seed), contract, backend, p_val)
     with atomic_path(Path(out_dir)) as tmp:
         stats.save(detector, tmp)

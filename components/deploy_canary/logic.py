@@ -1,10 +1,10 @@
 """Deploy a registered version as the canary of an InferenceService and run the rollout loop:
 weight steps, Prometheus analysis, automatic promotion (registry ``production`` moves) or rollback."""
 
-from inference.rollout import controller
-from inference.rollout.kserve import STANDARD, KServeAdapter, RolloutError, storage_uri
-from inference.rollout.metrics import KSERVE_QUERIES, STANDARD_QUERIES, PrometheusProvider
-from inference.rollout.policy import MetricCheck, Policy
+from mlcycle.rollout import controller
+from mlcycle.rollout.kserve import STANDARD, KServeAdapter, RolloutError, storage_uri
+from mlcycle.rollout.metrics import KSERVE_QUERIES, STANDARD_QUERIES, PrometheusProvider
+from mlcycle.rollout.policy import Policy, with_checks
 from mlcycle.registry import Registry
 
 
@@ -39,6 +39,5 @@ def deploy_canary(registry: Registry, model: str, version: str, isvc: str, names
 
 
 def default_policy(interval_s: float, threshold: int, step_weight: int, max_weight: int, max_error_rate: float, max_p99_ms: float) -> Policy:
-    return Policy(interval_s=interval_s, threshold=threshold, step_weight=step_weight, max_weight=max_weight,
-                  metrics=(MetricCheck("error_rate", max=max_error_rate), MetricCheck("p99_latency_ms", max=max_p99_ms),
-                           MetricCheck("drift", max=0.0)))
+    return with_checks(max_error_rate=max_error_rate, max_p99_ms=max_p99_ms, drift=True, interval_s=interval_s,
+                       threshold=threshold, step_weight=step_weight, max_weight=max_weight)

@@ -15,6 +15,7 @@ from mlcycle.fsutil import write_text_atomic
 from mlcycle.htmlpage import figure, page, png, pyplot
 from mlcycle.metrics import better, score_bundle, task_defaults
 from mlcycle.models import ModelBundle
+from mlcycle import defaults
 
 MAX_CURVE_POINTS = 200
 MIN_SEGMENT_ROWS = 30
@@ -34,7 +35,7 @@ class Evaluation:
     primary_metric: str = ""
 
 
-def evaluate(bundle: ModelBundle, test: pd.DataFrame, contract: DataContract, segment_column: str = "", seed: int = 42,
+def evaluate(bundle: ModelBundle, test: pd.DataFrame, contract: DataContract, segment_column: str = "", seed: int = defaults.SEED,
              primary_metric: str = "") -> Evaluation:
     from sklearn.metrics import confusion_matrix, roc_curve
 
@@ -157,7 +158,7 @@ def _threshold_html(choice: dict | None) -> str:
             f"false-positive rate {choice['false_positive_rate']:.4f}.</p>")
 
 
-def run(model_dir: Path, test_path: Path, contract: DataContract, report_path: Path, segment_column: str = "", seed: int = 42,
+def run(model_dir: Path, test_path: Path, contract: DataContract, report_path: Path, segment_column: str = "", seed: int = defaults.SEED,
         primary_metric: str = "") -> Evaluation:
     bundle = ModelBundle.load(model_dir)
     test = pd.read_parquet(test_path)

@@ -7,6 +7,7 @@ import pandas as pd
 
 from mlcycle.data import DEMO_SOURCES, fingerprint, make_demo_dataset, read_table
 from mlcycle.fsutil import atomic_path
+from mlcycle import defaults
 
 
 
@@ -18,13 +19,13 @@ class IngestResult:
     fingerprint: str
 
 
-def load(source: str, demo_rows: int = 20_000, seed: int = 42, demo_drift: float = 0.0) -> pd.DataFrame:
+def load(source: str, demo_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEED, demo_drift: float = 0.0) -> pd.DataFrame:
     if source in DEMO_SOURCES:
         return make_demo_dataset(n_rows=demo_rows, seed=seed, drift=demo_drift)
     return read_table(source)
 
 
-def ingest(source: str, out_path: Path, demo_rows: int = 20_000, seed: int = 42, demo_drift: float = 0.0) -> IngestResult:
+def ingest(source: str, out_path: Path, demo_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEED, demo_drift: float = 0.0) -> IngestResult:
     """Read ``source`` (or make the demo data) and write it to ``out_path`` as Parquet.
 
     Args:

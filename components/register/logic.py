@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from components.build_detector.logic import reference_sample
+from mlcycle.drift import reference_sample
 from mlcycle.contract import DataContract
 from mlcycle.errors import RegistryError, VersionNotFound
 from mlcycle.models import BUNDLE_FILE
 from mlcycle.provenance import code_version, library_versions
 from mlcycle.registry import Registry
+from mlcycle import defaults
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def identical_to(meta: dict, bundle: dict, dataset_fingerprint: str, code: str) 
 
 
 def stage_version(stage: Path, model_dir: Path, contract: DataContract, train: pd.DataFrame, report_path: Path | None,
-                  evaluation: dict, seed: int = 42) -> None:
+                  evaluation: dict, seed: int = defaults.SEED) -> None:
     """Lay out a version directory: model bundle files at the top, so a model server can load it directly."""
     for item in Path(model_dir).iterdir():
         if item.is_file():
@@ -59,7 +60,7 @@ def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evalu
         production = None
     if production is not None and identical_to(production, bundle, dataset_fingerprint, code):
         return RegisterResult(production["version"], False, f"{registry.uri}/{model_name}/{production['version']}", unchanged=True)
-    seed = bundle.get("training", {}).get("seed", 42)  # the pipeline's seed: the drift detector drew its reference with it
+    seed = bundle.get("training", {}).get("seed", defaults.SEED)  # the pipeline's seed: the drift detector drew its reference with it
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
         stage_version(stage, Path(model_dir), contract, train, report_path, evaluation, seed)

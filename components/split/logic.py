@@ -8,6 +8,7 @@ import pandas as pd
 from mlcycle.contract import DataContract
 from mlcycle.errors import DataError
 from mlcycle.fsutil import atomic_path
+from mlcycle import defaults
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class SplitResult:
 
 
 def split_frame(frame: pd.DataFrame, contract: DataContract, val_fraction: float = 0.15, test_fraction: float = 0.15,
-                seed: int = 42, timestamp: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                seed: int = defaults.SEED, timestamp: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 0.9):
         raise DataError(f"split fractions val={val_fraction}, test={test_fraction} must be in (0, 1) with a sum below 0.9")
     if timestamp:

@@ -9,8 +9,9 @@ import pandas as pd
 
 from mlcycle.contract import DataContract
 from mlcycle.errors import ModelError
-from mlcycle.metrics import better, score_bundle, task_defaults
-from mlcycle.models import FAMILIES, ModelBundle, check_families
+from mlcycle.metrics import better, task_defaults
+from mlcycle.models import FAMILIES, ModelBundle, check_families, fit_bundle
+from mlcycle import defaults
 
 
 @dataclass
@@ -27,16 +28,9 @@ class TrainResult:
     leaderboard: list[Candidate] = field(default_factory=list)
 
 
-def fit_bundle(family: str, train: pd.DataFrame, val: pd.DataFrame, contract: DataContract, seed: int,
-               params: dict | None = None) -> tuple[ModelBundle, dict[str, float]]:
-    """Fit one family on ``train`` and score it on ``val`` (decision threshold 0.5: the tune step chooses the
-    real one on out-of-fold predictions, see mlcycle.thresholds)."""
-    bundle = ModelBundle.fit(family, train, contract, seed, params)
-    return bundle, score_bundle(bundle, val, contract.label)
-
 
 def train(train_df: pd.DataFrame, val_df: pd.DataFrame, contract: DataContract, out_dir: Path,
-          families: list[str] = list(FAMILIES), seed: int = 42, primary_metric: str = "", log=print) -> TrainResult:
+          families: list[str] = list(FAMILIES), seed: int = defaults.SEED, primary_metric: str = "", log=print) -> TrainResult:
     families = check_families(families)
     primary, _ = task_defaults(contract.task, primary_metric)
     result = TrainResult(best_family="", primary_metric=primary)

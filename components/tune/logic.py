@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.train.logic import fit_bundle
+from mlcycle.models import fit_bundle
 from mlcycle.contract import DataContract
 from mlcycle.errors import ModelError
 from mlcycle.fsutil import atomic_path
 from mlcycle.metrics import LOWER_IS_BETTER, SCORERS, better, score_bundle, task_defaults
 from mlcycle.models import ModelBundle, build_pipeline, encode_labels, set_decision, split_xy
 from mlcycle.thresholds import ThresholdChoice, ThresholdPolicy, choose_threshold
+from mlcycle import defaults
 
 _LINEAR_C = [0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0]
 _HGB = {"learning_rate": [0.03, 0.05, 0.08, 0.12, 0.2], "max_leaf_nodes": [15, 31, 63], "min_samples_leaf": [10, 20, 50, 100],
@@ -59,7 +60,7 @@ class TuneResult:
 
 
 def tune(train_df: pd.DataFrame, val_df: pd.DataFrame, contract: DataContract, family: str, default_model_dir: Path,
-         out_dir: Path, n_trials: int = 8, cv_folds: int = 3, seed: int = 42, max_cv_rows: int = 100_000, primary_metric: str = "",
+         out_dir: Path, n_trials: int = 8, cv_folds: int = 3, seed: int = defaults.SEED, max_cv_rows: int = 100_000, primary_metric: str = "",
          threshold_policy: str = "f1", log=print) -> TuneResult:
     if n_trials < 0 or cv_folds < 2:
         raise ModelError(f"n_trials must be >= 0 (got {n_trials}) and cv_folds >= 2 (got {cv_folds})")

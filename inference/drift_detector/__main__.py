@@ -12,7 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
-from inference.drift_detector import stats
+from mlcycle import drift as stats
 from inference.drift_detector.hooks import CommandHook, KfpHook
 from inference.drift_detector.server import DriftService, create_app
 from inference.loader import materialize

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from inference.drift_detector.events import BadEvent, decode
-from inference.drift_detector.stats import Backend
+from mlcycle.drift import Backend
 
 log = logging.getLogger("mlcycle.drift")
 

@@ -24,7 +24,7 @@ SCORES = Histogram("mlcycle_prediction_score", "Positive-class probability (clas
                    ["model", "version"], buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0, 10, 100, 1000, float("inf")))
 INVALID = Counter("mlcycle_invalid_requests_total", "Requests refused by input validation", ["model"])
 # Per-version request outcome and latency: the rollout's evidence in KServe's Standard mode, which has no
-# Knative queue-proxy metrics (inference/rollout/metrics.py STANDARD_QUERIES).
+# Knative queue-proxy metrics (mlcycle/rollout/metrics.py STANDARD_QUERIES).
 REQUESTS = Counter("mlcycle_requests_total", "Predict requests by model version and outcome (ok, invalid, error)",
                    ["model", "version", "outcome"])
 LATENCY = Histogram("mlcycle_request_seconds", "Predict latency inside the model server, by model version", ["model", "version"],

@@ -13,8 +13,8 @@ from pathlib import Path
 import requests
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from inference.rollout.policy import Action
-from mlcycle.devminio import free_port
+from mlcycle.rollout.policy import Action
+from mlcycle.process import free_port
 from mlcycle.errors import MlcycleError
 from mlcycle.process import wait_http_ok
 

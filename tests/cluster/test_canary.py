@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from devtools.cluster import ClusterError
-from inference.rollout.kserve import STANDARD, KServeAdapter, RolloutError, canary_name, canary_patch, storage_uri
-from inference.rollout.policy import Action, State
+from mlcycle.rollout.kserve import STANDARD, KServeAdapter, RolloutError, canary_name, canary_patch, storage_uri
+from mlcycle.rollout.policy import Action, State
 
 pytestmark = pytest.mark.cluster
 V1 = "s3://mlcycle-models/fraud-detector/v20261201T000000000001-aaaaaa/"
@@ -135,7 +135,7 @@ def test_a_role_without_a_needed_verb_says_which_verb_on_which_resource(applied,
 def test_rollout_cli_status_promote_abort_against_the_control_plane(applied, tokens, monkeypatch, capsys):
     import json
 
-    from mlcycle.cli import main
+    from cli.main import main
 
     cluster = applied
     cluster.apply(yaml.safe_dump(_isvc(cluster, "canary-cli", V1)))

@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from inference.devserve import start_predictor
-from inference.rollout import controller
-from inference.rollout.kserve import KServeAdapter, canary_name, predictor_service, storage_uri
+from mlcycle.rollout import controller
+from mlcycle.rollout.kserve import KServeAdapter, canary_name, predictor_service, storage_uri
 from inference.rollout.local import Backend, PrometheusServer, TrafficSplitter
-from inference.rollout.metrics import PrometheusProvider
-from inference.rollout.policy import MetricCheck, Policy
-from mlcycle.devminio import free_port
+from mlcycle.rollout.metrics import PrometheusProvider
+from mlcycle.rollout.policy import MetricCheck, Policy
+from mlcycle.process import free_port
 
 pytestmark = pytest.mark.cluster
 SAMPLE = {"instances": [{"amount": 42.5, "hour": 13, "card_age_days": 400, "distance_from_home_km": 3.2, "txn_count_24h": 2,

@@ -22,7 +22,7 @@ def test_kind_overlay_applies_server_side_and_canary_patches_are_accepted():
     client = _cluster_or_skip()
     import subprocess
 
-    from inference.rollout.kserve import GROUP, PLURAL, VERSION, canary_patch, detect_mode, promote_patch
+    from mlcycle.rollout.kserve import GROUP, PLURAL, VERSION, canary_patch, detect_mode, promote_patch
 
     ns = os.environ.get("MLCYCLE_NAMESPACE", "mlcycle")
     out = subprocess.run(["kubectl", "apply", "--server-side", "--dry-run=server", "-k", "manifests/overlays/kind"], capture_output=True, text=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlcycle.k8s_validate import kserve_crd_schemas, render, validate_documents
+from devtools.k8s_validate import kserve_crd_schemas, render, validate_documents
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ def test_the_validator_catches_typos_and_wrong_types(rendered, schemas):
 
 def test_both_canary_apis_validate_against_the_crd(rendered, schemas):
     isvc = copy.deepcopy(next(d for d in rendered["production"] if d["kind"] == "InferenceService"))
-    from inference.rollout.kserve import canary_patch
+    from mlcycle.rollout.kserve import canary_patch
 
     serverless = canary_patch(isvc, "serverless", "s3://mlcycle-models/fraud-detector/v2/", 25)
     standard = canary_patch(isvc, "standard", "s3://mlcycle-models/fraud-detector/v2/", 25)

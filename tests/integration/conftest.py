@@ -1,6 +1,6 @@
 import pytest
 
-from mlcycle.devminio import free_port
+from mlcycle.process import free_port
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from mlcycle.data import make_demo_dataset
-from mlcycle.devminio import free_port
+from mlcycle.process import free_port
 
 pytestmark = pytest.mark.integration
 TYPE = "org.kubeflow.serving.inference.request"

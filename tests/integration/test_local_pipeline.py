@@ -2,7 +2,7 @@
 
 import pytest
 
-from mlcycle.cli import main as cli
+from cli.main import main as cli
 from mlcycle.data import make_demo_dataset
 from mlcycle.registry import open_registry
 from pipelines.local import run_local

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from mlcycle.devminio import MinioServer, free_port
+from devtools.minio import MinioServer
+from mlcycle.process import free_port
 from mlcycle.errors import RegistryError, StorageUnavailable
 from mlcycle.registry import Registry
 from mlcycle.registry.bootstrap import bootstrap

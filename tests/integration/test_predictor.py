@@ -89,7 +89,7 @@ def test_metadata_health_and_metrics(predictor, served):
 
 def test_slow_model_does_not_block_health_probes(served, tmp_path):
     from inference.devserve import start_predictor
-    from mlcycle.devminio import free_port
+    from mlcycle.process import free_port
 
     http = free_port()
     proc = start_predictor(served["source"], "fraud", http, free_port(), tmp_path / "slow.log", "--fault_delay_ms", "1500")
@@ -118,7 +118,7 @@ def test_tampered_version_never_becomes_ready(served, tmp_path):
     import shutil
 
     from inference.devserve import start_predictor
-    from mlcycle.devminio import free_port
+    from mlcycle.process import free_port
     from mlcycle.errors import MlcycleError
     from mlcycle.registry import open_registry
 
@@ -134,7 +134,7 @@ def test_tampered_version_never_becomes_ready(served, tmp_path):
 
 def test_payload_log_reaches_the_drift_detector(served, tmp_path, splits, contract):
     from inference.devserve import start_drift, start_predictor
-    from mlcycle.devminio import free_port
+    from mlcycle.process import free_port
 
     drift = start_drift(served["source"], free_port(), tmp_path / "drift.log", "--window_size", "100000", "--backend", "scipy")
     pred = start_predictor(served["source"], "fraud", free_port(), free_port(), tmp_path / "p.log", "--payload_log_url", f"{drift.url}/events")

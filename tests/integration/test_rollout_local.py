@@ -6,11 +6,11 @@ import time
 import pytest
 
 from inference.devserve import start_predictor
-from inference.rollout import controller
+from mlcycle.rollout import controller
 from inference.rollout.local import Backend, LocalAdapter, PrometheusServer, TrafficSplitter
-from inference.rollout.metrics import PrometheusProvider
-from inference.rollout.policy import MetricCheck, Policy
-from mlcycle.devminio import free_port
+from mlcycle.rollout.metrics import PrometheusProvider
+from mlcycle.rollout.policy import MetricCheck, Policy
+from mlcycle.process import free_port
 
 pytestmark = pytest.mark.integration
 SAMPLE = {"instances": [{"amount": 42.5, "hour": 13, "card_age_days": 400, "distance_from_home_km": 3.2, "txn_count_24h": 2,
@@ -148,7 +148,7 @@ def test_standard_mode_queries_read_the_predictors_own_per_version_metrics(loop,
     predictor that fails half its requests: the evidence names the version and sees the errors."""
     import requests as http
 
-    from inference.rollout.metrics import STANDARD_QUERIES
+    from mlcycle.rollout.metrics import STANDARD_QUERIES
 
     broken = loop["procs"]["broken"]
     prometheus = PrometheusServer(loop["logs"] / "prom-standard", [broken.url.removeprefix("http://")]).start()

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from mlcycle.devminio import free_port
+from mlcycle.process import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def _listening(port: int) -> bool:
 def test_serve_stops_every_process_it_started(served, tmp_path, sig):
     http, grpc, drift = free_port(), free_port(), free_port()
     registry = str(served["root"] / "registry")
-    proc = subprocess.Popen([sys.executable, "-m", "mlcycle", "serve", "--registry", registry, "--model", "fraud", "--http-port", str(http),
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--registry", registry, "--model", "fraud", "--http-port", str(http),
                              "--grpc-port", str(grpc), "--drift-port", str(drift)], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import requests
 
-from mlcycle.devminio import free_port
+from mlcycle.process import free_port
 from mlcycle.registry import open_registry
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,7 @@ def datasets(tmp_path_factory):
 
 def mlcycle(tmp, *args):
     """The CLI as a user runs it: its own process, its own terminal output."""
-    cmd = [sys.executable, "-m", "mlcycle", *args, "--registry", str(tmp / "reg"), "--runs", str(tmp / "runs")]
+    cmd = [sys.executable, "-m", "cli", *args, "--registry", str(tmp / "reg"), "--runs", str(tmp / "runs")]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
 
 

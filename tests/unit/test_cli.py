@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcycle.cli import _model_name, main as cli
+from cli.main import _model_name, main as cli
 
 pytestmark = pytest.mark.unit
 
@@ -69,7 +69,7 @@ def test_an_s3_source_without_credentials_is_refused(data, capsys, monkeypatch):
 
 
 def test_task_inference_is_said(data, capsys, monkeypatch):
-    import mlcycle.cli as cli_module
+    import cli.main as cli_module
 
     seen = {}
     monkeypatch.setattr("pipelines.local.run_local", lambda registry, root, progress=None, **params: seen.update(params) or (_ for _ in ()).throw(SystemExit(0)))

@@ -75,7 +75,7 @@ def test_shims_chain_end_to_end(tmp_path):
     files = registry.describe("fraud", version)["files"]
     assert "report.html" in files and "drift/config.json" in files and "drift/reference.npy" in files
     # The reference sample is drawn once, with the pipeline's seed: the registered one is the detector's.
-    from components.build_detector.logic import reference_sample
+    from mlcycle.drift import reference_sample
 
     local = registry.fetch("fraud", version, tmp_path / "fetched")
     stored = pd.read_parquet(local / "reference.parquet")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from inference.drift_detector import stats
+from mlcycle import drift as stats
 from mlcycle.data import make_demo_dataset
 from mlcycle.errors import MlcycleError
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.mark.parametrize("family", ["baseline", "logreg", "hgb", "xgboost"])
 def test_bundle_roundtrip_gives_identical_scores(model_dirs, splits, contract, family):
-    from components.train.logic import fit_bundle
+    from mlcycle.models import fit_bundle
 
     _, _, test = splits
     loaded = ModelBundle.load(model_dirs[family])

@@ -2,7 +2,7 @@ from dataclasses import replace
 
 import pytest
 
-from inference.rollout.policy import IDLE, PROGRESSING, PROMOTED, ROLLED_BACK, MetricCheck, Observation, Policy, State, decide
+from mlcycle.rollout.policy import IDLE, PROGRESSING, PROMOTED, ROLLED_BACK, MetricCheck, Observation, Policy, State, decide
 
 pytestmark = pytest.mark.unit
 P = Policy(interval_s=10, threshold=3, step_weight=20, max_weight=60, min_requests=50, max_metric_errors=2, ready_timeout_s=100)
@@ -89,7 +89,7 @@ def test_policy_validation():
 
 def test_deploy_canary_needs_an_s3_registry(tmp_path):
     from components.deploy_canary.logic import version_uri
-    from inference.rollout.kserve import RolloutError
+    from mlcycle.rollout.kserve import RolloutError
     from mlcycle.registry import open_registry
 
     with pytest.raises(RolloutError, match="needs an s3:// registry"):
@@ -97,7 +97,7 @@ def test_deploy_canary_needs_an_s3_registry(tmp_path):
 
 
 def test_cli_rollout_without_a_cluster_says_so(monkeypatch, capsys):
-    from mlcycle.cli import main
+    from cli.main import main
 
     monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
@@ -111,21 +111,21 @@ def test_cli_rollout_without_a_cluster_says_so(monkeypatch, capsys):
                                                      ("RawDeployment", "Standard", "standard"), (None, "Standard", "standard"),
                                                      ("Standard", "Knative", "serverless")])
 def test_detect_canary_api(annotation, status, mode):
-    from inference.rollout.kserve import detect_mode
+    from mlcycle.rollout.kserve import detect_mode
 
     meta = {"annotations": {"serving.kserve.io/deploymentMode": annotation}} if annotation else {}
     assert detect_mode({"metadata": meta, **({"status": {"deploymentMode": status}} if status else {})}) == mode
 
 
 def test_unknown_deployment_mode_is_refused_by_name():
-    from inference.rollout.kserve import RolloutError, detect_mode
+    from mlcycle.rollout.kserve import RolloutError, detect_mode
 
     with pytest.raises(RolloutError, match="unknown KServe deployment mode 'ModelMesh'"):
         detect_mode({"metadata": {"annotations": {"serving.kserve.io/deploymentMode": "ModelMesh"}}})
 
 
 def test_standard_canary_has_the_shape_kserves_webhook_accepts():
-    from inference.rollout.kserve import canary_patch, predictor_service, route_backends
+    from mlcycle.rollout.kserve import canary_patch, predictor_service, route_backends
 
     isvc = {"metadata": {"name": "fd"}, "spec": {"predictor": {"minReplicas": 2, "maxReplicas": 4, "containers": [
         {"name": "kserve-container", "env": [{"name": "STORAGE_URI", "value": "s3://b/m/v1/"}], "resources": {"limits": {"cpu": "2"}}}]}}}
@@ -138,7 +138,7 @@ def test_standard_canary_has_the_shape_kserves_webhook_accepts():
 
 
 def test_promote_and_rollback_patches():
-    from inference.rollout.kserve import canary_patch, promote_patch, rollback_patch, storage_uri
+    from mlcycle.rollout.kserve import canary_patch, promote_patch, rollback_patch, storage_uri
 
     isvc = {"metadata": {}, "spec": {"predictor": {"containers": [{"name": "kserve-container", "env": [{"name": "STORAGE_URI", "value": "s3://b/m/v1/"}]}]}}}
     s = canary_patch(isvc, "standard", "s3://b/m/v2/", 30)

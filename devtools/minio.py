@@ -1,6 +1,6 @@
 """A real MinIO server process for development and tests (127.0.0.1, free port, own data dir).
 
-``python -m mlcycle.devminio -- CMD...`` starts MinIO with data in ``.mlcycle/minio``, creates the
+``python -m devtools.minio -- CMD...`` starts MinIO with data in ``.mlcycle/minio``, creates the
 ``mlcycle-models`` bucket, runs CMD with the S3 environment set (KServe's variable names), then
 stops the server. Credentials are generated once per data dir and kept beside it (mode 600).
 """
@@ -16,13 +16,7 @@ import sys
 from pathlib import Path
 
 from mlcycle.errors import MlcycleError
-from mlcycle.process import wait_http_ok
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mlcycle.process import free_port, wait_http_ok
 
 
 def minio_binary() -> str:
@@ -103,7 +97,7 @@ def main(argv: list[str]) -> int:
     if "--" in argv:
         argv = argv[argv.index("--") + 1:]
     if not argv:
-        print("usage: python -m mlcycle.devminio -- COMMAND [ARGS...]", file=sys.stderr)
+        print("usage: python -m devtools.minio -- COMMAND [ARGS...]", file=sys.stderr)
         return 2
     root = Path(".mlcycle")
     cred_file = root / "minio.credentials.json"

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from inference.rollout.metrics import MetricsUnavailable
-from inference.rollout.policy import Action, Observation, Policy, State, decide
+from mlcycle.rollout.metrics import MetricsUnavailable
+from mlcycle.rollout.policy import Action, Observation, Policy, State, decide
 
 
 class Adapter(Protocol):

@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 from mlcycle.errors import ConfigError, DataError, MlcycleError
+from mlcycle import defaults
 
-DEFAULT_LOCAL_REGISTRY = ".mlcycle/registry"
 HEADLINE = ("roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall", "rmse", "mae", "r2")
 
 
 def _registry_uri(args) -> str:
-    return args.registry or os.environ.get("MLCYCLE_REGISTRY") or str(Path(DEFAULT_LOCAL_REGISTRY).resolve())
+    return args.registry or os.environ.get("MLCYCLE_REGISTRY") or str(Path(defaults.LOCAL_REGISTRY).resolve())
 
 
 def cmd_compile(args) -> int:
@@ -59,7 +59,7 @@ def plan_run(args) -> dict:
     params = _options(args)
     thresholds = params["thresholds"]
     if args.source in DEMO_SOURCES:
-        params["demo_rows"] = getattr(args, "rows", 20_000)
+        params["demo_rows"] = getattr(args, "rows", defaults.DEMO_ROWS)
         frame = None
     else:
         frame = read_table(args.source)
@@ -158,7 +158,7 @@ def cmd_demo(args) -> int:
             batch = len(open_registry(_registry_uri(args)).list_versions(args.model))
         except MlcycleError:
             batch = 0
-        args.seed = 42 + batch
+        args.seed = defaults.SEED + batch
         print(f"demo data: batch {batch + 1} of the bundled fraud data ({args.rows} rows, seed {args.seed})")
     args.source, args.label, args.task = "demo", DEMO_LABEL, "classification"
     args.segment_column, args.timestamp_column = DEMO_SEGMENT, ""
@@ -272,7 +272,7 @@ def cmd_rollout(args) -> int:
     except (config.ConfigException, OSError) as e:
         print(f"mlcycle rollout: no Kubernetes cluster configured ({e}); set KUBECONFIG or run in a cluster", file=sys.stderr)
         return 1
-    from inference.rollout.kserve import SERVERLESS, STANDARD, KServeAdapter, promote_patch, rollback_patch, storage_uri, version_of
+    from mlcycle.rollout.kserve import SERVERLESS, STANDARD, KServeAdapter, promote_patch, rollback_patch, storage_uri, version_of
     from mlcycle.registry import open_registry
 
     probe = KServeAdapter(args.name, args.namespace, "", "", api=client.CustomObjectsApi())
@@ -342,12 +342,12 @@ def _training_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         p.add_argument("--timestamp-column", dest="timestamp_column", default="", help="split by time on this column (default: stratified random split)")
         p.add_argument("--segment-column", dest="segment_column", default="", help="per-segment metrics on this column (default: none)")
         p.add_argument("--model", default="", help="registered model name (default: from the file name)")
-        p.add_argument("--seed", type=int, default=42, help="seed of splits, estimators and the search (default 42)")
+        p.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed of splits, estimators and the search (default {defaults.SEED})")
     else:
-        p.add_argument("--rows", type=int, default=20_000, help="demo dataset rows (default 20000)")
-        p.add_argument("--model", default="fraud-detector", help="registered model name (default fraud-detector)")
+        p.add_argument("--rows", type=int, default=defaults.DEMO_ROWS, help=f"demo dataset rows (default {defaults.DEMO_ROWS})")
+        p.add_argument("--model", default=defaults.MODEL_NAME, help=f"registered model name (default {defaults.MODEL_NAME})")
         p.add_argument("--seed", type=int, default=None,
-                       help="demo data and training seed (default: 42 + the number of registered versions, so each run sees a new batch)")
+                       help=f"demo data and training seed (default: {defaults.SEED} + the number of registered versions, so each run sees a new batch)")
     p.add_argument("--families", default="", help="comma-separated model families (default: baseline,logreg,hgb,xgboost)")
     p.add_argument("--trials", type=int, default=6, help="hyperparameter search budget (default 6; 0 = no search)")
     p.add_argument("--cv-folds", dest="cv_folds", type=int, default=3, help="cross-validation folds (default 3)")
@@ -361,7 +361,7 @@ def _training_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--threshold-policy", dest="threshold_policy", default="f1",
                    help="binary decision threshold, chosen on out-of-fold predictions: f1 (default), precision:P, recall:R, "
                         "or cost:C where C = cost of a false positive / cost of a false negative")
-    p.add_argument("--registry", help=f"registry URI: a directory or s3://bucket (default $MLCYCLE_REGISTRY or {DEFAULT_LOCAL_REGISTRY})")
+    p.add_argument("--registry", help=f"registry URI: a directory or s3://bucket (default $MLCYCLE_REGISTRY or {defaults.LOCAL_REGISTRY})")
     p.add_argument("--promote", action=argparse.BooleanOptionalAction, default=True,
                    help="move the production alias when the gate passes (default: yes; --no-promote leaves it a candidate)")
 
@@ -394,8 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("serve", help="serve a registered version: KServe predictor (+ drift detector) on this machine")
-    p.add_argument("--registry", help=f"registry URI (default $MLCYCLE_REGISTRY or {DEFAULT_LOCAL_REGISTRY})")
-    p.add_argument("--model", default="fraud-detector", help="registered model (default fraud-detector)")
+    p.add_argument("--registry", help=f"registry URI (default $MLCYCLE_REGISTRY or {defaults.LOCAL_REGISTRY})")
+    p.add_argument("--model", default=defaults.MODEL_NAME, help=f"registered model (default {defaults.MODEL_NAME})")
     p.add_argument("--ref", default="production", help="version or alias to serve (default production)")
     p.add_argument("--http-port", dest="http_port", type=int, default=8080, help="predictor REST port (default 8080)")
     p.add_argument("--grpc-port", dest="grpc_port", type=int, default=8081, help="predictor gRPC port (default 8081)")
@@ -415,9 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("rollout", help="canary status / promote / abort on a cluster")
     p.add_argument("action", choices=["status", "promote", "abort"])
-    p.add_argument("--name", default="fraud-detector", help="InferenceService name")
+    p.add_argument("--name", default=defaults.MODEL_NAME, help="InferenceService name")
     p.add_argument("-n", "--namespace", default="mlcycle")
-    p.add_argument("--model", default="fraud-detector", help="registered model (aliases and audit)")
+    p.add_argument("--model", default=defaults.MODEL_NAME, help="registered model (aliases and audit)")
     p.add_argument("--registry", help="registry URI whose aliases follow the rollout")
     p.add_argument("--stable-uri", dest="stable_uri", default="", help="abort: storage URI to restore (Serverless mode)")
     p.add_argument("--why", default="")

@@ -23,7 +23,7 @@ import copy
 import re
 import time
 
-from inference.rollout.policy import Action
+from mlcycle.rollout.policy import Action
 from mlcycle.errors import MlcycleError
 
 SERVERLESS, STANDARD = "serverless", "standard"  # SERVERLESS: KServe's Knative mode

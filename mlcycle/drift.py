@@ -19,6 +19,7 @@ import pandas as pd
 
 from mlcycle.contract import DataContract
 from mlcycle.errors import MlcycleError
+from mlcycle import defaults
 
 PSI_EPS = 1e-4
 BACKENDS = ("alibi", "scipy")
@@ -177,3 +178,9 @@ def load(directory: Path, contract: DataContract, backend: str | None = None) ->
     if chosen == "scipy":
         return ScipyBackend(encoder, x_ref, config["p_val"])
     raise MlcycleError(f"unknown drift backend {chosen!r}; choose {' or '.join(BACKENDS)}")
+
+
+def reference_sample(train: pd.DataFrame, contract: DataContract, seed: int = defaults.SEED) -> pd.DataFrame:
+    """The rows a version keeps as its drift reference: drawn once, by register, with the run's seed."""
+    sample = train.sample(n=min(defaults.REFERENCE_ROWS, len(train)), random_state=seed)
+    return sample[contract.feature_names + [contract.label]]

@@ -12,12 +12,14 @@ import tempfile
 from pathlib import Path
 
 from inference.devserve import start_predictor
-from inference.rollout import controller
+from mlcycle.rollout import controller
 from inference.rollout.local import Backend, LocalAdapter, PrometheusServer, TrafficSplitter
-from inference.rollout.metrics import PrometheusProvider
-from inference.rollout.policy import MetricCheck, Policy
-from mlcycle.devminio import free_port
+from mlcycle.rollout.metrics import PrometheusProvider
+from mlcycle.rollout.policy import MetricCheck, Policy
+from mlcycle.process import free_port
 from mlcycle.registry import open_registry
+from mlcycle import defaults
+from pipelines.direct import run_direct
 
 SAMPLE = {"instances": [{"amount": 42.5, "hour": 13, "card_age_days": 400, "distance_from_home_km": 3.2, "txn_count_24h": 2,
                          "avg_amount_30d": 40.0, "is_foreign": 0, "merchant_category": "grocery", "channel": "pos", "country": "KR"}]}
@@ -26,31 +28,13 @@ DEMO_POLICY = Policy(interval_s=3, threshold=2, step_weight=25, max_weight=50, m
 
 
 def train_candidate(registry, model: str, seed: int) -> str:
-    """A new candidate version from fresh demo data, registered without promotion."""
-    from components.build_detector.logic import build_detector
-    from components.evaluate.logic import run as evaluate
-    from components.gate.logic import GatePolicy, gate
-    from components.register.logic import register
-    from components.split.logic import split_frame
-    from components.train.logic import train
-    from mlcycle.contract import infer_contract
-    from mlcycle.data import make_demo_dataset
-
+    """A new candidate version from a fresh batch of demo data, registered without promotion."""
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        frame = make_demo_dataset(20_000, seed=seed)
-        contract = infer_contract(frame, "is_fraud", timestamp="timestamp")
-        tr, va, te = split_frame(frame, contract, seed=seed)
-        train(tr, va, contract, tmp / "model", ["logreg", "xgboost"], seed, log=lambda *_: None)
-        te.to_parquet(tmp / "test.parquet")
-        ev = evaluate(tmp / "model", tmp / "test.parquet", contract, tmp / "report.html")
-        decision = gate(tmp / "model", te, "is_fraud", ev.metrics, GatePolicy("roc_auc", {"roc_auc": 0.75}, min_improvement=-0.05), registry, model)
-        if not decision.passed:
-            raise SystemExit("candidate failed the gate: " + "; ".join(decision.reasons))
-        build_detector(tr, contract, tmp / "drift", backend="scipy")
-        result = register(tmp / "model", contract, tr, {"metrics": ev.metrics}, decision.as_dict(), registry, model, "demo", "canary-demo",
-                          tmp / "report.html", auto_promote=False, drift_dir=tmp / "drift")
-        return result.version
+        run = run_direct(registry, Path(tmp), run_id="canary-demo", seed=seed, model_name=model, families=["logreg", "xgboost"],
+                         n_trials=0, thresholds={"roc_auc": 0.75}, min_improvement=-0.05, drift_backend="scipy", auto_promote=False)
+    if not run.passed:
+        raise SystemExit("candidate failed the gate: " + "; ".join(run.reasons))
+    return run.version
 
 
 def rollout(registry, registry_dir: str, model: str, stable_version: str, candidate: str, logs: Path, prometheus_dir: Path, *faults: str) -> str:
@@ -73,8 +57,8 @@ def rollout(registry, registry_dir: str, model: str, stable_version: str, candid
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--registry", default=".mlcycle/registry")
-    p.add_argument("--model", default="fraud-detector")
+    p.add_argument("--registry", default=defaults.LOCAL_REGISTRY)
+    p.add_argument("--model", default=defaults.MODEL_NAME)
     args = p.parse_args()
     registry_dir = str(Path(args.registry).resolve())
     registry = open_registry(registry_dir)

@@ -32,6 +32,11 @@ class MetricCheck:
         return None
 
 
+MAX_ERROR_RATE = 0.01  # the default checks: at most 1 % errors and a p99 of 100 ms
+MAX_P99_MS = 100.0
+CLUSTER_INTERVAL_S = 60.0  # on a cluster: Prometheus scrapes every 15-30 s, so a 60 s window holds enough points
+
+
 @dataclass(frozen=True)
 class Policy:
     interval_s: float = 30.0
@@ -41,7 +46,7 @@ class Policy:
     min_requests: int = 100
     max_metric_errors: int = 3
     ready_timeout_s: float = 600.0
-    metrics: tuple[MetricCheck, ...] = (MetricCheck("error_rate", max=0.01), MetricCheck("p99_latency_ms", max=100.0))
+    metrics: tuple[MetricCheck, ...] = (MetricCheck("error_rate", max=MAX_ERROR_RATE), MetricCheck("p99_latency_ms", max=MAX_P99_MS))
 
     def __post_init__(self):
         if not (0 < self.step_weight <= 100 and 0 < self.max_weight <= 100 and self.threshold >= 1 and self.interval_s > 0):
@@ -123,3 +128,12 @@ def decide(state: State, obs: Observation, policy: Policy) -> Action:
 
 def _rollback(state: State, reason: str, evidence: dict) -> Action:
     return Action("rollback", 0, reason, replace(state, phase=ROLLED_BACK, weight=0, last_reason=reason), evidence)
+
+
+def with_checks(policy: "Policy | None" = None, max_error_rate: float = MAX_ERROR_RATE, max_p99_ms: float = MAX_P99_MS,
+                drift: bool = True, **overrides) -> "Policy":
+    """``policy`` (default: ``Policy()``) with the standard checks at these bounds, plus "no drift" when ``drift``."""
+    checks = [MetricCheck("error_rate", max=max_error_rate), MetricCheck("p99_latency_ms", max=max_p99_ms)]
+    if drift:
+        checks.append(MetricCheck("drift", max=0.0))
+    return replace(policy or Policy(), metrics=tuple(checks), **overrides)
