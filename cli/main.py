@@ -82,7 +82,8 @@ def plan_run(args) -> dict:
                 raise ConfigError(f"{', '.join(binary_only)} exist only for binary labels; '{args.label}' has "
                                   f"{frame[args.label].nunique()} classes")
         print(f"data: {args.source} ({len(frame)} rows, {len(frame.columns)} columns), label '{args.label}'")
-    print(f"gate: primary metric {primary}, thresholds {json.dumps(bounds)}, min improvement {args.min_improvement:+g}")
+    sure = f" at {args.confidence:.0%} confidence" if args.confidence else ""
+    print(f"gate: primary metric {primary}, thresholds {json.dumps(bounds)}, min improvement {args.min_improvement:+g}{sure}")
     return params
 
 
@@ -204,8 +205,11 @@ def _options(args) -> dict:
     from mlcycle.thresholds import ThresholdPolicy
 
     ThresholdPolicy.parse(args.threshold_policy)
+    if not 0 <= args.confidence < 1:
+        raise ConfigError(f"--confidence must be 0 (report only) or between 0 and 1, got {args.confidence}")
     params = {"source": args.source, "label": args.label, "seed": args.seed, "n_trials": args.trials, "cv_folds": args.cv_folds,
               "primary_metric": args.primary_metric, "thresholds": _thresholds(args.threshold), "min_improvement": args.min_improvement,
+              "min_improvement_confidence": args.confidence,
               "threshold_policy": args.threshold_policy, "timestamp_column": args.timestamp_column,
               "segment_column": args.segment_column, "model_name": args.model, "auto_promote": args.promote}
     if args.families:
@@ -358,6 +362,9 @@ def _training_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
                         "(default: roc_auc=0.7 for classification, r2=0.1 for regression" + ("; the demo: pr_auc=0.15, roc_auc=0.75)" if demo else ")"))
     p.add_argument("--min-improvement", dest="min_improvement", type=float, default=0.0,
                    help="required gain of the primary metric over production (default 0; negative = tolerated regression)")
+    p.add_argument("--confidence", type=float, default=0.0,
+                   help="require the gain's paired-bootstrap interval at this confidence (e.g. 0.95) to clear "
+                        "--min-improvement (default 0: the interval is reported only)")
     p.add_argument("--threshold-policy", dest="threshold_policy", default="f1",
                    help="binary decision threshold, chosen on out-of-fold predictions: f1 (default), precision:P, recall:R, "
                         "or cost:C where C = cost of a false positive / cost of a false negative")

@@ -102,3 +102,51 @@ def score_bundle(bundle, frame, label: str) -> dict[str, float]:
     if bundle.task == "classification":
         return classification_metrics(y, scores, bundle.classes, bundle.threshold)
     return regression_metrics(y, scores)
+
+
+def metric_value(metric: str, task: str, y: np.ndarray, scores: np.ndarray, classes: list | None = None,
+                 threshold: float = 0.5) -> float:
+    """One metric of one model's scores (class scores for classification, predictions for regression)."""
+    from sklearn import metrics as m
+
+    if task == "regression":
+        fn = {"rmse": lambda: np.sqrt(m.mean_squared_error(y, scores)), "mae": lambda: m.mean_absolute_error(y, scores),
+              "r2": lambda: m.r2_score(y, scores)}
+        return float(fn[metric]())
+    classes = list(classes or [])
+    binary = len(classes) == 2
+    if metric in ("roc_auc", "pr_auc", "brier") and binary:
+        positive = y == classes[1]
+        fn = {"roc_auc": m.roc_auc_score, "pr_auc": m.average_precision_score, "brier": m.brier_score_loss}[metric]
+        return float(fn(positive, scores[:, 1]))
+    if metric == "roc_auc":
+        return float(m.roc_auc_score(y, scores, multi_class="ovr", labels=classes))
+    if metric == "log_loss":
+        return float(m.log_loss(y, np.clip(scores, 1e-15, 1 - 1e-15), labels=classes))
+    return classification_metrics(y, scores, classes, threshold)[metric]
+
+
+def paired_bootstrap(metric: str, task: str, y: np.ndarray, challenger: np.ndarray, champion: np.ndarray,
+                     classes: list | None = None, thresholds: tuple[float, float] = (0.5, 0.5), confidence: float = 0.95,
+                     resamples: int = 1000, seed: int = 0) -> dict:
+    """Confidence interval of the challenger's gain over the champion in ``metric`` (positive = challenger better),
+    both models scored on the same resampled rows (a paired percentile bootstrap)."""
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be between 0 and 1, got {confidence}")
+    rng = np.random.default_rng(seed)
+    n, gains = len(y), []
+    for _ in range(resamples):
+        idx = rng.integers(0, n, n)
+        if task == "classification" and len(np.unique(y[idx])) < 2:
+            continue  # a resample with one class has no AUC; drawn again by the next iteration
+        a = metric_value(metric, task, y[idx], challenger[idx], classes, thresholds[0])
+        b = metric_value(metric, task, y[idx], champion[idx], classes, thresholds[1])
+        gains.append(better(metric, a, b))
+    if len(gains) < resamples // 2:
+        raise ConfigError(f"bootstrap of {metric}: only {len(gains)} of {resamples} resamples had both classes")
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(gains, [tail, 100 - tail])
+    point = better(metric, metric_value(metric, task, y, challenger, classes, thresholds[0]),
+                   metric_value(metric, task, y, champion, classes, thresholds[1]))
+    return {"metric": metric, "gain": round(float(point), 6), "low": round(float(low), 6), "high": round(float(high), 6),
+            "confidence": confidence, "resamples": len(gains)}

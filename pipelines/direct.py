@@ -92,7 +92,8 @@ def run_direct(registry: Registry, workdir: Path, run_id: str = "direct", log: C
     (w / "evaluation.json").write_text(json.dumps(asdict(ev), indent=2))
     evaluation = json.loads((w / "evaluation.json").read_text())  # what the register step reads
     lap("evaluate")
-    policy = resolve_policy(ev.task, p["primary_metric"], dict(p["thresholds"]), p["min_improvement"])
+    policy = resolve_policy(ev.task, p["primary_metric"], dict(p["thresholds"]), p["min_improvement"],
+                            p["min_improvement_confidence"])
     decision = gate(w / "tuned", test_df, p["label"], ev.metrics, policy, registry, p["model_name"])
     lap("gate")
     result = DirectRun(w, decision.passed, list(decision.reasons), dict(ev.metrics), seconds=seconds)

@@ -52,6 +52,7 @@ def training_pipeline(
     thresholds: Dict[str, float] = {},
     threshold_policy: str = "f1",
     min_improvement: float = 0.0,
+    min_improvement_confidence: float = 0.0,
     registry_uri: str = defaults.CLUSTER_REGISTRY,
     model_name: str = defaults.MODEL_NAME,
     auto_promote: bool = False,
@@ -88,6 +89,7 @@ def training_pipeline(
         thresholds: Absolute metric bounds of the gate ({} = the task's defaults: roc_auc >= 0.7, or r2 >= 0.1).
         threshold_policy: Binary decision threshold, chosen on out-of-fold predictions: f1, precision:P, recall:R or cost:C (C = cost of a false positive / a false negative).
         min_improvement: Required gain over the production model (negative = tolerated regression).
+        min_improvement_confidence: 0 = report the gain's paired-bootstrap interval only; e.g. 0.95 = its lower bound must reach min_improvement.
         registry_uri: Model registry: s3://bucket (credentials from a Kubernetes Secret) or a local directory.
         model_name: Registered model name.
         auto_promote: Move the production alias on registration (the local demo); on a cluster the canary rollout promotes.
@@ -118,7 +120,7 @@ def training_pipeline(
                          segment_column=segment_column, seed=seed, primary_metric=primary_metric)
     gated = gate(model=tuned.outputs["model"], test=parts.outputs["test"], evaluation=evaluated.outputs["evaluation"], label=label,
                  registry_uri=registry_uri, model_name=model_name, primary_metric=primary_metric, thresholds=thresholds,
-                 min_improvement=min_improvement)
+                 min_improvement=min_improvement, confidence=min_improvement_confidence)
     gated.set_caching_options(False)  # the champion lives outside the pipeline's inputs
     checked.set_caching_options(False)  # so does the production contract
     with dsl.If(gated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP condition syntax)

@@ -17,6 +17,7 @@ def gate(
     primary_metric: str,
     thresholds: Dict[str, float],
     min_improvement: float,
+    confidence: float,
     decision: Output[Artifact],
     comparison: Output[HTML],
 ) -> bool:
@@ -32,6 +33,7 @@ def gate(
         primary_metric: Metric compared with the champion (e.g. roc_auc, rmse; "" = the task's default).
         thresholds: Metric bounds: minimum, or maximum for log_loss/rmse/mae/brier ({} = the task's defaults).
         min_improvement: Required gain over the champion (negative = tolerated regression).
+        confidence: 0 = report the gain's paired-bootstrap interval; e.g. 0.95 = its lower bound must reach min_improvement.
         decision: The decision with every check and reason (JSON).
         comparison: Challenger and champion side by side on the same test set (HTML).
 
@@ -48,7 +50,7 @@ def gate(
 
     ev = json.loads(Path(evaluation.path).read_text())
     result = run(Path(model.path), pd.read_parquet(test.path), label, ev["metrics"],
-                 resolve_policy(ev["task"], primary_metric, dict(thresholds), min_improvement), open_registry(registry_uri), model_name)
+                 resolve_policy(ev["task"], primary_metric, dict(thresholds), min_improvement, confidence), open_registry(registry_uri), model_name)
     Path(decision.path).write_text(json.dumps(result.as_dict(), indent=2))
     Path(comparison.path).write_text(render_comparison(result))
     decision.metadata["passed"] = result.passed

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from mlcycle.htmlpage import page
-from mlcycle.errors import MlcycleError, VersionNotFound
-from mlcycle.metrics import LOWER_IS_BETTER, better, score_bundle, task_defaults
+from mlcycle.errors import ConfigError, MlcycleError, VersionNotFound
+from mlcycle.metrics import LOWER_IS_BETTER, better, paired_bootstrap, score_bundle, task_defaults
 from mlcycle.models import ModelBundle
 from mlcycle.registry import Registry
 
@@ -19,11 +19,14 @@ from mlcycle.registry import Registry
 class GatePolicy:
     """``thresholds``: metric -> bound (a minimum, or a maximum for lower-is-better metrics).
     ``min_improvement``: required gain of the primary metric over the champion (negative = the
-    tolerated regression). Equality passes: promote with >=."""
+    tolerated regression). Equality passes: promote with >=.
+    ``confidence``: 0 = the gain's paired-bootstrap interval is reported only; e.g. 0.95 = the interval's lower
+    bound must reach ``min_improvement`` (a challenger must be better beyond the test set's noise)."""
 
     primary_metric: str
     thresholds: dict[str, float] = field(default_factory=dict)
     min_improvement: float = 0.0
+    confidence: float = 0.0
 
 
 @dataclass
@@ -34,13 +37,15 @@ class GateDecision:
     champion: dict[str, float] | None = None
     champion_version: str | None = None
     primary_metric: str = ""
+    bootstrap: dict | None = None  # the gain's paired-bootstrap confidence interval (when there is a champion)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def decide(challenger: dict[str, float], champion: dict[str, float] | None, policy: GatePolicy,
-           champion_version: str | None = None, champion_error: str | None = None) -> GateDecision:
+           champion_version: str | None = None, champion_error: str | None = None,
+           bootstrap: dict | None = None) -> GateDecision:
     reasons, passed = [], True
     for metric, bound in sorted(policy.thresholds.items()):
         value = challenger.get(metric)
@@ -70,19 +75,33 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, poli
             f"{'ok  ' if verdict else 'FAIL'} {metric}: challenger {challenger[metric]:.4f} vs champion {champion_version} "
             f"{champion[metric]:.4f} (gain {gain:+.4f}, required >= {policy.min_improvement:+.4f})"
         )
-    return GateDecision(passed, reasons, challenger, champion, champion_version, metric)
+        if bootstrap is not None:
+            ci = f"{bootstrap['confidence']:.0%} interval of the gain [{bootstrap['low']:+.4f}, {bootstrap['high']:+.4f}]"
+            if policy.confidence > 0:
+                sure = bootstrap["low"] >= policy.min_improvement
+                passed &= sure
+                reasons.append(f"{'ok  ' if sure else 'FAIL'} {metric}: {ci}, lower bound required >= "
+                               f"{policy.min_improvement:+.4f} ({bootstrap['resamples']} paired resamples)")
+            else:
+                reasons.append(f"info {metric}: {ci} ({bootstrap['resamples']} paired resamples; not required)")
+        elif policy.confidence > 0:
+            passed = False
+            reasons.append(f"FAIL {metric}: a {policy.confidence:.0%} interval of the gain is required but was not computed")
+    return GateDecision(passed, reasons, challenger, champion, champion_version, metric, bootstrap)
 
 
 def resolve_policy(task: str, primary_metric: str = "", thresholds: dict[str, float] | None = None,
-                   min_improvement: float = 0.0) -> GatePolicy:
+                   min_improvement: float = 0.0, confidence: float = 0.0) -> GatePolicy:
     """The gate policy of a run: the user's primary metric and thresholds (checked against the task), else the task's defaults."""
     primary, bounds = task_defaults(task, primary_metric, thresholds)
-    return GatePolicy(primary, bounds, min_improvement)
+    if not 0 <= confidence < 1:
+        raise ConfigError(f"confidence must be 0 (report only) or between 0 and 1, got {confidence}")
+    return GatePolicy(primary, bounds, min_improvement, confidence)
 
 
 def gate(model_dir: Path, test: pd.DataFrame, label: str, challenger: dict[str, float], policy: GatePolicy,
          registry: Registry | None, model_name: str) -> GateDecision:
-    champion_version = champion = error = None
+    champion_version = champion = error = interval = None
     if registry is not None:
         try:
             champion_version = registry.resolve(model_name, "production")
@@ -92,14 +111,25 @@ def gate(model_dir: Path, test: pd.DataFrame, label: str, challenger: dict[str, 
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 local = registry.fetch(model_name, champion_version, Path(tmp) / "champion")
-                champion = score_bundle(ModelBundle.load(local), test, label)
+                champion_bundle = ModelBundle.load(local)
+                champion = score_bundle(champion_bundle, test, label)
+                interval = _bootstrap(ModelBundle.load(model_dir), champion_bundle, test, label, policy)
             except (MlcycleError, KeyError, ValueError) as e:
                 error = f"{type(e).__name__}: {e}"
-    decision = decide(challenger, champion, policy, champion_version, error)
+    decision = decide(challenger, champion, policy, champion_version, error, interval)
     if registry is not None:
         registry.audit(model_name, "gate", version=champion_version, why="passed" if decision.passed else "failed",
                        evidence={"reasons": decision.reasons, "challenger": challenger, "champion": champion})
     return decision
+
+
+def _bootstrap(challenger: ModelBundle, champion: ModelBundle, test: pd.DataFrame, label: str, policy: GatePolicy) -> dict | None:
+    """The paired bootstrap interval of the primary metric's gain, or None when the two cannot be compared row by row."""
+    if challenger.task != champion.task or (challenger.task == "classification" and challenger.classes != champion.classes):
+        return None
+    y = test[label].to_numpy()
+    return paired_bootstrap(policy.primary_metric, challenger.task, y, challenger.score(test), champion.score(test), challenger.classes,
+                            (challenger.threshold, champion.threshold), confidence=policy.confidence or 0.95)
 
 
 def render_comparison(decision: GateDecision) -> str:
@@ -115,6 +145,10 @@ def render_comparison(decision: GateDecision) -> str:
         rows.append(f"<tr{mark}><td>{esc(name)}</td><td>{_num(a)}</td><td>{_num(b)}</td><td>{'' if gain is None else f'{gain:+.4f}'}</td></tr>")
     who = f"champion {esc(decision.champion_version)}" if decision.champion_version else "no champion (first version)"
     reasons = "".join(f"<li><code>{esc(r)}</code></li>" for r in decision.reasons)
+    if decision.bootstrap:
+        b = decision.bootstrap
+        reasons += (f"<li>gain in {esc(b['metric'])}: {b['gain']:+.4f}, {b['confidence']:.0%} paired-bootstrap interval "
+                    f"[{b['low']:+.4f}, {b['high']:+.4f}] over {b['resamples']} resamples of the test set</li>")
     return page("mlcycle gate",
                 f"<h1>Gate: {'PASSED' if decision.passed else 'FAILED'}</h1><p>challenger vs {who}, both scored on the same test set; "
                 f"primary metric <b>{esc(decision.primary_metric)}</b> (gain: positive = challenger better)</p>"
