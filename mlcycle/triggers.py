@@ -1,0 +1,151 @@
+"""Retrain triggers: ``decide(state, observation, policy) -> Decision``, pure and table-tested, and a small
+controller that persists its state, so a restart neither forgets a cooldown nor retrains twice.
+
+Triggers (``Decision.trigger``): ``accuracy`` — online accuracy (or the false-positive rate) past its bound on
+at least ``min_samples`` labelled requests; ``drift`` — ``drift_windows`` consecutive drifted windows;
+``new_data`` — at least ``new_rows`` labelled rows since the last retrain; ``schedule`` — ``schedule_s``
+since the last retrain; ``manual`` — asked for. Never two retrains of one model at once, none within
+``cooldown_s`` of the last start (except ``manual``), never twice on the same data fingerprint.
+"""
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from mlcycle.errors import ConfigError
+
+TRIGGERS = ("accuracy", "drift", "new_data", "schedule", "manual")
+
+
+@dataclass(frozen=True)
+class TriggerPolicy:
+    drift_windows: int = 3
+    min_accuracy: float | None = None
+    max_false_positive_rate: float | None = None
+    min_samples: int = 200
+    new_rows: int | None = None
+    schedule_s: float | None = None
+    cooldown_s: float = 3600.0
+
+    def __post_init__(self):
+        if self.drift_windows < 1 or self.min_samples < 1 or self.cooldown_s < 0:
+            raise ConfigError(f"invalid trigger policy {self}")
+        if self.schedule_s is not None and self.schedule_s <= 0:
+            raise ConfigError(f"schedule_s must be positive, got {self.schedule_s}")
+
+
+@dataclass(frozen=True)
+class Observation:
+    now: float
+    drifted_windows: int = 0  # consecutive drifted windows, most recent last
+    online: dict[str, float] = field(default_factory=dict)  # accuracy, false_positive_rate, ... of production
+    labelled: int = 0  # labelled requests behind ``online``
+    new_rows: int = 0  # labelled rows since the last retrain
+    fingerprint: str | None = None  # of the data a retrain would train on now
+    manual: str | None = None  # a person asked, with this reason
+
+
+@dataclass(frozen=True)
+class TriggerState:
+    running: str | None = None  # the trigger of the retrain in progress
+    last_started: float = -math.inf
+    fingerprints: tuple[str, ...] = ()  # data already retrained on
+    retrains: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    start: bool
+    trigger: str | None
+    reason: str
+    evidence: dict = field(default_factory=dict)
+
+
+def _wanted(obs: Observation, state: TriggerState, policy: TriggerPolicy) -> tuple[str, str, dict] | None:
+    if obs.manual:
+        return "manual", f"requested: {obs.manual}", {}
+    if obs.labelled >= policy.min_samples:
+        acc, fpr = obs.online.get("accuracy"), obs.online.get("false_positive_rate")
+        if policy.min_accuracy is not None and acc is not None and acc < policy.min_accuracy:
+            return "accuracy", f"online accuracy {acc:.4f} < {policy.min_accuracy} on {obs.labelled} labelled requests", \
+                {"online": dict(obs.online), "labelled": obs.labelled}
+        if policy.max_false_positive_rate is not None and fpr is not None and fpr > policy.max_false_positive_rate:
+            return "accuracy", (f"online false-positive rate {fpr:.4f} > {policy.max_false_positive_rate} on "
+                                f"{obs.labelled} labelled requests"), {"online": dict(obs.online), "labelled": obs.labelled}
+    if obs.drifted_windows >= policy.drift_windows:
+        return "drift", f"{obs.drifted_windows} consecutive drifted windows (>= {policy.drift_windows})", \
+            {"drifted_windows": obs.drifted_windows}
+    if policy.new_rows is not None and obs.new_rows >= policy.new_rows:
+        return "new_data", f"{obs.new_rows} new labelled rows (>= {policy.new_rows})", {"new_rows": obs.new_rows}
+    if policy.schedule_s is not None and obs.now - state.last_started >= policy.schedule_s:
+        return "schedule", f"{policy.schedule_s:g} s since the last retrain", {}
+    return None
+
+
+def decide(state: TriggerState, obs: Observation, policy: TriggerPolicy) -> Decision:
+    wanted = _wanted(obs, state, policy)
+    if wanted is None:
+        return Decision(False, None, "no trigger")
+    trigger, reason, evidence = wanted
+    evidence = {**evidence, "fingerprint": obs.fingerprint}
+    if state.running:
+        return Decision(False, trigger, f"{reason}; not started: a retrain ({state.running}) is in progress", evidence)
+    if trigger != "manual" and obs.now - state.last_started < policy.cooldown_s:
+        left = policy.cooldown_s - (obs.now - state.last_started)
+        return Decision(False, trigger, f"{reason}; not started: cooldown ({left:.0f} s left)", evidence)
+    if obs.fingerprint and obs.fingerprint in state.fingerprints:
+        return Decision(False, trigger, f"{reason}; not started: already retrained on data {obs.fingerprint[:12]}", evidence)
+    return Decision(True, trigger, reason, evidence)
+
+
+def started(state: TriggerState, decision: Decision, now: float) -> TriggerState:
+    prints = state.fingerprints + ((decision.evidence["fingerprint"],) if decision.evidence.get("fingerprint") else ())
+    return replace(state, running=decision.trigger, last_started=now, fingerprints=prints[-100:], retrains=state.retrains + 1)
+
+
+def finished(state: TriggerState) -> TriggerState:
+    return replace(state, running=None)
+
+
+class TriggerController:
+    """``decide`` with its state in a JSON file (written atomically); ``launch(decision)`` starts the retrain and
+    must call ``done()`` when it ends. ``record(decision)`` (e.g. the registry's audit log) sees every start."""
+
+    def __init__(self, state_path: Path, policy: TriggerPolicy, launch: Callable[[Decision], None],
+                 record: Callable[[Decision], None] | None = None):
+        self.path, self.policy, self.launch, self.record = Path(state_path), policy, launch, record
+        self.restarted = False
+        self.state = self._load()
+
+    def _load(self) -> TriggerState:
+        if not self.path.exists():
+            return TriggerState()
+        raw = json.loads(self.path.read_text())
+        state = TriggerState(**{**raw, "fingerprints": tuple(raw.get("fingerprints", ()))})
+        if state.running:  # the process that ran it is gone: say so, and let the next trigger start
+            self.restarted = True
+            state = finished(state)
+        return state
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self.state)))
+        os.replace(tmp, self.path)
+
+    def observe(self, obs: Observation) -> Decision:
+        decision = decide(self.state, obs, self.policy)
+        if decision.start:
+            self.state = started(self.state, decision, obs.now)
+            self._save()
+            if self.record:
+                self.record(decision)
+            self.launch(decision)
+        return decision
+
+    def done(self) -> None:
+        self.state = finished(self.state)
+        self._save()

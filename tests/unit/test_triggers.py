@@ -1,0 +1,68 @@
+import math
+
+import pytest
+
+from mlcycle.triggers import Decision, Observation, TriggerController, TriggerPolicy, TriggerState, decide
+
+pytestmark = pytest.mark.unit
+
+P = TriggerPolicy(drift_windows=3, min_accuracy=0.9, max_false_positive_rate=0.05, min_samples=100, new_rows=1000,
+                  schedule_s=86400, cooldown_s=600)
+IDLE = TriggerState(last_started=0.0)
+
+
+@pytest.mark.parametrize("state, obs, start, trigger, fragment", [
+    (IDLE, Observation(now=1000), False, None, "no trigger"),
+    (IDLE, Observation(now=1000, drifted_windows=2), False, None, "no trigger"),
+    (IDLE, Observation(now=1000, drifted_windows=3), True, "drift", "3 consecutive drifted windows"),
+    (IDLE, Observation(now=1000, online={"accuracy": 0.8}, labelled=99), False, None, "no trigger"),  # too few labels
+    (IDLE, Observation(now=1000, online={"accuracy": 0.8}, labelled=100), True, "accuracy", "online accuracy 0.8000 < 0.9"),
+    (IDLE, Observation(now=1000, online={"accuracy": 0.95, "false_positive_rate": 0.17}, labelled=500), True, "accuracy",
+     "false-positive rate 0.1700 > 0.05"),
+    (IDLE, Observation(now=1000, new_rows=1000), True, "new_data", "1000 new labelled rows"),
+    (IDLE, Observation(now=86400), True, "schedule", "86400 s since the last retrain"),
+    (IDLE, Observation(now=100, drifted_windows=5), False, "drift", "cooldown (500 s left)"),
+    (IDLE, Observation(now=100, manual="ops asked"), True, "manual", "requested: ops asked"),  # manual skips the cooldown
+    (TriggerState(running="drift"), Observation(now=1e6, drifted_windows=9), False, "drift", "a retrain (drift) is in progress"),
+    (TriggerState(running="drift"), Observation(now=1e6, manual="x"), False, "manual", "in progress"),  # never two at once
+    (TriggerState(fingerprints=("ab" * 32,)), Observation(now=1e6, drifted_windows=3, fingerprint="ab" * 32), False, "drift",
+     "already retrained on data abababababab"),
+    # accuracy outranks drift when both hold: the evidence names the stronger reason
+    (IDLE, Observation(now=1000, drifted_windows=4, online={"accuracy": 0.5}, labelled=300), True, "accuracy", "accuracy"),
+])
+def test_decide(state, obs, start, trigger, fragment):
+    d = decide(state, obs, P)
+    assert (d.start, d.trigger) == (start, trigger)
+    assert fragment in d.reason
+
+
+def test_bad_policies_are_refused():
+    from mlcycle.errors import ConfigError
+
+    for bad in ({"drift_windows": 0}, {"min_samples": 0}, {"cooldown_s": -1}, {"schedule_s": 0}):
+        with pytest.raises(ConfigError, match="trigger policy|schedule_s"):
+            TriggerPolicy(**bad)
+
+
+def test_a_trigger_storm_starts_exactly_one_retrain_per_cooldown(tmp_path):
+    launched: list[Decision] = []
+    ctl = TriggerController(tmp_path / "state.json", TriggerPolicy(drift_windows=1, cooldown_s=100), launched.append)
+    for t in range(0, 350, 5):  # drift in every window, 70 windows
+        ctl.observe(Observation(now=float(t), drifted_windows=1, fingerprint=f"{t:064x}"))
+        if launched and ctl.state.running and t % 50 == 0:
+            ctl.done()  # each retrain ends a little later
+    assert [d.trigger for d in launched] == ["drift"] * 4  # at t = 0, 100, 200, 300
+    assert ctl.state.retrains == 4
+
+
+def test_state_survives_a_restart_and_says_so(tmp_path):
+    path = tmp_path / "state.json"
+    ctl = TriggerController(path, TriggerPolicy(drift_windows=1, cooldown_s=1000), lambda d: None)
+    assert ctl.observe(Observation(now=10.0, drifted_windows=1, fingerprint="f" * 64)).start
+    again = TriggerController(path, TriggerPolicy(drift_windows=1, cooldown_s=1000), lambda d: None)
+    assert again.restarted and again.state.running is None  # the retrain's process is gone, and that is said
+    assert again.state.last_started == 10.0 and again.state.fingerprints == ("f" * 64,)
+    d = again.observe(Observation(now=20.0, drifted_windows=1, fingerprint="e" * 64))
+    assert not d.start and "cooldown" in d.reason  # the cooldown was not forgotten
+    assert not TriggerController(tmp_path / "fresh.json", TriggerPolicy(), lambda d: None).restarted
+    assert TriggerState().last_started == -math.inf
