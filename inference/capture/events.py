@@ -65,7 +65,8 @@ def decode(headers: dict[str, str], body: bytes, features: list[str] | None = No
     if not isinstance(data, dict):
         raise BadEvent(f"inference {kind} must be a JSON object")
     event_id = str(attrs["id"])
-    event = Event(kind, event_id, _request_id(attrs.get("metadata")) or event_id, str(attrs.get("endpoint") or ""), data)
+    request_id = _request_id(attrs.get("metadata")) or event_id
+    event = Event(kind, event_id, request_id, str(attrs.get("endpoint") or ""), data)
     if kind == "request":
         event.rows = request_rows(data, features)
     else:

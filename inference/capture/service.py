@@ -57,12 +57,16 @@ class Metrics:
     def __init__(self, model: str):
         self.registry = r = CollectorRegistry()
         self.events = Counter("mlcycle_capture_events_total", "Accepted payload-log events", ["type"], registry=r)
-        self.rejected = Counter("mlcycle_capture_events_rejected_total", "Events refused as malformed (400)", registry=r)
+        self.rejected = Counter("mlcycle_capture_events_rejected_total", "Events refused as malformed (400)",
+                                registry=r)
         self.rows = Counter("mlcycle_capture_rows_written_total", "Captured rows stored as Parquet", registry=r)
-        self.dropped = Counter("mlcycle_capture_rows_dropped_total", "Captured rows lost, by reason", ["reason"], registry=r)
-        self.flush_failures = Counter("mlcycle_capture_flush_failures_total", "Failed part writes (rows kept)", registry=r)
+        self.dropped = Counter("mlcycle_capture_rows_dropped_total", "Captured rows lost, by reason", ["reason"],
+                               registry=r)
+        self.flush_failures = Counter("mlcycle_capture_flush_failures_total", "Failed part writes (rows kept)",
+                                      registry=r)
         self.buffer = Gauge("mlcycle_capture_buffer_rows", "Rows waiting to be written", registry=r)
-        self.pending = Gauge("mlcycle_capture_pending_events", "Request/response halves waiting for the other", registry=r)
+        self.pending = Gauge("mlcycle_capture_pending_events", "Request/response halves waiting for the other",
+                             registry=r)
         self.restarts = Gauge("mlcycle_capture_restarts", "Times this service started on existing state", registry=r)
         self.labels = Counter("mlcycle_feedback_labels_total", "Labels accepted", ["model", "version"], registry=r)
         self.refused = Counter("mlcycle_feedback_refused_total", "Labels refused, by reason", ["reason"], registry=r)
@@ -110,6 +114,8 @@ class CaptureService:
         self._tasks: list[asyncio.Task] = []
         self._forward_queue: asyncio.Queue | None = asyncio.Queue(forward_queue) if forward_url else None
         self._last_retention = 0.0
+        self._last_checkpoint = 0.0
+        self._replaying = False
 
     # state ------------------------------------------------------------------------------
     @property
@@ -145,7 +151,7 @@ class CaptureService:
                             else "restored from the last checkpoint"}
         self._restore_counters()
         self._rebuild_from_storage()
-        recovered = self._replay_journal()
+        recovered = self._replay_journal((previous or {}).get("saved_at"))
         if previous is not None:
             self.restart["recovered_events"] = recovered
         elif recovered:
@@ -192,9 +198,11 @@ class CaptureService:
             self._score(record.get("model_version") or "", _plain(record["label"]), _plain(record.get("prediction")))
         self._export_metrics()
 
-    def _replay_journal(self) -> int:
+    def _replay_journal(self, checkpoint: str | None) -> int:
+        """Re-accept the journal's events; those newer than the checkpoint were not counted yet and are now."""
         segments = sorted(self._journal_dir.glob("*.jsonl"))
         seen, replayed = set(), 0
+        self._replaying = True
         for path in segments:
             for line in path.read_text().splitlines():
                 try:
@@ -208,7 +216,11 @@ class CaptureService:
                     continue
                 seen.add(key)
                 replayed += 1
+                if checkpoint is None or item["at"] > checkpoint:
+                    self.counts[f"events_{event.kind}"] += 1
+                    self.metrics.events.labels(event.kind).inc()
                 self._accept(event, item, datetime.fromisoformat(item["at"]))
+        self._replaying = False
         self._segment = int(segments[-1].stem) + 1 if segments else 0
         self._open_segment(carry=True)
         for path in segments:
@@ -216,7 +228,7 @@ class CaptureService:
         return replayed
 
     def _open_segment(self, carry: bool) -> int:
-        """Start a new journal segment; with ``carry`` the unjoined halves are copied into it. Returns the old number."""
+        """Start a new journal segment (``carry``: copy the unjoined halves into it); returns the old one's number."""
         if self._journal is not None:
             self._journal.close()
         old = self._segment
@@ -238,9 +250,10 @@ class CaptureService:
             return False
 
     def _checkpoint(self, clean: bool) -> None:
+        self._last_checkpoint = time.monotonic()
         state = {"counts": self.counts, "refusals": self.refusals, "classes": self.classes,
                  "restarts": self.restart.get("restarts", 0), "started_at": getattr(self, "started_at", None),
-                 "clean_shutdown": clean, "saved_at": utcnow().isoformat()}
+                 "clean_shutdown": clean, "saved_at": utcnow().isoformat(timespec="microseconds")}
         try:
             write_text_atomic(self._state_file, json.dumps(state, default=str))
         except OSError as e:
@@ -263,7 +276,7 @@ class CaptureService:
                                   f"{len(event.rows)} row(s) dropped and counted"}
         keep = {k: v for k, v in {k.lower(): v for k, v in headers.items()}.items()
                 if k.startswith("ce-") or k == "content-type"}
-        raw = {"headers": keep, "body": body.decode("utf-8", "replace"), "at": utcnow().isoformat()}
+        raw = {"headers": keep, "body": body.decode("utf-8", "replace"), "at": utcnow().isoformat(timespec="microseconds")}
         self._journal_write(raw)
         self.counts[f"events_{event.kind}"] += 1
         self.metrics.events.labels(event.kind).inc()
@@ -308,7 +321,7 @@ class CaptureService:
                 self.counts["mismatched_responses"] += 1
             if response.classes and version:
                 self.classes[version] = response.classes
-        else:
+        elif not self._replaying:
             self.counts["unanswered_requests"] += 1
         if not self.rows:
             self.oldest_row = time.monotonic()
@@ -316,7 +329,8 @@ class CaptureService:
             self.rows.append({**features, "request_id": request.request_id, "event_id": request.event_id, "row": i,
                               "model_version": version, "endpoint": request.endpoint, "received_at": at,
                               "prediction": predictions[i], "score": scores[i]})
-        self.counts["rows_captured"] += n
+        if not self._replaying:  # rows completed before the crash were counted then (up to the last checkpoint)
+            self.counts["rows_captured"] += n
         self.index[request.request_id] = Entry(request.event_id, n, version, list(predictions), at)
         self.by_event[request.event_id] = request.request_id
 
@@ -463,7 +477,8 @@ class CaptureService:
         if canonical is None:
             if rid in self.requests or any(e.request_id == rid for _, e, _ in self.requests.values()):
                 return "pending", "the request is captured but its response has not arrived yet; retry shortly", None
-            return "unknown_request_id", f"no captured request {rid!r} in the last {self.label_window.days} day(s)", None
+            window = self.label_window.total_seconds() / 86400
+            return "unknown_request_id", f"no captured request {rid!r} in the last {window:g} day(s)", None
         entry = self.index[canonical]
         if row is None:
             if entry.n > 1:
@@ -517,7 +532,8 @@ class CaptureService:
                 tp, fp = tally[(pos, pos)], tally[(neg, pos)]
                 fn, tn = tally[(pos, neg)], tally[(neg, neg)]
                 metrics.update(positive_class=pos, tp=tp, fp=fp, fn=fn, tn=tn,
-                               precision=tp / (tp + fp) if tp + fp else None, recall=tp / (tp + fn) if tp + fn else None,
+                               precision=tp / (tp + fp) if tp + fp else None,
+                               recall=tp / (tp + fn) if tp + fn else None,
                                false_positive_rate=fp / (fp + tn) if fp + tn else None)
             out[version or "(unknown)"] = metrics
         for version, errors in self.errors.items():
@@ -552,10 +568,13 @@ class CaptureService:
             await asyncio.sleep(min(1.0, self.flush_age_s / 4, self.join_timeout_s / 4))
             try:
                 self.expire()
-                if self.rows and (len(self.rows) >= self.flush_rows or time.monotonic() - self.oldest_row >= self.flush_age_s):
+                old = time.monotonic() - self.oldest_row >= self.flush_age_s
+                if self.rows and (len(self.rows) >= self.flush_rows or old):
                     await self.flush()
                 if time.monotonic() - self._last_retention >= self.retention_interval_s:
                     await self.retain()
+                if time.monotonic() - self._last_checkpoint >= 5.0:
+                    self._checkpoint(clean=False)
             except Exception:  # keep ticking whatever one round hit
                 log.exception("capture background round failed")
 
@@ -585,8 +604,8 @@ class CaptureService:
             "online": self.online(),
             "config": {"flush_rows": self.flush_rows, "flush_age_s": self.flush_age_s,
                        "max_buffer_rows": self.max_buffer_rows, "join_timeout_s": self.join_timeout_s,
-                       "label_window_days": self.label_window.days,
-                       "retention_days": self.retention_age.days if self.retention_age else None,
+                       "label_window_days": self.label_window.total_seconds() / 86400,
+                       "retention_days": self.retention_age.total_seconds() / 86400 if self.retention_age else None,
                        "retention_bytes": self.retention_bytes, "forward_url": self.forward_url},
         }
 
@@ -614,7 +633,9 @@ def _check_class(label, classes: list | None) -> tuple[str, str] | None:
     if isinstance(label, (dict, list)) or isinstance(label, bool):
         return "wrong_type", f"label {label!r} must be one class value, not {type(label).__name__}"
     if not classes:
-        return None if isinstance(label, (int, str)) else ("wrong_type", f"label {label!r} must be an integer or string")
+        if isinstance(label, (int, str)):
+            return None
+        return "wrong_type", f"label {label!r} must be an integer or string"
     kinds = {type(c) for c in classes}
     if type(label) not in kinds:
         return "wrong_type", f"label {label!r} is {type(label).__name__}; this model's classes are {classes!r}"

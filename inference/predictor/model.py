@@ -135,7 +135,8 @@ class MlcycleModel(kserve.Model):
         else:
             response = self.codec.encode_v1(scores, labels, self.bundle.classes, self.version)
         if self.payload_logger is not None:
-            self.payload_logger.log(payload.to_rest()[0] if isinstance(payload, InferRequest) else payload, request_id, response)
+            body = payload.to_rest()[0] if isinstance(payload, InferRequest) else payload
+            self.payload_logger.log(body, request_id, response)
         return response
 
 
