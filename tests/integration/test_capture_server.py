@@ -56,7 +56,8 @@ def stack(tmp_path_factory, splits, contract):
         version = register(root / "model", contract, train, {"metrics": {}}, {"passed": True, "reasons": []}, registry,
                            MODEL, "f" * 64, "test", auto_promote=True).version
         port = free_port()
-        capture_argv = [sys.executable, "-m", "inference.capture", "--registry", "s3://mlcycle-models", "--model", MODEL,
+        capture_argv = [sys.executable, "-m", "inference.capture", "--registry", "s3://mlcycle-models",
+                        "--model", MODEL,
                         "--port", str(port), "--state_dir", str(root / "state"), "--flush_rows", "1000000",
                         "--flush_age_s", "3600", "--join_timeout_s", "3600", "--max_buffer_rows", "60"]
         logs = root / "logs"
