@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlcycle.capture import SCHEME as TRAFFIC_SCHEME, read_traffic_source
 from mlcycle.data import DEMO_SOURCES, fingerprint, make_demo_dataset, read_table
 from mlcycle.fsutil import atomic_path
 from mlcycle import defaults
@@ -22,6 +23,8 @@ class IngestResult:
 def load(source: str, demo_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEED, demo_drift: float = 0.0) -> pd.DataFrame:
     if source in DEMO_SOURCES:
         return make_demo_dataset(n_rows=demo_rows, seed=seed, drift=demo_drift)
+    if source.startswith(TRAFFIC_SCHEME):  # captured, labelled traffic: traffic://<registry>#<model>?days=N
+        return read_traffic_source(source)
     return read_table(source)
 
 
@@ -30,7 +33,8 @@ def ingest(source: str, out_path: Path, demo_rows: int = defaults.DEMO_ROWS, see
 
     Args:
         source: local path, file:// or s3:// URI of a .csv/.parquet file; "" or "demo" for the
-            bundled synthetic fraud dataset.
+            bundled synthetic fraud dataset; ``traffic://<registry>#<model>?days=N`` for the captured
+            traffic of the last N days that received late labels (mlcycle.capture.labelled_traffic).
         out_path: where the Parquet file goes; written atomically (nothing on failure).
         demo_rows: demo dataset size.
         seed: demo dataset seed.

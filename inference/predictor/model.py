@@ -4,6 +4,7 @@ REST and gRPC. Scoring runs in a worker thread so the event loop keeps answering
 import asyncio
 import random
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,7 +35,7 @@ LATENCY = Histogram("mlcycle_request_seconds", "Predict latency inside the model
 class MlcycleModel(kserve.Model):
     def __init__(self, name: str, source: str, max_batch_rows: int = 10_000, payload_log_url: str | None = None,
                  fault_delay_ms: float = 0.0, scoring_threads: int = 1, fault_error_rate: float = 0.0):
-        super().__init__(name)
+        super().__init__(name, return_response_headers=True)  # the request id goes back as x-request-id
         self.source = source
         self.max_batch_rows = max_batch_rows
         self.fault_delay_ms = fault_delay_ms
@@ -111,6 +112,9 @@ class MlcycleModel(kserve.Model):
 
     async def predict(self, payload, headers=None, response_headers=None):
         loop = asyncio.get_running_loop()
+        request_id = request_id_of(headers)
+        if response_headers is not None:
+            response_headers["x-request-id"] = request_id
         start = time.perf_counter()
         try:
             batch = self.codec.decode(payload) if _small(payload) else await loop.run_in_executor(self.pool, self.codec.decode, payload)
@@ -126,11 +130,20 @@ class MlcycleModel(kserve.Model):
         REQUESTS.labels(self.name, self.version, "ok").inc()
         LATENCY.labels(self.name, self.version).observe(time.perf_counter() - start)
         self._record(scores, labels)
-        if self.payload_logger is not None:
-            self.payload_logger.log(payload.to_rest()[0] if isinstance(payload, InferRequest) else payload)
         if isinstance(payload, InferRequest):
-            return self.codec.encode_v2(payload, self.name, scores, labels, self.bundle.classes, self.version)
-        return self.codec.encode_v1(scores, labels, self.bundle.classes, self.version)
+            response = self.codec.encode_v2(payload, self.name, scores, labels, self.bundle.classes, self.version)
+        else:
+            response = self.codec.encode_v1(scores, labels, self.bundle.classes, self.version)
+        if self.payload_logger is not None:
+            body = payload.to_rest()[0] if isinstance(payload, InferRequest) else payload
+            self.payload_logger.log(body, request_id, response)
+        return response
+
+
+def request_id_of(headers) -> str:
+    """The client's X-Request-Id, else its Ce-Id (KServe's logger adopts it as the event id), else a new one."""
+    headers = headers or {}
+    return headers.get("x-request-id") or headers.get("ce-id") or uuid.uuid4().hex
 
 
 def _small(payload) -> bool:

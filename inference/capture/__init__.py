@@ -1,0 +1,1 @@
+"""Traffic capture and late labels (see mlcycle.capture for the storage layout)."""

@@ -1,0 +1,35 @@
+"""The capture service in the manifests: the logger sends requests and responses to it, it forwards requests
+to the drift detector, and the sidecar variant goes back to request-only logging to the local detector."""
+
+from pathlib import Path
+
+import pytest
+
+from devtools.k8s_validate import render
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_logger_feeds_the_capture_service_which_forwards_to_the_drift_detector():
+    docs = render(ROOT / "manifests" / "overlays" / "production")
+    logger = next(d for d in docs if d["kind"] == "InferenceService")["spec"]["predictor"]["logger"]
+    assert logger == {"mode": "all", "url": "http://fraud-detector-capture.mlcycle.svc.cluster.local/events",
+                      "metadataHeaders": ["X-Request-Id"]}
+    services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    assert {"fraud-detector-capture", "fraud-detector-drift"} <= services
+    capture = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "fraud-detector-capture")
+    container = capture["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "inference.capture"]
+    assert "--forward_url=http://fraud-detector-drift.mlcycle.svc.cluster.local/events" in container["args"]
+
+
+def test_the_sidecar_variant_logs_requests_to_the_local_detector_only():
+    build = ROOT / "build" / "sidecar-capture-overlay"
+    build.mkdir(parents=True, exist_ok=True)
+    (build / "kustomization.yaml").write_text("resources:\n  - ../../manifests/overlays/production\n"
+                                              "components:\n  - ../../manifests/components/drift-sidecar\n")
+    docs = render(build)
+    logger = next(d for d in docs if d["kind"] == "InferenceService")["spec"]["predictor"]["logger"]
+    assert logger["mode"] == "request" and logger["url"] == "http://localhost:8090/events"
+    assert not [d for d in docs if d["metadata"]["name"] == "fraud-detector-capture"]
