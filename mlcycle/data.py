@@ -25,7 +25,8 @@ SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 DEMO_SOURCES = ("", "demo")  # a source naming the bundled demo data
 
 
-def make_demo_dataset(n_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEED, drift: float = 0.0) -> pd.DataFrame:
+def make_demo_dataset(n_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEED, drift: float = 0.0,
+                      pattern: float = 0.0) -> pd.DataFrame:
     """Synthetic card transactions with an ``is_fraud`` label (~3 % positives).
 
     Args:
@@ -33,13 +34,22 @@ def make_demo_dataset(n_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEE
         seed: random seed; the output is a pure function of (n_rows, seed, drift).
         drift: 0 for the reference distribution; > 0 shifts amounts, hours and the channel mix
             (used to exercise drift detection and retraining).
+        pattern: 0 for the reference fraud pattern; > 0 a new one (concept drift): more grocery and
+            pharmacy purchases, paid contactless, and fraud among them, which a model trained on the
+            reference pattern does not know (its online accuracy falls; a retrain learns it).
     """
     if not MIN_DEMO_ROWS <= n_rows <= MAX_DEMO_ROWS:
         raise DataError(f"demo dataset size n_rows={n_rows} is outside [{MIN_DEMO_ROWS}, {MAX_DEMO_ROWS}]")
     rng = np.random.default_rng(seed)
     n = n_rows
-    merchant = rng.choice(len(MERCHANT_CATEGORIES), size=n, p=[0.22, 0.12, 0.16, 0.06, 0.08, 0.1, 0.05, 0.09, 0.08, 0.04])
+    merchant_p = np.array([0.22, 0.12, 0.16, 0.06, 0.08, 0.1, 0.05, 0.09, 0.08, 0.04])
+    if pattern:
+        merchant_p = merchant_p + pattern * np.array([0.12, -0.03, -0.03, -0.01, -0.02, -0.02, 0.0, 0.1, -0.01, 0.0])
+        merchant_p = np.clip(merchant_p, 0.01, None) / np.clip(merchant_p, 0.01, None).sum()
+    merchant = rng.choice(len(MERCHANT_CATEGORIES), size=n, p=merchant_p)
     channel_p = np.array([0.45, 0.3, 0.1, 0.15])
+    if pattern:
+        channel_p = channel_p + pattern * np.array([-0.15, 0.0, 0.0, 0.15])
     if drift:
         channel_p = channel_p + drift * np.array([-0.25, 0.3, 0.0, -0.05])
         channel_p = np.clip(channel_p, 0.01, None)
@@ -65,6 +75,7 @@ def make_demo_dataset(n_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEE
         - 0.9 * np.log1p(card_age_days / 365.0)
         + 0.06 * np.minimum(distance_km, 80)
         + 0.6 * np.maximum(txn_count_24h - 4, 0)
+        + pattern * 4.5 * ((channel == 3) & np.isin(merchant, [0, 7]))
     )
     label = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
     start = np.datetime64("2026-01-01T00:00:00")
