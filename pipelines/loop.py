@@ -1,0 +1,136 @@
+"""The closed loop, locally: watch the drift detector and the capture service, decide on a retrain
+(``mlcycle.triggers``), run the training pipeline on the captured, labelled traffic, and take the new
+version through candidate → shadow (``inference.shadow``) → canary (``inference.rollout.local``) →
+promote, or stop it and say why. Every decision goes to the registry's audit log with its evidence.
+
+On a cluster the same decisions are made by the drift detector's KFP hook (a pipeline run with the
+captured-traffic source and ``deploy=true``), and the rollout changes the InferenceService instead.
+"""
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+from mlcycle import capture
+from mlcycle.registry import Registry
+from mlcycle.shadow import ShadowDecision, ShadowPolicy
+from mlcycle.triggers import Decision, Observation, TriggerController, TriggerPolicy
+
+
+def get_json(url: str, body: dict | None = None, timeout: float = 30) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"content-type": "application/json"}, method="POST" if data else "GET")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+@dataclass
+class Retrain:
+    trigger: str
+    reason: str
+    version: str | None = None
+    outcome: str = "running"  # running | candidate | unchanged | gate_failed | failed
+    detail: str = ""
+    log: Path | None = None
+    seconds: float = 0.0
+    shadow: ShadowDecision | None = None
+    rollout: str | None = None  # promote | rollback
+
+
+@dataclass
+class Loop:
+    registry: Registry
+    registry_uri: str
+    model: str
+    drift_url: str
+    capture_url: str
+    state_dir: Path
+    policy: TriggerPolicy
+    shadow_policy: ShadowPolicy
+    train_params: dict = field(default_factory=dict)  # training_pipeline parameters of a retrain (label, task, ...)
+    traffic_days: float = 1.0
+    log: Callable[[str], None] = print
+    retrains: list[Retrain] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.state_dir = Path(self.state_dir)
+        self.triggers = TriggerController(self.state_dir / "triggers.json", self.policy, self._launch, self._record)
+        if self.triggers.restarted:
+            self.log("loop: restarted while a retrain was running; that run's outcome is unknown and was not repeated")
+
+    # observation ------------------------------------------------------------------------------------
+    def observe(self, manual: str | None = None) -> Decision:
+        drift = get_json(f"{self.drift_url}/status")
+        cap = get_json(f"{self.capture_url}/status")
+        production = self.registry.resolve(self.model, "production")
+        online = cap["online"].get(production, {})
+        labelled = int(cap["counts"].get("labelled_rows", 0))
+        obs = Observation(now=time.time(), drifted_windows=int(drift.get("streak", 0)),
+                          online={k: v for k, v in online.items() if isinstance(v, (int, float)) and k != "labelled"},
+                          labelled=int(online.get("labelled", 0)), new_rows=labelled - self._rows_at_last_retrain(),
+                          fingerprint=f"labelled-rows-{labelled}", manual=manual)
+        return self.triggers.observe(obs)
+
+    def _rows_at_last_retrain(self) -> int:
+        fp = self.triggers.state.fingerprints
+        return int(fp[-1].rsplit("-", 1)[1]) if fp and fp[-1].startswith("labelled-rows-") else 0
+
+    def _record(self, d: Decision) -> None:
+        self.registry.audit(self.model, "retrain", why=f"{d.trigger}: {d.reason}", evidence=d.evidence)
+
+    # retrain ----------------------------------------------------------------------------------------
+    def _launch(self, d: Decision) -> None:
+        from pipelines.local import StepFailed, run_local
+
+        run = Retrain(d.trigger, d.reason)
+        self.retrains.append(run)
+        get_json(f"{self.capture_url}/flush", {})  # the captured rows reach the store before the run reads them
+        source = f"{capture.SCHEME}{self.registry_uri}#{self.model}?days={self.traffic_days:g}"
+        run.log = self.state_dir / f"retrain-{len(self.retrains)}.log"
+        start = time.perf_counter()
+        with open(run.log, "w") as out:
+            try:
+                params = {"label": "is_fraud", **self.train_params, "source": source, "model_name": self.model,
+                          "auto_promote": False, "trigger": d.trigger}
+                result = run_local(self.registry_uri, self.state_dir / "runs", progress=lambda line: print(line, file=out, flush=True),
+                                   **params)
+                if not result.decision.get("passed"):
+                    run.outcome, run.detail = "gate_failed", "; ".join(r for r in result.decision.get("reasons", []) if "FAIL" in r)
+                elif result.version is None or result.version == self.registry.resolve(self.model, "production"):
+                    run.outcome, run.detail = "unchanged", "identical to production"
+                else:
+                    run.outcome, run.version = "candidate", result.version
+            except StepFailed as e:
+                run.outcome, run.detail = "failed", str(e)
+            except Exception as e:  # a retrain never takes the loop down; the reason is recorded
+                run.outcome, run.detail = "failed", f"{type(e).__name__}: {e}"
+        run.seconds = round(time.perf_counter() - start, 1)
+        self.registry.audit(self.model, f"retrain_{run.outcome}", version=run.version, why=run.detail or d.reason,
+                            evidence={"trigger": d.trigger, "log": str(run.log), "seconds": run.seconds})
+        self.triggers.done()
+
+    # shadow -----------------------------------------------------------------------------------------
+    def shadow(self, candidate_url: str, version: str, last: int = 600) -> ShadowDecision:
+        """Replay the latest captured production requests against the candidate (served at ``candidate_url``)."""
+        from inference.shadow import shadow
+
+        get_json(f"{self.capture_url}/flush", {})
+        production = self.registry.resolve(self.model, "production")
+        since = capture.utcnow() - timedelta(days=self.traffic_days)
+        traffic = capture.read_traffic(self.registry_uri, self.model, since)
+        traffic = traffic[traffic["model_version"] == production].tail(last)
+        labels = capture.CaptureStore(self.registry_uri, self.model).read(capture.LABELS, since, ["request_id", "row", "label"])
+        truth = traffic.merge(labels.drop_duplicates(["request_id", "row"]), on=["request_id", "row"], how="left")["label"]
+        features = [c for c in traffic.columns if c not in capture.RESERVED]
+        rows = traffic[features].to_dict(orient="records")
+        decision, _ = shadow(rows, traffic["prediction"].to_numpy(), traffic["score"].to_numpy(float), candidate_url, self.model,
+                             self.shadow_policy, truth=np.where(truth.isna(), None, truth).tolist())
+        self.registry.audit(self.model, "shadow", version=version, why="passed" if decision.passed else "failed",
+                            evidence={"reasons": decision.reasons, **decision.evidence.as_dict()})
+        return decision

@@ -1,0 +1,185 @@
+"""``make loop-demo``: the whole closed loop locally, no cluster, on the bundled demo data.
+
+1. A production model is trained and served by the real KServe predictor; its payload log (request and
+   response CloudEvents) goes to the capture service, which forwards requests to the drift detector.
+2. Traffic arrives one request at a time; then it drifts — a new merchant mix and a new fraud pattern
+   (contactless grocery/pharmacy fraud) — and the true labels come back late through ``/v1/feedback``.
+3. The loop sees the drift and the falling online accuracy and retrains on the captured, labelled traffic
+   (the real kfp.local pipeline, trigger recorded in the version's lineage).
+4. The new version enters as the candidate: shadow (captured requests replayed, compared with production's
+   answers and the late labels), then a canary with real Prometheus analysis, then promotion.
+5. A second, deliberately worse candidate — retrained on stale data from before the drift — is stopped at
+   the shadow stage and rolled back.
+Each decision is printed once with its evidence; a summary of versions and aliases ends the run.
+"""
+
+import argparse
+import json
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+from inference.devserve import Proc, _spawn, start_drift, start_predictor
+from mlcycle import defaults
+from mlcycle.data import DEMO_LABEL, make_demo_dataset
+from mlcycle.process import free_port
+from mlcycle.registry import open_registry
+from mlcycle.shadow import ShadowPolicy
+from mlcycle.triggers import TriggerPolicy
+from pipelines.canary_demo import rollout
+from pipelines.direct import run_direct
+from pipelines.loop import Loop, get_json
+from pipelines.training import DEMO_THRESHOLDS
+
+FEATURES = ["amount", "hour", "card_age_days", "distance_from_home_km", "txn_count_24h", "avg_amount_30d", "is_foreign",
+            "merchant_category", "channel", "country"]
+TRIGGERS = TriggerPolicy(drift_windows=2, min_accuracy=0.95, min_samples=300, cooldown_s=3600)
+SHADOW = ShadowPolicy(min_requests=300, min_agreement=0.9, max_score_ks=0.25, max_p99_ms=250, min_labels=200,
+                      max_accuracy_drop=0.0)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def start_capture(registry: str, model: str, port: int, forward: str, state: Path, log: Path) -> Proc:
+    import sys
+
+    argv = [sys.executable, "-m", "inference.capture", "--registry", registry, "--model", model, "--port", str(port),
+            "--state_dir", str(state), "--forward_url", forward, "--flush_rows", "200", "--flush_age_s", "2"]
+    return _spawn(argv, f"http://127.0.0.1:{port}", "/healthz", log, 60)
+
+
+def send(url: str, model: str, rows: list[dict], first_id: int) -> list[str]:
+    ids = []
+    for i, row in enumerate(rows):
+        rid = f"req-{first_id + i}"
+        body = json.dumps({"instances": [row]}).encode()
+        req = urllib.request.Request(f"{url}/v1/models/{model}:predict", data=body, method="POST",
+                                     headers={"content-type": "application/json", "x-request-id": rid})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            r.read()
+        ids.append(rid)
+    return ids
+
+
+def records(frame) -> list[dict]:
+    return json.loads(frame[FEATURES].to_json(orient="records"))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--workdir", default=".mlcycle/loop-demo")
+    p.add_argument("--model", default=defaults.MODEL_NAME)
+    p.add_argument("--rows", type=int, default=1500, help="requests of drifted traffic")
+    args = p.parse_args()
+    started = time.perf_counter()
+    work = Path(args.workdir).resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    registry_uri = str(work / "registry")
+    registry, model = open_registry(registry_uri), args.model
+    logs = work / "logs"
+
+    say("1. production model (bundled demo data, reference fraud pattern)")
+    first = run_direct(registry, work / "initial", run_id="loop-initial", model_name=model, families=["logreg", "xgboost"],
+                       n_trials=0, thresholds=DEMO_THRESHOLDS, drift_backend="scipy", auto_promote=True)
+    say(f"   production {first.version}: roc_auc {first.metrics['roc_auc']:.3f}")
+
+    procs: list[Proc] = []
+    try:
+        drift = start_drift(f"{registry_uri}#{model}@production", free_port(), logs / "drift.log", "--window_size", "200",
+                            "--consecutive", "2", "--backend", "scipy")
+        procs.append(drift)
+        cap = start_capture(registry_uri, model, free_port(), f"{drift.url}/events", work / "capture", logs / "capture.log")
+        procs.append(cap)
+        import os
+
+        os.environ["MLCYCLE_PAYLOAD_LOG_MODE"] = "all"
+        predictor = start_predictor(f"{registry_uri}#{model}@production", model, free_port(), free_port(), logs / "predictor.log",
+                                    "--payload_log_url", f"{cap.url}/events")
+        procs.append(predictor)
+        loop = Loop(registry, registry_uri, model, drift.url, cap.url, work / "loop", TRIGGERS, SHADOW,
+                    train_params={"label": DEMO_LABEL, "families": ["logreg", "xgboost"], "n_trials": 0,
+                                  "thresholds": DEMO_THRESHOLDS, "min_improvement": 0.0, "drift_backend": "scipy"},
+                    log=say)
+
+        say("2. traffic: 600 normal requests, then drifted traffic; labels arrive late, 200 requests behind")
+        normal = make_demo_dataset(1000, seed=101).head(600)
+        drifted = make_demo_dataset(max(args.rows, 1000), seed=202, drift=0.5, pattern=1.0).head(args.rows)
+        sent: list[tuple[str, int]] = []
+        frames = [(normal, "normal"), (drifted, "drifted")]
+        decision, next_id = None, 0
+        for frame, phase in frames:
+            for start in range(0, len(frame), 100):
+                chunk = frame.iloc[start:start + 100]
+                ids = send(predictor.url, model, records(chunk), next_id)
+                next_id += len(ids)
+                sent += list(zip(ids, chunk[DEMO_LABEL].astype(int).tolist()))
+                late = sent[:-200] if len(sent) > 200 else []
+                if late:
+                    get_json(f"{cap.url}/v1/feedback", {"labels": [{"request_id": r, "label": y} for r, y in late]})
+                    sent = sent[-200:]
+                get_json(f"{drift.url}/flush", {})
+                decision = loop.observe()
+                if decision.trigger:
+                    say(f"   after {next_id} requests ({phase}): {decision.trigger}: {decision.reason}")
+                if decision.start:
+                    break
+            if decision and decision.start:
+                break
+        if not loop.retrains:
+            raise SystemExit("no retrain was triggered: the drifted traffic was not detected")
+
+        run = loop.retrains[-1]
+        say(f"3. retrain ({run.trigger}) on captured, labelled traffic: {run.outcome} {run.version or run.detail} "
+            f"in {run.seconds:.0f}s (log {run.log})")
+        if run.outcome != "candidate":
+            raise SystemExit(f"the retrain did not produce a candidate: {run.detail}")
+
+        production = registry.resolve(model, "production")
+        say(f"4. shadow: captured production requests replayed against candidate {run.version}")
+        outcome = shadow_then_canary(loop, registry, registry_uri, model, production, run.version, logs, work)
+
+        say("5. a worse candidate: retrained on stale data from before the drift")
+        stale = run_direct(registry, work / "stale", run_id="loop-stale", seed=303, model_name=model, families=["logreg"],
+                           n_trials=0, thresholds=DEMO_THRESHOLDS, min_improvement=-0.05, drift_backend="scipy",
+                           auto_promote=False)
+        if not stale.passed:
+            raise SystemExit("the stale candidate did not pass the offline gate: " + "; ".join(stale.reasons))
+        say(f"   candidate {stale.version} passed the offline gate (roc_auc {stale.metrics['roc_auc']:.3f} on its own test set)")
+        bad = shadow_then_canary(loop, registry, registry_uri, model, registry.resolve(model, "production"), stale.version, logs,
+                                 work)
+
+        aliases, _ = registry.aliases(model)
+        say(f"summary ({time.perf_counter() - started:.0f}s): versions {', '.join(registry.list_versions(model))}; "
+            f"aliases {json.dumps(aliases)}; first candidate: {outcome}; stale candidate: {bad}")
+        return 0 if outcome == "promote" and bad != "promote" else 1
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def shadow_then_canary(loop: Loop, registry, registry_uri: str, model: str, production: str, version: str, logs: Path,
+                       work: Path) -> str:
+    registry.set_alias(model, "candidate", version, why="retrained; entering shadow")
+    candidate = start_predictor(f"{registry_uri}#{model}@{version}", model, free_port(), free_port(), logs / f"shadow-{version}.log")
+    try:
+        decision = loop.shadow(candidate.url, version)
+    finally:
+        candidate.stop()
+    for line in decision.reasons:
+        say(f"   {line}")
+    if not decision.passed:
+        registry.clear_alias(model, "candidate", why="stopped at shadow: " + "; ".join(r for r in decision.reasons if "FAIL" in r))
+        registry.audit(model, "rollback", version=version, why="shadow gate failed", evidence={"reasons": decision.reasons})
+        say(f"   SHADOW FAILED: {version} stopped; candidate alias cleared, production stays {production}")
+        return "stopped at shadow"
+    say(f"   canary: {version} against production {production}")
+    kind = rollout(registry, registry_uri, model, production, version, logs, work / "prometheus")
+    say(f"   canary outcome: {kind}; production is now {registry.resolve(model, 'production')}")
+    return kind
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
