@@ -15,7 +15,8 @@ FEATURES = ("amount", "channel")
 
 
 def _service(hook) -> DriftService:
-    detector = SimpleNamespace(name="fake", encoder=SimpleNamespace(features=[SimpleNamespace(name=f) for f in FEATURES]))
+    features = [SimpleNamespace(name=f) for f in FEATURES]
+    detector = SimpleNamespace(name="fake", encoder=SimpleNamespace(features=features))
     return DriftService(detector, "fraud", "v1", consecutive=1, hook=hook)
 
 
