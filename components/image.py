@@ -25,9 +25,5 @@ def image(role: str) -> str:
     return ref
 
 
-def pipeline_image() -> str:
-    return image("pipeline")
-
-
 PIPELINE_IMAGE = image("pipeline")
 DRIFT_IMAGE = image("drift")

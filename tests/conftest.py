@@ -27,14 +27,21 @@ def splits(demo_frame, contract):
 
 
 @pytest.fixture(scope="session")
-def model_dirs(tmp_path_factory, splits, contract):
-    """One trained bundle per family: {family: directory}."""
+def fitted_bundles(splits, contract):
+    """One trained bundle per family, in memory: {family: ModelBundle}."""
     from mlcycle.models import fit_bundle
 
     train, val, _ = splits
+    params = {"xgboost": {"n_estimators": 60}}
+    return {family: fit_bundle(family, train, val, contract, seed=7, params=params.get(family))[0]
+            for family in ("baseline", "logreg", "hgb", "xgboost")}
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory, fitted_bundles):
+    """The same bundles saved: {family: directory}."""
     out = {}
-    for family in ("baseline", "logreg", "hgb", "xgboost"):
-        bundle, _ = fit_bundle(family, train, val, contract, seed=7, params={"n_estimators": 60} if family == "xgboost" else None)
+    for family, bundle in fitted_bundles.items():
         out[family] = tmp_path_factory.mktemp(family) / "model"
         bundle.save(out[family])
     return out

@@ -1,9 +1,14 @@
-"""Retrain hooks: what the drift detector does on sustained drift."""
+"""Retrain hooks: what the drift detector does on sustained drift.
+
+A hook returns at once; what it started may fail later. It then calls ``on_failure(reason)``, which the
+drift service sets to count the failure (``mlcycle_drift_retrain_failures_total``) and show it in its status.
+"""
 
 import logging
 import shlex
 import subprocess
 import threading
+from collections.abc import Callable
 
 log = logging.getLogger("mlcycle.drift")
 
@@ -14,14 +19,21 @@ class CommandHook:
     def __init__(self, command: str):
         self.argv = shlex.split(command)
         self._running: subprocess.Popen | None = None
-        self.started = 0
+        self.on_failure: Callable[[str], None] | None = None
 
     def __call__(self, report: dict) -> str:
         if self._running is not None and self._running.poll() is None:
             return "skipped: a retraining run is still in progress"
         self._running = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.started += 1
+        threading.Thread(target=self._wait, args=(self._running,), daemon=True).start()
         return f"started local retraining (pid {self._running.pid}): {' '.join(self.argv)}"
+
+    def _wait(self, proc: subprocess.Popen) -> None:
+        if proc.wait() != 0:
+            reason = f"local retraining (pid {proc.pid}) exited with status {proc.returncode}"
+            log.error("%s", reason)
+            if self.on_failure is not None:
+                self.on_failure(reason)
 
 
 class KfpHook:
@@ -29,6 +41,7 @@ class KfpHook:
 
     def __init__(self, host: str, package: str, experiment: str = "mlcycle-retrain", params: dict | None = None):
         self.host, self.package, self.experiment, self.params = host, package, experiment, params or {}
+        self.on_failure: Callable[[str], None] | None = None
 
     def __call__(self, report: dict) -> str:
         import kfp
@@ -39,8 +52,10 @@ class KfpHook:
                 run = client.create_run_from_pipeline_package(self.package, arguments=self.params, experiment_name=self.experiment,
                                                               run_name="drift-retrain")
                 log.info("submitted KFP retraining run %s", run.run_id)
-            except Exception:  # the detector keeps running; the failure is logged and counted by the caller
+            except Exception as e:  # the detector keeps running; the failure is logged and reported to on_failure
                 log.exception("KFP retraining submission failed")
+                if self.on_failure is not None:
+                    self.on_failure(f"KFP retraining submission failed: {e}")
 
         threading.Thread(target=submit, daemon=True).start()
         return f"submitting KFP run of {self.package} to {self.host}"

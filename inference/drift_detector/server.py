@@ -37,6 +37,8 @@ class Metrics:
         self.psi = Gauge("mlcycle_drift_feature_psi", "Per-feature population stability index of the last window", ["feature"], registry=r)
         self.queue = Gauge("mlcycle_drift_queue_depth", "Events waiting", registry=r)
         self.retrains = Counter("mlcycle_drift_retrain_triggers_total", "Retrain hook calls", registry=r)
+        self.retrain_failures = Counter("mlcycle_drift_retrain_failures_total",
+                                        "Retrain hook calls that raised, or whose run failed later", registry=r)
 
 
 class DriftService:
@@ -57,6 +59,8 @@ class DriftService:
         self.counts = {"received": 0, "processed": 0, "dropped": 0, "rejected": 0, "windows": 0}
         self._tasks: list[asyncio.Task] = []
         self._detecting = asyncio.Lock()
+        if hasattr(hook, "on_failure"):  # what a hook started may fail after it returned
+            hook.on_failure = self.hook_failed
 
     # request path ---------------------------------------------------------------------------
     def offer(self, headers: dict, body: bytes) -> tuple[int, dict]:
@@ -135,9 +139,15 @@ class DriftService:
                 result = self.hook(report)
             except Exception as e:  # a failing hook must not stop detection
                 result = f"retrain hook failed: {e}"
+                m.retrain_failures.inc()
             self.hook_results.append({"at": time.time(), "result": result})
             log.warning("sustained drift (%d windows): %s", self.streak, result)
             self.streak = 0
+
+    def hook_failed(self, reason: str) -> None:
+        """Called (from any thread) when what a hook started failed later: counted and shown in the status."""
+        self.metrics.retrain_failures.inc()
+        self.hook_results.append({"at": time.time(), "result": f"retrain failed: {reason}"})
 
     def status(self) -> dict:
         last = self.history[-1] if self.history else None

@@ -34,7 +34,7 @@ LATENCY = Histogram("mlcycle_request_seconds", "Predict latency inside the model
 
 class MlcycleModel(kserve.Model):
     def __init__(self, name: str, source: str, max_batch_rows: int = 10_000, payload_log_url: str | None = None,
-                 fault_delay_ms: float = 0.0, scoring_threads: int = 1, fault_error_rate: float = 0.0):
+                 fault_delay_ms: float = 0.0, fault_error_rate: float = 0.0):
         super().__init__(name, return_response_headers=True)  # the request id goes back as x-request-id
         self.source = source
         self.max_batch_rows = max_batch_rows
@@ -46,7 +46,7 @@ class MlcycleModel(kserve.Model):
         self.codec: Codec | None = None
         self.fast = None
         self.ready = False
-        self.pool = ThreadPoolExecutor(max_workers=scoring_threads, thread_name_prefix="score")
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
         self.payload_logger = None
         if payload_log_url:
             from inference.predictor.payload_log import PayloadLogger

@@ -4,7 +4,7 @@ Layout (identical on a local directory and on S3/MinIO)::
 
     <model>/<version>/<files...>     uploaded first
     <model>/<version>/metadata.json  the manifest, written last: a version exists once it does
-    <model>/_aliases.json            {"aliases": {"production": v, ...}, "revision": n}
+    <model>/_aliases.json            {"aliases": {"production": v, ...}, "updated_at": ts}
     <model>/_audit/<ts>-<id>.json    one structured record per deploy/promote/rollback/gate event
 
 All aliases of a model live in one document replaced by compare-and-swap, so promote and rollback

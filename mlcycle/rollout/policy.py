@@ -62,7 +62,6 @@ class State:
     failed_checks: int = 0
     metric_errors: int = 0
     started_at: float = 0.0
-    last_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,8 +90,7 @@ def decide(state: State, obs: Observation, policy: Policy) -> Action:
     if obs.canary is None:
         return Action("idle", 0, "no canary", replace(state, canary=None, phase=IDLE, weight=0))
     if obs.canary != state.canary:
-        fresh = State(stable=state.stable, canary=obs.canary, phase=PROGRESSING, weight=0, started_at=obs.now,
-                      last_reason=f"new canary {obs.canary}")
+        fresh = State(stable=state.stable, canary=obs.canary, phase=PROGRESSING, weight=0, started_at=obs.now)
         return Action("restart", 0, f"canary revision changed ({state.canary} -> {obs.canary}): analysis restarts at weight 0", fresh)
     if state.phase in (PROMOTED, ROLLED_BACK):
         return Action("wait", state.weight, f"rollout of {state.canary} already {state.phase}", state)
@@ -112,7 +110,7 @@ def decide(state: State, obs: Observation, policy: Policy) -> Action:
         return Action("wait", state.weight, f"insufficient sample: {obs.requests} canary requests < {policy.min_requests}", state, evidence)
     if state.weight == 0:  # ready and nothing to judge yet: start sending traffic
         new = min(policy.step_weight, policy.max_weight)
-        return Action("set_weight", new, f"canary ready: weight 0 -> {new}", replace(state, weight=new, last_reason="started"), evidence)
+        return Action("set_weight", new, f"canary ready: weight 0 -> {new}", replace(state, weight=new), evidence)
     failures = [r for check in policy.metrics if (r := check.verdict(obs.metrics.get(check.name))) is not None]
     if failures:
         failed = state.failed_checks + 1
@@ -121,13 +119,13 @@ def decide(state: State, obs: Observation, policy: Policy) -> Action:
         return Action("wait", state.weight, f"failed check {failed}/{policy.threshold}: {'; '.join(failures)}", replace(state, failed_checks=failed), evidence)
     if state.weight >= policy.max_weight:
         return Action("promote", 100, f"all checks passed at weight {state.weight} >= max_weight {policy.max_weight}",
-                      replace(state, phase=PROMOTED, weight=100, last_reason="promoted"), evidence)
+                      replace(state, phase=PROMOTED, weight=100), evidence)
     new = min(state.weight + policy.step_weight, policy.max_weight)
     return Action("set_weight", new, f"checks passed: weight {state.weight} -> {new}", replace(state, weight=new), evidence)
 
 
 def _rollback(state: State, reason: str, evidence: dict) -> Action:
-    return Action("rollback", 0, reason, replace(state, phase=ROLLED_BACK, weight=0, last_reason=reason), evidence)
+    return Action("rollback", 0, reason, replace(state, phase=ROLLED_BACK, weight=0), evidence)
 
 
 def with_checks(policy: "Policy | None" = None, max_error_rate: float = MAX_ERROR_RATE, max_p99_ms: float = MAX_P99_MS,

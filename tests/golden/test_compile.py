@@ -11,7 +11,7 @@ import yaml
 
 from pipelines.compile import compile_all
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.golden
 GOLDEN = Path(__file__).parent / "mlcycle-training.yaml"
 
 
@@ -38,21 +38,28 @@ def test_compiled_pipeline_loads_back_and_is_well_formed(tmp_path):
     assert images == {"ghcr.io/mlcycle/mlcycle-pipeline:0.1.0", "ghcr.io/mlcycle/mlcycle-drift:0.1.0"}
     for executor in spec["deploymentSpec"]["executors"].values():
         assert "pip install" not in " ".join(executor["container"].get("command", []))
-    root = spec["root"]["dag"]["tasks"]
-    assert "condition-1" in root or any("gate-passed" in k for k in root)
+    root = spec["root"]["dag"]["tasks"]  # registration (and the detector it ships) only when the gate passed
+    gate_passed = "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
+    assert root["condition-1"]["triggerPolicy"]["condition"] == gate_passed
+    assert "gate" in root["condition-1"]["dependentTasks"]
+    assert {"register", "build-detector"} <= set(spec["components"]["comp-condition-1"]["dag"]["tasks"])
+    assert not {"register", "build-detector"} & set(root)
     assert spec["root"]["inputDefinitions"]["parameters"]["n_trials"]["defaultValue"] == 6
 
 
-def test_unpinned_image_is_refused(monkeypatch):
-    from components.image import pipeline_image
+@pytest.mark.parametrize("role", ["pipeline", "drift"])
+def test_unpinned_image_is_refused(monkeypatch, role):
+    from components.image import image
     from mlcycle.errors import MlcycleError
 
-    for bad in ("example.com/mlcycle:latest", "example.com/mlcycle"):
-        monkeypatch.setenv("MLCYCLE_PIPELINE_IMAGE", bad)
-        with pytest.raises(MlcycleError, match="must be pinned"):
-            pipeline_image()
-    monkeypatch.setenv("MLCYCLE_PIPELINE_IMAGE", "example.com/mlcycle@sha256:" + "0" * 64)
-    assert pipeline_image().endswith("0" * 64)
+    variable = f"MLCYCLE_{role.upper()}_IMAGE"
+    for bad in ("example.com/mlcycle:latest", "example.com/mlcycle", "registry:5000/mlcycle"):
+        monkeypatch.setenv(variable, bad)
+        with pytest.raises(MlcycleError, match=f"{role} image '{bad}' must be pinned"):
+            image(role)
+    for good in ("example.com/mlcycle@sha256:" + "0" * 64, "registry:5000/mlcycle:1.2"):
+        monkeypatch.setenv(variable, good)
+        assert image(role) == good
 
 
 def test_registry_steps_get_s3_credentials_from_a_secret_not_parameters(tmp_path):

@@ -10,7 +10,7 @@ import yaml
 
 from devtools.k8s_validate import kserve_crd_schemas, render, validate_documents
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.golden
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ["kind", "production"]
 

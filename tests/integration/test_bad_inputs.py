@@ -108,8 +108,16 @@ def test_bad_rest_request(predictor, case_id, path, body, headers, status, fragm
         assert fragment in str(message), message
 
 
-def test_corpus_is_large_enough():
-    assert len(CASES) >= 40
+def test_each_case_breaks_a_good_request(predictor):
+    """The requests the cases are made from are valid, so each case fails for its own change alone."""
+    assert len({c[0] for c in CASES}) == len(CASES) and len({c[0] for c in GRPC_CASES}) == len(GRPC_CASES)
+    r1 = requests.post(predictor["url"] + V1, json=with_row(), headers=J, timeout=30)
+    assert r1.status_code == 200 and len(r1.json()["predictions"]) == 1, r1.text
+    r2 = requests.post(predictor["url"] + V2, json=v2(), headers=J, timeout=30)
+    assert r2.status_code == 200 and r2.json()["outputs"][0]["shape"][0] == 1, r2.text
+    with grpc.insecure_channel(predictor["grpc"]) as channel:
+        reply = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(_grpc_request(), timeout=10)
+    assert reply.model_name == "fraud" and reply.outputs[0].shape[0] == 1
 
 
 def _grpc_request(**overrides) -> pb.ModelInferRequest:

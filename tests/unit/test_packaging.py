@@ -40,9 +40,32 @@ def test_dockerfile_targets_are_pinned_and_non_root():
 
 
 def test_compiled_images_match_dockerfile_targets():
-    from components.image import DEFAULT_IMAGES
+    """Each step of the compiled pipeline runs an image scripts/kind-up.sh builds from a Dockerfile target:
+    ghcr.io/mlcycle/mlcycle-<target>:<version>; only the detector step pays for the drift image."""
+    import yaml
 
-    assert set(DEFAULT_IMAGES) == {"pipeline", "drift"}
-    text = (ROOT / "Dockerfile").read_text()
-    for role in DEFAULT_IMAGES:
-        assert f" AS {role}\n" in text
+    from mlcycle import __version__
+
+    spec = next(yaml.safe_load_all((ROOT / "tests" / "golden" / "mlcycle-training.yaml").read_text()))
+    images = {name: e["container"]["image"] for name, e in spec["deploymentSpec"]["executors"].items()}
+    targets = set(re.findall(r"^FROM \S+ AS (\w+)$", (ROOT / "Dockerfile").read_text(), re.M))
+    kind_up = (ROOT / "scripts" / "kind-up.sh").read_text()
+    built = re.search(r"^for target in ([\w ]+); do$", kind_up, re.M).group(1).split()
+    for name, ref in images.items():
+        m = re.fullmatch(rf"ghcr\.io/mlcycle/mlcycle-(\w+):{re.escape(__version__)}", ref)
+        assert m and m.group(1) in targets and m.group(1) in built, (name, ref, targets, built)
+    assert images.pop("exec-build-detector").split(":")[0].endswith("mlcycle-drift")
+    assert {ref.split(":")[0] for ref in images.values()} == {"ghcr.io/mlcycle/mlcycle-pipeline"}
+
+
+def test_every_test_file_carries_its_tiers_marker():
+    """tests/<tier>/ holds the tests marked <tier>, and the tiers are the markers pyproject.toml declares."""
+    import tomllib
+
+    pytest_ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    declared = {m.split(":")[0] for m in pytest_ini["markers"]}
+    tiers = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and list(p.glob("test_*.py"))}
+    assert tiers == declared
+    for path in (ROOT / "tests").glob("*/test_*.py"):
+        marks = re.findall(r"^pytestmark = pytest\.mark\.(\w+)$", path.read_text(), re.M)
+        assert marks == [path.parent.name], f"{path.relative_to(ROOT)}: marked {marks}, lives in {path.parent.name}/"

@@ -45,7 +45,9 @@ def test_decide(state, observation, kind, weight, fragment):
     action = decide(state, observation, P)
     assert (action.kind, action.weight) == (kind, weight), action
     assert fragment in action.reason
-    assert action.state.weight == weight or kind == "wait"
+    assert action.state.weight == weight  # the state carries the weight the action sets
+    phase = {"idle": IDLE, "restart": PROGRESSING, "promote": PROMOTED, "rollback": ROLLED_BACK}.get(kind, state.phase)
+    assert action.state.phase == phase  # set_weight and wait keep the phase
 
 
 def test_metric_errors_reset_after_a_good_observation():
@@ -81,10 +83,16 @@ def test_full_run_promotes_after_max_weight_and_a_bad_canary_rolls_back_in_time(
     assert a.kind == "rollback" and t - first_failure <= P.interval_s * P.threshold
 
 
-def test_policy_validation():
-    with pytest.raises(ValueError):
-        Policy(step_weight=0)
-    assert IDLE == "idle"
+@pytest.mark.parametrize("bad", [{"step_weight": 0}, {"step_weight": 101}, {"max_weight": 0}, {"max_weight": 101},
+                                 {"threshold": 0}, {"interval_s": 0}, {"interval_s": -1}])
+def test_policy_validation(bad):
+    with pytest.raises(ValueError, match="invalid rollout policy"):
+        Policy(**bad)
+
+
+def test_policy_bounds_are_inclusive():
+    edge = Policy(step_weight=100, max_weight=100, threshold=1, interval_s=0.001)
+    assert decide(replace(RUN, weight=0), obs(), edge).weight == 100  # one step to full weight
 
 
 def test_deploy_canary_needs_an_s3_registry(tmp_path):

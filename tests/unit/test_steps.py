@@ -75,15 +75,34 @@ def _parquet(frame, path):
     return path
 
 
-def test_tune_logs_every_trial_and_keeps_the_better_model(splits, contract, model_dirs, tmp_path):
+@pytest.mark.parametrize("better", ["tuned", "default"])
+def test_tune_logs_every_trial_and_keeps_the_better_model(splits, contract, model_dirs, tmp_path, monkeypatch, better):
+    """Tuned vs default on the validation split: whichever scores better is the model tune writes."""
+    import components.tune.logic as tune_logic
+    from mlcycle.metrics import score_bundle
+
     train_df, val, _ = splits
+    default_dir = model_dirs["baseline" if better == "tuned" else "logreg"]  # a constant model loses to any tuned one
+    if better == "default":  # the refit with the best params comes out a constant model: worse than the default
+        def constant_refit(_family, tr, va, c, seed, _params, fit=tune_logic.fit_bundle):
+            return fit("baseline", tr, va, c, seed)
+
+        monkeypatch.setattr(tune_logic, "fit_bundle", constant_refit)
     logs = []
-    result = tune(train_df, val, contract, "logreg", model_dirs["logreg"], tmp_path / "t", n_trials=3, cv_folds=2, seed=1, log=logs.append)
+    result = tune(train_df, val, contract, "logreg", default_dir, tmp_path / "t", n_trials=3, cv_folds=2, seed=1,
+                  log=logs.append)
     assert len(result.trials) == 3 and sum(line.startswith("trial") for line in logs) == 3
     assert all(0.5 < t.cv_mean <= 1 for t in result.trials)
-    assert result.kept in ("tuned", "default")
+    primary = result.primary_metric
+    assert result.default_val == score_bundle(ModelBundle.load(default_dir), val, contract.label)[primary]
+    assert result.tuned_val is not None and result.tuned_val != result.default_val
+    assert result.kept == better
     kept = ModelBundle.load(tmp_path / "t")
-    assert (kept.params == result.best_params) == (result.kept == "tuned")
+    assert score_bundle(kept, val, contract.label)[primary] == max(result.tuned_val, result.default_val)  # roc_auc
+    if better == "tuned":
+        assert kept.family == "logreg" and kept.params == result.best_params
+    else:
+        assert sha256_file(tmp_path / "t" / "estimator.skops") == sha256_file(default_dir / "estimator.skops")
 
 
 def test_tune_with_zero_budget_copies_the_model(splits, contract, model_dirs, tmp_path):

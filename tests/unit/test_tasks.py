@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from mlcycle.contract import infer_contract, infer_task
-from mlcycle.errors import ConfigError
+from mlcycle.errors import ConfigError, ModelError
 from mlcycle.metrics import DEFAULT_THRESHOLDS, task_defaults
 from mlcycle.models import FAMILIES, ModelBundle, check_families
 
@@ -47,7 +47,7 @@ def test_the_params_shown_are_the_estimators_real_ones():
     assert ridge.params == {"alpha": 3.0} and ridge.estimator.alpha == 3.0
     xgb = ModelBundle.fit("xgboost", frame, contract, seed=1, params={"max_depth": 3})
     assert xgb.params["max_depth"] == 3 and xgb.params["n_estimators"] == xgb.estimator.get_params()["n_estimators"]
-    with pytest.raises(Exception, match="has no hyperparameter"):
+    with pytest.raises(ModelError, match=r"logreg \(regression\) has no hyperparameter\(s\) C; it takes alpha"):
         ModelBundle.fit("logreg", frame, contract, seed=1, params={"C": 0.03})  # a classification parameter
 
 

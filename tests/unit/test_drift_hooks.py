@@ -1,0 +1,83 @@
+"""Retrain hooks: a failure, at the call or later in what the hook started, is counted in
+``mlcycle_drift_retrain_failures_total`` and shown in the detector's status."""
+
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from inference.drift_detector.hooks import CommandHook, KfpHook
+from inference.drift_detector.server import DriftService
+
+pytestmark = pytest.mark.unit
+FEATURES = ("amount", "channel")
+
+
+def _service(hook) -> DriftService:
+    features = [SimpleNamespace(name=f) for f in FEATURES]
+    detector = SimpleNamespace(name="fake", encoder=SimpleNamespace(features=features))
+    return DriftService(detector, "fraud", "v1", consecutive=1, hook=hook)
+
+
+def _drifted_window(service: DriftService) -> None:
+    per_feature = {f: 0.0 for f in FEATURES}
+    service._record({"n": 100, "is_drift": True, "p_values": per_feature, "distances": per_feature, "psi": per_feature})
+
+
+def _failures(service: DriftService) -> float:
+    return service.metrics.registry.get_sample_value("mlcycle_drift_retrain_failures_total")
+
+
+def _wait_for(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_hook_that_raises_is_counted_and_detection_goes_on():
+    def broken(report):
+        raise RuntimeError("no pipeline package")
+
+    service = _service(broken)
+    _drifted_window(service)
+    _drifted_window(service)
+    assert _failures(service) == 2.0
+    assert service.metrics.registry.get_sample_value("mlcycle_drift_retrain_triggers_total") == 2.0
+    assert [r["result"] for r in service.status()["retrain"]] == ["retrain hook failed: no pipeline package"] * 2
+
+
+def test_a_local_retraining_command_that_exits_non_zero_is_counted():
+    hook = CommandHook(f"{sys.executable} -c 'raise SystemExit(3)'")
+    service = _service(hook)
+    _drifted_window(service)
+    assert _wait_for(lambda: _failures(service) == 1.0), service.status()["retrain"]
+    started, failed = (r["result"] for r in service.status()["retrain"])
+    assert started.startswith("started local retraining (pid ")
+    assert failed.startswith("retrain failed: local retraining (pid ") and failed.endswith("exited with status 3")
+
+
+def test_a_local_retraining_command_that_succeeds_is_not_counted():
+    hook = CommandHook(f"{sys.executable} -c pass")
+    service = _service(hook)
+    _drifted_window(service)
+    assert hook._running.wait(timeout=30) == 0
+    time.sleep(0.2)  # the waiter thread has seen the exit
+    assert _failures(service) == 0.0 and len(service.status()["retrain"]) == 1
+
+
+def test_a_kfp_submission_that_fails_in_the_background_is_counted(monkeypatch):
+    import kfp
+
+    class Unreachable:
+        def __init__(self, host):
+            raise ConnectionError(f"cannot reach {host}")
+
+    monkeypatch.setattr(kfp, "Client", Unreachable)
+    service = _service(KfpHook("http://kfp.invalid:8888", "/nonexistent/pipeline.yaml"))
+    _drifted_window(service)
+    assert service.status()["retrain"][0]["result"].startswith("submitting KFP run of /nonexistent/pipeline.yaml")
+    assert _wait_for(lambda: _failures(service) == 1.0)
+    assert service.status()["retrain"][1]["result"] == (
+        "retrain failed: KFP retraining submission failed: cannot reach http://kfp.invalid:8888")
