@@ -58,7 +58,7 @@ def test_shims_chain_end_to_end(tmp_path):
 
     decision, comparison = a(Artifact, "decision"), a(HTML, "comparison")
     passed = gate.python_func(model=tuned, test=te, evaluation=ev, label="is_fraud", registry_uri=reg, model_name="fraud",
-                              primary_metric="roc_auc", thresholds={"roc_auc": 0.7}, min_improvement=0.0, decision=decision,
+                              primary_metric="roc_auc", thresholds={"roc_auc": 0.7}, min_improvement=0.0, confidence=0.0, decision=decision,
                               comparison=comparison)
     assert passed is True and decision.metadata["passed"] is True
     assert "Gate: PASSED" in open(comparison.path).read()
