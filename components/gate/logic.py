@@ -91,8 +91,8 @@ def gate(model_dir: Path, test: pd.DataFrame, label: str, challenger: dict[str, 
     if champion_version:
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                local = registry.fetch(model_name, champion_version, Path(tmp) / "champion")
-                champion = score_bundle(ModelBundle.load(local), test, label)
+                local = registry.fetch_version(model_name, champion_version, Path(tmp) / "champion")
+                champion = score_bundle(ModelBundle.from_version(local), test, label)
             except (MlcycleError, KeyError, ValueError) as e:
                 error = f"{type(e).__name__}: {e}"
     decision = decide(challenger, champion, policy, champion_version, error)
