@@ -200,9 +200,9 @@ class ModelBundle:
                 sio.dump(self.estimator, tmp / "estimator.skops")
                 est_file = "estimator.skops"
             files = {name: sha256_file(tmp / name) for name in ("preprocessor.skops", est_file)}
-            write_bundle(tmp, BundleSpec(family=self.family, task=self.task, features=self.features, classes=self.classes,
-                                         threshold=self.threshold, params=self.params, training=self.training,
-                                         estimator_file=est_file, sha256=files))
+            write_bundle(tmp, BundleSpec(family=self.family, task=self.task, features=self.features,
+                                         classes=self.classes, threshold=self.threshold, params=self.params,
+                                         training=self.training, estimator_file=est_file, sha256=files))
         return files
 
     @classmethod
@@ -229,14 +229,15 @@ class ModelBundle:
             estimator.set_param({"nthread": nthread or 1})
         else:
             estimator = _skops_load(directory / spec.estimator_file)
-        return cls(spec.family, spec.task, spec.features, preprocessor, estimator, spec.classes, spec.threshold, spec.params,
-                   spec.training)
+        return cls(spec.family, spec.task, spec.features, preprocessor, estimator, spec.classes, spec.threshold,
+                   spec.params, spec.training)
 
 
 def set_decision(directory: Path, threshold: float, training: dict) -> None:
     """Record a bundle's decision threshold and how it was chosen (bundle.json only: the checksummed model files are untouched)."""
     spec = read_bundle(directory, verify=False)
-    write_bundle(directory, BundleSpec.model_validate({**spec.model_dump(), "threshold": threshold, "training": training}))
+    updated = BundleSpec.model_validate({**spec.model_dump(), "threshold": threshold, "training": training})
+    write_bundle(directory, updated)
 
 
 def _skops_load(path: Path):

@@ -59,8 +59,10 @@ def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evalu
     except VersionNotFound:
         production = None
     if production is not None and identical_to(production, bundle, dataset_fingerprint, code):
-        return RegisterResult(production.version, False, f"{registry.uri}/{model_name}/{production.version}", unchanged=True)
-    seed = bundle.training.get("seed", defaults.SEED)  # the pipeline's seed: the drift detector drew its reference with it
+        uri = f"{registry.uri}/{model_name}/{production.version}"
+        return RegisterResult(production.version, False, uri, unchanged=True)
+    # the pipeline's seed: the drift detector drew its reference with it
+    seed = bundle.training.get("seed", defaults.SEED)
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
         stage_version(stage, Path(model_dir), contract, train, report_path, evaluation, seed)
@@ -69,7 +71,8 @@ def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evalu
         metadata = VersionInfo(
             task=contract.task,
             family=bundle.family,
-            format=ModelFormat(preprocessor="skops", estimator="xgboost-ubj" if bundle.estimator_file.endswith(".ubj") else "skops"),
+            format=ModelFormat(preprocessor="skops",
+                               estimator="xgboost-ubj" if bundle.estimator_file.endswith(".ubj") else "skops"),
             metrics=evaluation.get("metrics", {}),
             params=bundle.params,
             threshold=bundle.threshold,

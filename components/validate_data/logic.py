@@ -28,7 +28,7 @@ def production_contract(registry: Registry | None, model_name: str) -> tuple[Dat
     except VersionNotFound:
         return None, None
     if meta.contract is None:
-        raise ModelError(f"production version {meta.version} of {model_name!r} has no data contract to check the data against")
+        raise ModelError(f"production version {meta.version} of {model_name!r} has no data contract to check against")
     return meta.contract, meta.version
 
 

@@ -47,8 +47,8 @@ def main() -> None:
     version = materialize(args.storage_uri)
     detector = load_detector(version, args.backend)
     hook = KfpHook(args.kfp_host, args.kfp_package) if args.kfp_host else CommandHook(args.retrain_command) if args.retrain_command else None
-    service = DriftService(detector, version.metadata.model, version.metadata.version, args.window_size, args.max_age_s, args.min_window,
-                           args.queue_size, args.consecutive, hook)
+    service = DriftService(detector, version.metadata.model, version.metadata.version, args.window_size, args.max_age_s,
+                           args.min_window, args.queue_size, args.consecutive, hook)
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
 
 

@@ -21,10 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mlcycle.errors import AliasConflict, IntegrityError, ObjectNotFound, ProtectedVersion, RegistryError, VersionNotFound
+from mlcycle.errors import (AliasConflict, IntegrityError, ObjectNotFound, ProtectedVersion, RegistryError,
+                            VersionNotFound)
 from mlcycle.fsutil import atomic_path
 from mlcycle.registry.store import ABSENT, LocalStore, ObjectStore
-from mlcycle.schema import (FORMAT_VERSION, FileEntry, VersionFiles, VersionInfo, VersionMetadata, metadata_key,
+from mlcycle.schema import (FORMAT_VERSION, VersionFiles, VersionInfo, VersionMetadata, metadata_key,
                             parse_metadata, validate, write_metadata)
 from mlcycle.schema import METADATA_FILE as MANIFEST
 ALIASES = "_aliases.json"
@@ -60,7 +61,7 @@ class Registry:
 
         ``metadata`` is checked against the schema (mlcycle.schema.VersionInfo) before anything is uploaded."""
         check_model_name(model)
-        info = metadata if isinstance(metadata, VersionInfo) else validate(VersionInfo, metadata, f"metadata of {model}")
+        info = metadata if isinstance(metadata, VersionInfo) else validate(VersionInfo, metadata, f"{model}'s metadata")
         src_dir = Path(src_dir)
         if not src_dir.is_dir():
             raise RegistryError(f"cannot register {src_dir}: not a directory")
@@ -73,7 +74,7 @@ class Registry:
         version = new_version_id()
         files = {}
         for rel, path in zip(rels, paths):  # checksums are computed in the upload pass itself
-            files[rel] = FileEntry(sha256=self.store.put_file(f"{model}/{version}/{rel}", path), size=path.stat().st_size)
+            files[rel] = {"sha256": self.store.put_file(f"{model}/{version}/{rel}", path), "size": path.stat().st_size}
         manifest = VersionMetadata(**dict(info), format_version=FORMAT_VERSION, model=model, version=version,
                                    created_at=_now(), files=files)
         self.store.put_bytes(metadata_key(model, version), manifest.dumps().encode(), if_match=ABSENT)
@@ -105,7 +106,10 @@ class Registry:
             data, _ = self.store.get_bytes(metadata_key(model, version))
         except ObjectNotFound as e:
             raise VersionNotFound(f"no version {version!r} of model {model!r} in {self.uri}") from e
-        return parse_metadata(data, f"{model}/{version} in {self.uri}")
+        meta = parse_metadata(data, f"{model}/{version} in {self.uri}")
+        if (meta.model, meta.version) != (model, version):
+            raise IntegrityError(f"the manifest at {model}/{version} in {self.uri} names {meta.model}/{meta.version}")
+        return meta
 
     def fetch(self, model: str, ref: str, dest: Path) -> Path:
         """Download a version into ``dest`` (atomically) and verify every file's sha256."""
@@ -126,10 +130,11 @@ class Registry:
                 try:
                     actual = self.store.get_file(f"{where}/{rel}", tmp / rel)
                 except ObjectNotFound as e:
-                    raise VersionNotFound(f"{where}/{rel} is missing from {self.uri}: the version was deleted meanwhile "
-                                          "or is damaged") from e
+                    raise VersionNotFound(f"{where}/{rel} is missing from {self.uri}: the version was deleted "
+                                          "meanwhile or is damaged") from e
                 if actual != info.sha256:
-                    raise IntegrityError(f"sha256 mismatch for {where}/{rel}: recorded {info.sha256[:12]}…, downloaded {actual[:12]}…")
+                    raise IntegrityError(f"sha256 mismatch for {where}/{rel}: recorded {info.sha256[:12]}…, "
+                                         f"downloaded {actual[:12]}…")
             write_metadata(tmp, meta)
         return dest
 

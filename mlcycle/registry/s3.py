@@ -52,8 +52,8 @@ def client_from_env(endpoint: str | None = None, access_key: str | None = None, 
     if not access_key or not secret_key:
         raise RegistryError("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (from a Kubernetes Secret in a cluster)")
     return Minio(parsed.netloc, access_key=access_key, secret_key=secret_key, secure=secure,
-                 region=os.environ.get("AWS_DEFAULT_REGION") or None, http_client=http_pool(connect_timeout, read_timeout),
-                 cert_check=_flag("S3_VERIFY_SSL", True))
+                 region=os.environ.get("AWS_DEFAULT_REGION") or None,
+                 http_client=http_pool(connect_timeout, read_timeout), cert_check=_flag("S3_VERIFY_SSL", True))
 
 
 def endpoint_from_env() -> str | None:
