@@ -120,7 +120,7 @@ def parse(cls: type[M], text: str | bytes, where: str) -> M:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ModelError(f"corrupt {where}: {e}") from e
+        raise FormatError(f"corrupt {where}: {e}") from e
     return validate(cls, data, where)
 
 
