@@ -5,9 +5,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlcycle.errors import ConfigError, DataError, MlcycleError
 from mlcycle import defaults
+
+if TYPE_CHECKING:  # the schema imports pandas: not at CLI start-up
+    from mlcycle.schema import VersionMetadata
 
 HEADLINE = ("roc_auc", "pr_auc", "accuracy", "f1", "precision", "recall", "rmse", "mae", "r2")
 
@@ -247,10 +251,10 @@ def cmd_models(args) -> int:
                 by_version.setdefault(version, []).append(alias)
             print(model)
             for version in reg.list_versions(model):
-                meta = reg.describe(model, version)
-                score = {k: meta["metrics"][k] for k in HEADLINE if k in meta.get("metrics", {})}
+                meta = reg.metadata(model, version)
+                score = {k: meta.metrics[k] for k in HEADLINE if k in meta.metrics}
                 tag = ",".join(sorted(by_version.get(version, [])))
-                print(f"  {version}  {meta.get('family', '?'):8s} {json.dumps(score)}  {tag}")
+                print(f"  {version}  {meta.family or '?':8s} {json.dumps(score)}  {tag}")
     elif args.action == "show":
         print(json.dumps(reg.describe(args.model, args.ref or "production"), indent=2))
     elif args.action == "promote":
@@ -259,7 +263,7 @@ def cmd_models(args) -> int:
     elif args.action == "rollback":
         print(f"{args.model}: production -> {reg.rollback(args.model, why=args.why)}")
     elif args.action == "diff":
-        a, b = reg.describe(args.model, args.ref or "production"), reg.describe(args.model, args.other)
+        a, b = reg.metadata(args.model, args.ref or "production"), reg.metadata(args.model, args.other)
         print(render_diff(a, b))
     return 0
 
@@ -319,16 +323,20 @@ def cmd_rollout(args) -> int:
     return 0
 
 
-def render_diff(a: dict, b: dict) -> str:
-    rows = [("", a["version"], b["version"])]
+def render_diff(a: "VersionMetadata", b: "VersionMetadata") -> str:
+    rows = [("", a.version, b.version)]
     for section in ("metrics", "params"):
-        for key in sorted(set(a.get(section, {})) | set(b.get(section, {}))):
-            rows.append((f"{section}.{key}", _fmt(a.get(section, {}).get(key)), _fmt(b.get(section, {}).get(key))))
-    for key in ("family", "threshold"):
-        rows.append((key, _fmt(a.get(key)), _fmt(b.get(key))))
-    rows.append(("lineage.dataset_fingerprint", a["lineage"]["dataset_fingerprint"][:12], b["lineage"]["dataset_fingerprint"][:12]))
+        left, right = getattr(a, section), getattr(b, section)
+        for key in sorted(set(left) | set(right)):
+            rows.append((f"{section}.{key}", _fmt(left.get(key)), _fmt(right.get(key))))
+    rows += [("family", _fmt(a.family), _fmt(b.family)), ("threshold", _fmt(a.threshold), _fmt(b.threshold))]
+    rows.append(("lineage.dataset_fingerprint", _fingerprint(a), _fingerprint(b)))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(f"{r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]:>{width[2]}}" + ("  *" if r[1] != r[2] and r[0] else "") for r in rows)
+
+
+def _fingerprint(meta: "VersionMetadata") -> str:
+    return meta.lineage.dataset_fingerprint[:12] if meta.lineage else "-"
 
 
 def _fmt(value) -> str:

@@ -9,7 +9,7 @@ step that builds the detector pays for it.
 import os
 
 from mlcycle import __version__
-from mlcycle.errors import MlcycleError
+from mlcycle.errors import ImageError
 
 DEFAULT_IMAGES = {
     "pipeline": f"ghcr.io/mlcycle/mlcycle-pipeline:{__version__}",
@@ -21,7 +21,7 @@ def image(role: str) -> str:
     ref = os.environ.get(f"MLCYCLE_{role.upper()}_IMAGE", DEFAULT_IMAGES[role])
     last = ref.rsplit("/", 1)[-1]
     if "@sha256:" not in ref and (":" not in last or last.endswith(":latest")):
-        raise MlcycleError(f"{role} image {ref!r} must be pinned to a tag or digest, never ':latest' or untagged")
+        raise ImageError(f"{role} image {ref!r} must be pinned to a tag or digest, never ':latest' or untagged")
     return ref
 
 

@@ -15,14 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mlcycle.errors import MlcycleError
+from mlcycle.errors import ProcessError, ToolMissing
 from mlcycle.process import free_port, wait_http_ok
 
 
 def minio_binary() -> str:
     binary = os.environ.get("MINIO_BIN") or shutil.which("minio")
     if not binary or not os.access(binary, os.X_OK):
-        raise MlcycleError("no MinIO server binary: run scripts/ensure-minio.sh (builds it with Go) and set MINIO_BIN")
+        raise ToolMissing("no MinIO server binary: run scripts/ensure-minio.sh (builds it with Go) and set MINIO_BIN")
     return binary
 
 
@@ -59,7 +59,7 @@ class MinioServer:
         log.close()
         try:
             wait_http_ok(f"{self.endpoint}/minio/health/live", timeout, "MinIO", self.proc, f"; see {self.log_path}")
-        except MlcycleError:
+        except ProcessError:
             self.stop()
             raise
         return self

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcycle.errors import MlcycleError
+from mlcycle.errors import ProcessError
 from mlcycle.process import wait_http_ok
 from mlcycle import defaults
 
@@ -42,9 +42,9 @@ def _spawn(argv: list[str], url: str, health: str, log: Path, timeout: float, en
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
     try:
         wait_http_ok(url + health, timeout, argv[2], process, f"; log: {log}")
-    except MlcycleError as e:
+    except ProcessError as e:
         Proc(process, url, log).stop()
-        raise MlcycleError(f"{e}\n{log.read_text()[-2000:]}") from e
+        raise ProcessError(f"{e}\n{log.read_text()[-2000:]}") from e
     except BaseException:  # Ctrl-C / SIGTERM while waiting: the child has its own session, stop it here
         Proc(process, url, log).stop()
         raise

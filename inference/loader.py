@@ -2,33 +2,27 @@
 
 Sources: a local directory (e.g. KServe's /mnt/models after its storage initializer), an
 ``s3://bucket/model/version/`` URI (downloaded with KServe's own ``kserve_storage``), or a registry
-reference ``<registry-uri>#<model>@<alias-or-version>``. Every file listed in the version's
-metadata.json is checked against its sha256 before anything is deserialized.
+reference ``<registry-uri>#<model>@<alias-or-version>``. Every file the version's manifest lists is
+checked against its sha256 once before anything is deserialized: while it downloads from the registry,
+else by ``mlcycle.schema.read_version``.
 """
 
 import tempfile
 from pathlib import Path
 
 from mlcycle.errors import ModelError
-from mlcycle.fsutil import read_manifest, verify_checksums
-from mlcycle.registry import MANIFEST, open_registry
+from mlcycle.registry import open_registry
+from mlcycle.schema import VersionFiles, read_version
 
 
-def verify_version_dir(path: Path) -> dict:
-    path = Path(path)
-    meta = read_manifest(path / MANIFEST)
-    verify_checksums(path, {rel: info["sha256"] for rel, info in meta.get("files", {}).items()})
-    return meta
-
-
-def materialize(source: str, workdir: Path | None = None) -> tuple[Path, dict]:
-    """A verified local copy of the version named by ``source``; returns (directory, metadata)."""
+def materialize(source: str, workdir: Path | None = None) -> VersionFiles:
+    """A verified local copy of the version named by ``source``, with its parsed files."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="mlcycle-model-"))
     if "#" in source:
         registry_uri, ref = source.split("#", 1)
         model, _, alias = ref.partition("@")
-        local = open_registry(registry_uri).fetch(model, alias or "production", workdir / "version")
-    elif source.startswith("s3://"):
+        return open_registry(registry_uri).fetch_version(model, alias or "production", workdir / "version")
+    if source.startswith("s3://"):
         from kserve_storage import Storage
 
         local = Path(Storage.download(source, str(workdir / "version")))
@@ -36,4 +30,4 @@ def materialize(source: str, workdir: Path | None = None) -> tuple[Path, dict]:
         local = Path(source)
         if not local.is_dir():
             raise ModelError(f"model source {source!r} is not a directory, s3:// URI or registry reference (uri#model@alias)")
-    return local, verify_version_dir(local)
+    return read_version(local)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mlcycle.contract import DataContract
-from mlcycle.errors import MlcycleError
+from mlcycle.errors import DriftError
 from mlcycle import defaults
 
 PSI_EPS = 1e-4
@@ -142,7 +142,7 @@ class AlibiBackend(Backend):
 
 def build(reference: pd.DataFrame, contract: DataContract, backend: str = "alibi", p_val: float = 0.05) -> Backend:
     if backend not in BACKENDS:
-        raise MlcycleError(f"unknown drift backend {backend!r}; choose {' or '.join(BACKENDS)}")
+        raise DriftError(f"unknown drift backend {backend!r}; choose {' or '.join(BACKENDS)}")
     encoder = Encoder.fit(reference, contract)
     x_ref = encoder.encode(reference)
     return (AlibiBackend if backend == "alibi" else ScipyBackend)(encoder, x_ref, p_val)
@@ -177,7 +177,7 @@ def load(directory: Path, contract: DataContract, backend: str | None = None) ->
         return AlibiBackend(encoder, x_ref, config["p_val"], detector)
     if chosen == "scipy":
         return ScipyBackend(encoder, x_ref, config["p_val"])
-    raise MlcycleError(f"unknown drift backend {chosen!r}; choose {' or '.join(BACKENDS)}")
+    raise DriftError(f"unknown drift backend {chosen!r}; choose {' or '.join(BACKENDS)}")
 
 
 def reference_sample(train: pd.DataFrame, contract: DataContract, seed: int = defaults.SEED) -> pd.DataFrame:

@@ -48,8 +48,17 @@ class IntegrityError(ModelError):
     """A stored file does not match its recorded sha256, or a file is not allowed to be loaded."""
 
 
+class FormatError(ModelError):
+    """A version file (metadata.json, bundle.json) does not match its schema: an unknown key, a missing or
+    mistyped field, or a ``format_version`` newer than this code reads."""
+
+
 class RegistryError(MlcycleError):
     """The model registry refused an operation."""
+
+
+class ObjectNotFound(RegistryError):
+    """The object store has no object under the key (the registry says which version is meant: VersionNotFound)."""
 
 
 class VersionNotFound(RegistryError):
@@ -71,3 +80,23 @@ class StorageUnavailable(RegistryError):
 class ConfigError(ModelError):
     """A run's options are invalid (so no model can be trained): unknown family, metric, task or threshold policy,
     or a threshold on a metric the task lacks."""
+
+
+class DriftError(MlcycleError):
+    """A drift detector cannot be built or loaded (e.g. an unknown backend)."""
+
+
+class ImageError(MlcycleError):
+    """A container image reference is unsafe to deploy: not pinned to a tag or digest."""
+
+
+class ToolMissing(MlcycleError):
+    """An external program the command needs (MinIO, Prometheus) is not installed."""
+
+
+class ProcessError(MlcycleError):
+    """A local server process exited early or did not answer its health check in time."""
+
+
+class PipelineError(MlcycleError):
+    """A local pipeline run failed or left no result."""

@@ -52,20 +52,6 @@ def file_chunks(path: Path):
             yield chunk
 
 
-def read_manifest(path: Path) -> dict:
-    """A JSON manifest (metadata.json, bundle.json); a missing or corrupt one is a ModelError naming it."""
-    import json
-
-    from mlcycle.errors import ModelError
-
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError as e:
-        raise ModelError(f"{path.parent} is not a model version or bundle: no {path.name}") from e
-    except json.JSONDecodeError as e:
-        raise ModelError(f"corrupt {path.name} in {path.parent}: {e}") from e
-
-
 def verify_checksums(directory: Path, expected: dict[str, str]) -> None:
     """Every ``{relative path: sha256}`` entry must exist inside ``directory`` and match; else IntegrityError."""
     from mlcycle.errors import IntegrityError

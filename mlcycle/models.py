@@ -5,11 +5,11 @@ one-hot) is fitted on the training split only. On disk a bundle is a directory:
 
 - ``preprocessor.skops``: the fitted ColumnTransformer (skops, loaded with a short allow-list),
 - ``estimator.skops`` (scikit-learn) or ``estimator.ubj`` (XGBoost booster, native UBJ format),
-- ``bundle.json``: family, task, feature lists, classes, decision threshold, params and the
-  sha256 of both files. Loading verifies every sha256 before deserializing anything.
+- ``bundle.json`` (``mlcycle.schema.BundleSpec``): family, task, feature lists, classes, decision threshold,
+  params and the sha256 of both files. Loading verifies every sha256 before deserializing anything (once: a
+  model version's files are verified by its reader, ``mlcycle.schema.read_version``).
 """
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +21,10 @@ import pandas as pd
 from mlcycle.contract import DataContract
 from mlcycle.errors import ConfigError, IntegrityError, ModelError
 from mlcycle.metrics import apply_threshold, score_bundle
-from mlcycle.fsutil import atomic_path, read_manifest, sha256_file, verify_checksums
+from mlcycle.fsutil import atomic_path, sha256_file
+from mlcycle.schema import BundleSpec, VersionFiles, read_bundle, write_bundle
 
 FAMILIES = ("baseline", "logreg", "hgb", "xgboost")
-BUNDLE_FILE = "bundle.json"
 # Types skops may instantiate beyond its own defaults. Reviewed list: keep it short.
 SKOPS_TRUSTED = (
     "numpy.dtype",
@@ -200,39 +200,44 @@ class ModelBundle:
                 sio.dump(self.estimator, tmp / "estimator.skops")
                 est_file = "estimator.skops"
             files = {name: sha256_file(tmp / name) for name in ("preprocessor.skops", est_file)}
-            meta = {
-                "family": self.family, "task": self.task, "features": self.features, "classes": self.classes,
-                "threshold": self.threshold, "params": self.params, "training": self.training, "estimator_file": est_file, "sha256": files,
-            }
-            (tmp / BUNDLE_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+            write_bundle(tmp, BundleSpec(family=self.family, task=self.task, features=self.features,
+                                         classes=self.classes, threshold=self.threshold, params=self.params,
+                                         training=self.training, estimator_file=est_file, sha256=files))
         return files
 
     @classmethod
     def load(cls, directory: Path, nthread: int | None = None) -> "ModelBundle":
-        """Verify every file's sha256, then deserialize with the skops allow-list / XGBoost UBJ."""
-
+        """A bundle directory: verify every file's sha256, then deserialize with the skops allow-list / XGBoost UBJ."""
         directory = Path(directory)
-        meta = read_manifest(directory / BUNDLE_FILE)
-        verify_checksums(directory, meta["sha256"])
+        return cls.from_spec(directory, read_bundle(directory), nthread)
+
+    @classmethod
+    def from_version(cls, version: VersionFiles, nthread: int | None = None) -> "ModelBundle":
+        """The bundle of a model version its reader has verified (no file is hashed again)."""
+        return cls.from_spec(version.directory, version.bundle, nthread)
+
+    @classmethod
+    def from_spec(cls, directory: Path, spec: BundleSpec, nthread: int | None = None) -> "ModelBundle":
+        """Deserialize the files ``spec`` describes; the caller has verified them against it."""
+        directory = Path(directory)
         preprocessor = _skops_load(directory / "preprocessor.skops")
-        if meta["estimator_file"] == "estimator.ubj":
+        if spec.estimator_file == "estimator.ubj":
             import xgboost as xgb
 
             estimator = xgb.Booster()
             estimator.load_model(directory / "estimator.ubj")
             estimator.set_param({"nthread": nthread or 1})
         else:
-            estimator = _skops_load(directory / meta["estimator_file"])
-        return cls(meta["family"], meta["task"], meta["features"], preprocessor, estimator, meta["classes"], meta["threshold"], meta["params"],
-                   meta.get("training", {}))
+            estimator = _skops_load(directory / spec.estimator_file)
+        return cls(spec.family, spec.task, spec.features, preprocessor, estimator, spec.classes, spec.threshold,
+                   spec.params, spec.training)
 
 
 def set_decision(directory: Path, threshold: float, training: dict) -> None:
     """Record a bundle's decision threshold and how it was chosen (bundle.json only: the checksummed model files are untouched)."""
-    path = Path(directory) / BUNDLE_FILE
-    meta = json.loads(path.read_text())
-    meta.update(threshold=threshold, training=training)
-    path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    spec = read_bundle(directory, verify=False)
+    updated = BundleSpec.model_validate({**spec.model_dump(), "threshold": threshold, "training": training})
+    write_bundle(directory, updated)
 
 
 def _skops_load(path: Path):

@@ -5,7 +5,7 @@ import subprocess
 import time
 import urllib.request
 
-from mlcycle.errors import MlcycleError
+from mlcycle.errors import ProcessError
 
 
 def free_port() -> int:
@@ -20,11 +20,11 @@ def wait_http_ok(url: str, timeout: float, what: str, proc: subprocess.Popen | N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise MlcycleError(f"{what} exited with code {proc.returncode}{log_hint}")
+            raise ProcessError(f"{what} exited with code {proc.returncode}{log_hint}")
         try:
             with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise MlcycleError(f"{what} did not answer {url} within {timeout}s{log_hint}")
+    raise ProcessError(f"{what} did not answer {url} within {timeout}s{log_hint}")

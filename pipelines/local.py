@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mlcycle.errors import MlcycleError
+from mlcycle.errors import PipelineError
 from pipelines.training import PIPELINE_NAME, training_pipeline
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -32,7 +32,7 @@ PAGES = {"report.html": ("evaluate", "report"), "data-report.html": ("validate-d
          "gate-report.html": ("gate", "comparison")}
 
 
-class StepFailed(MlcycleError):
+class StepFailed(PipelineError):
     """A pipeline step failed; ``error`` is its own one-line error, ``log`` the full kfp.local log."""
 
     def __init__(self, step: str, error: str, log: Path):
@@ -126,7 +126,7 @@ def run_local(registry_uri: str, pipeline_root: Path, progress: Callable[[str], 
     if failure is not None:
         raise _step_failed(failure, log_path) from None
     if run_dir is None:
-        raise MlcycleError(f"kfp.local produced no run directory under {pipeline_root}")
+        raise PipelineError(f"kfp.local produced no run directory under {pipeline_root}")
     registered = run_dir / "register" / "executor_output.json"
     return LocalRun(
         run_dir=run_dir,

@@ -110,8 +110,8 @@ def gate(model_dir: Path, test: pd.DataFrame, label: str, challenger: dict[str, 
     if champion_version:
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                local = registry.fetch(model_name, champion_version, Path(tmp) / "champion")
-                champion_bundle = ModelBundle.load(local)
+                local = registry.fetch_version(model_name, champion_version, Path(tmp) / "champion")
+                champion_bundle = ModelBundle.from_version(local)
                 champion = score_bundle(champion_bundle, test, label)
                 interval = _bootstrap(ModelBundle.load(model_dir), champion_bundle, test, label, policy)
             except (MlcycleError, KeyError, ValueError) as e:

@@ -12,9 +12,9 @@ import pandas as pd
 from mlcycle.drift import reference_sample
 from mlcycle.contract import DataContract
 from mlcycle.errors import RegistryError, VersionNotFound
-from mlcycle.models import BUNDLE_FILE
 from mlcycle.provenance import code_version, library_versions
 from mlcycle.registry import Registry
+from mlcycle.schema import BundleSpec, Lineage, ModelFormat, VersionInfo, VersionMetadata, read_bundle
 from mlcycle import defaults
 
 
@@ -26,21 +26,21 @@ class RegisterResult:
     unchanged: bool = False  # identical to production (same data, code and model): nothing was written
 
 
-def identical_to(meta: dict, bundle: dict, dataset_fingerprint: str, code: str) -> bool:
+def identical_to(meta: VersionMetadata, bundle: BundleSpec, dataset_fingerprint: str, code: str) -> bool:
     """Whether a registered version was trained on the same data by the same code into the same model."""
-    lineage = meta.get("lineage", {})
-    return (lineage.get("dataset_fingerprint") == dataset_fingerprint and lineage.get("code_version") == code
-            and meta.get("family") == bundle["family"] and meta.get("params") == bundle.get("params", {})
-            and meta.get("threshold") == bundle.get("threshold") and meta.get("training") == bundle.get("training", {}))
+    lineage = meta.lineage
+    return (lineage is not None and lineage.dataset_fingerprint == dataset_fingerprint and lineage.code_version == code
+            and meta.family == bundle.family and meta.params == bundle.params
+            and meta.threshold == bundle.threshold and meta.training == bundle.training)
 
 
 def stage_version(stage: Path, model_dir: Path, contract: DataContract, train: pd.DataFrame, report_path: Path | None,
                   evaluation: dict, seed: int = defaults.SEED) -> None:
-    """Lay out a version directory: model bundle files at the top, so a model server can load it directly."""
+    """Lay out a version directory: model bundle files at the top, so a model server can load it directly. The data
+    contract is recorded in the version's manifest (``VersionInfo.contract``), not as a file of its own."""
     for item in Path(model_dir).iterdir():
         if item.is_file():
             shutil.copyfile(item, stage / item.name)
-    (stage / "contract.json").write_text(contract.model_dump_json(indent=2))
     (stage / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
     reference_sample(train, contract, seed).to_parquet(stage / "reference.parquet", index=False)
     if report_path is not None and Path(report_path).is_file():
@@ -52,38 +52,37 @@ def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evalu
              drift_dir: Path | None = None) -> RegisterResult:
     if not decision.get("passed"):
         raise RegistryError(f"refusing to register {model_name}: the gate did not pass ({'; '.join(decision.get('reasons', []))})")
-    bundle = json.loads((Path(model_dir) / BUNDLE_FILE).read_text())
+    bundle = read_bundle(Path(model_dir), verify=False)  # its files are hashed once, by the upload
     code = code_version()
     try:
-        production = registry.describe(model_name, "production")
+        production = registry.metadata(model_name, "production")
     except VersionNotFound:
         production = None
     if production is not None and identical_to(production, bundle, dataset_fingerprint, code):
-        return RegisterResult(production["version"], False, f"{registry.uri}/{model_name}/{production['version']}", unchanged=True)
-    seed = bundle.get("training", {}).get("seed", defaults.SEED)  # the pipeline's seed: the drift detector drew its reference with it
+        uri = f"{registry.uri}/{model_name}/{production.version}"
+        return RegisterResult(production.version, False, uri, unchanged=True)
+    # the pipeline's seed: the drift detector drew its reference with it
+    seed = bundle.training.get("seed", defaults.SEED)
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
         stage_version(stage, Path(model_dir), contract, train, report_path, evaluation, seed)
         if drift_dir is not None:
             shutil.copytree(drift_dir, stage / "drift")
-        metadata = {
-            "task": contract.task,
-            "family": bundle["family"],
-            "format": {"preprocessor": "skops", "estimator": "xgboost-ubj" if bundle["estimator_file"].endswith(".ubj") else "skops"},
-            "metrics": evaluation.get("metrics", {}),
-            "params": bundle.get("params", {}),
-            "threshold": bundle.get("threshold"),
-            "training": bundle.get("training", {}),
-            "gate": decision,
-            "contract": contract.model_dump(),
-            "lineage": {
-                "dataset_fingerprint": dataset_fingerprint,
-                "pipeline_run_id": run_id,
-                "code_version": code,
-                "parent": decision.get("champion_version"),
-            },
-            "libraries": library_versions(),
-        }
+        metadata = VersionInfo(
+            task=contract.task,
+            family=bundle.family,
+            format=ModelFormat(preprocessor="skops",
+                               estimator="xgboost-ubj" if bundle.estimator_file.endswith(".ubj") else "skops"),
+            metrics=evaluation.get("metrics", {}),
+            params=bundle.params,
+            threshold=bundle.threshold,
+            training=bundle.training,
+            gate=decision,
+            contract=contract,
+            lineage=Lineage(dataset_fingerprint=dataset_fingerprint, pipeline_run_id=run_id, code_version=code,
+                            parent=decision.get("champion_version")),
+            libraries=library_versions(),
+        )
         version = registry.register(model_name, stage, metadata)
     registry.set_alias(model_name, "candidate", version, why="passed the gate")
     if auto_promote:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlcycle.contract import MAX_CATEGORIES, DataContract, check, enforce, infer_contract
-from mlcycle.errors import Breach, ContractViolation, VersionNotFound
+from mlcycle.errors import Breach, ContractViolation, ModelError, VersionNotFound
 from mlcycle.fsutil import write_text_atomic
 from mlcycle.registry import Registry
 
@@ -24,10 +24,12 @@ def production_contract(registry: Registry | None, model_name: str) -> tuple[Dat
     if registry is None:
         return None, None
     try:
-        meta = registry.describe(model_name, "production")
+        meta = registry.metadata(model_name, "production")
     except VersionNotFound:
         return None, None
-    return DataContract.model_validate(meta["contract"]), meta["version"]
+    if meta.contract is None:
+        raise ModelError(f"production version {meta.version} of {model_name!r} has no data contract to check against")
+    return meta.contract, meta.version
 
 
 def validate(frame: pd.DataFrame, label: str, task: str = "classification", timestamp: str | None = None,

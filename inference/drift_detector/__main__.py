@@ -8,7 +8,6 @@ Service URL.
 import argparse
 import logging
 import os
-from pathlib import Path
 
 import uvicorn
 
@@ -16,11 +15,11 @@ from mlcycle import drift as stats
 from inference.drift_detector.hooks import CommandHook, KfpHook
 from inference.drift_detector.server import DriftService, create_app
 from inference.loader import materialize
-from mlcycle.contract import DataContract
+from mlcycle.schema import VersionFiles
 
 
-def load_detector(directory: Path, meta: dict, backend: str | None) -> stats.Backend:
-    contract = DataContract.model_validate(meta["contract"])
+def load_detector(version: VersionFiles, backend: str | None) -> stats.Backend:
+    directory, contract = version.directory, version.contract
     if (directory / "drift" / "config.json").exists():
         return stats.load(directory / "drift", contract, backend)
     import pandas as pd
@@ -45,11 +44,11 @@ def main() -> None:
     p.add_argument("--kfp_package", default=os.environ.get("KFP_PIPELINE_PACKAGE", "/app/pipelines/mlcycle-training.yaml"))
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    directory, meta = materialize(args.storage_uri)
-    detector = load_detector(Path(directory), meta, args.backend)
+    version = materialize(args.storage_uri)
+    detector = load_detector(version, args.backend)
     hook = KfpHook(args.kfp_host, args.kfp_package) if args.kfp_host else CommandHook(args.retrain_command) if args.retrain_command else None
-    service = DriftService(detector, meta["model"], meta["version"], args.window_size, args.max_age_s, args.min_window,
-                           args.queue_size, args.consecutive, hook)
+    service = DriftService(detector, version.metadata.model, version.metadata.version, args.window_size, args.max_age_s,
+                           args.min_window, args.queue_size, args.consecutive, hook)
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
 
 

@@ -5,12 +5,15 @@ import json
 
 import pandas as pd
 
+from mlcycle.errors import MlcycleError
+
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 REQUIRED = ("specversion", "id", "source", "type")
 
 
-class BadEvent(ValueError):
-    """The event cannot be used; the message says why (sent back with HTTP 400)."""
+class BadEvent(MlcycleError, ValueError):
+    """The event cannot be used; the message says why (sent back with HTTP 400). Still a ValueError for callers
+    that catch bad input as one."""
 
 
 def decode(headers: dict[str, str], body: bytes, features: list[str]) -> pd.DataFrame:

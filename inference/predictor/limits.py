@@ -2,6 +2,8 @@
 
 import json
 
+from mlcycle.errors import MlcycleError
+
 
 class BodyLimitMiddleware:
     """Pure ASGI middleware: checks Content-Length up front and counts streamed (chunked) bytes."""
@@ -41,8 +43,8 @@ class BodyLimitMiddleware:
                 raise
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(MlcycleError):
+    """A streamed request body passed the limit (the 413 reply is already sent)."""
 
 
 async def _reply(send, status: int, message: str) -> None:

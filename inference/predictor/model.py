@@ -6,7 +6,6 @@ import random
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import kserve
 import numpy as np
@@ -16,7 +15,6 @@ from prometheus_client import Counter, Histogram
 
 from inference.loader import materialize
 from inference.predictor.codec import Codec
-from mlcycle.contract import DataContract
 from mlcycle.fastprep import compile_preprocessor
 from mlcycle.models import ModelBundle
 
@@ -56,11 +54,11 @@ class MlcycleModel(kserve.Model):
     def load(self) -> bool:
         """Download (if remote), verify every sha256, then deserialize. Ready only on success."""
         self.ready = False
-        directory, meta = materialize(self.source)
-        self.bundle = ModelBundle.load(Path(directory))
-        self.codec = Codec(DataContract.model_validate(meta["contract"]), self.max_batch_rows)
+        version = materialize(self.source)
+        self.bundle = ModelBundle.from_version(version)
+        self.codec = Codec(version.contract, self.max_batch_rows)
         self.fast = compile_preprocessor(self.bundle.preprocessor)
-        self.version = meta["version"]
+        self.version = version.metadata.version
         self.ready = True
         return self.ready
 

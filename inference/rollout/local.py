@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 from mlcycle.rollout.policy import Action
 from mlcycle.process import free_port
-from mlcycle.errors import MlcycleError
+from mlcycle.errors import ToolMissing
 from mlcycle.process import wait_http_ok
 
 
@@ -103,7 +103,7 @@ class PrometheusServer:
     def __init__(self, workdir: Path, targets: list[str], binary: str | None = None):
         self.binary = binary or shutil.which("prometheus")
         if not self.binary:
-            raise MlcycleError("no prometheus binary: run scripts/ensure-prometheus.sh (Debian package 'prometheus')")
+            raise ToolMissing("no prometheus binary: run scripts/ensure-prometheus.sh (Debian package 'prometheus')")
         self.workdir, self.targets, self.port = Path(workdir), targets, free_port()
         self.proc: subprocess.Popen | None = None
 

@@ -21,11 +21,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mlcycle.errors import AliasConflict, IntegrityError, ProtectedVersion, RegistryError, VersionNotFound
+from mlcycle.errors import (AliasConflict, IntegrityError, ObjectNotFound, ProtectedVersion, RegistryError,
+                            VersionNotFound)
 from mlcycle.fsutil import atomic_path
 from mlcycle.registry.store import ABSENT, LocalStore, ObjectStore
-
-MANIFEST = "metadata.json"
+from mlcycle.schema import (FORMAT_VERSION, VersionFiles, VersionInfo, VersionMetadata, metadata_key,
+                            parse_metadata, validate, write_metadata)
+from mlcycle.schema import METADATA_FILE as MANIFEST
 ALIASES = "_aliases.json"
 ALIAS_NAMES = ("production", "candidate", "previous")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -54,9 +56,12 @@ class Registry:
         return self.store.uri
 
     # versions ---------------------------------------------------------------------------
-    def register(self, model: str, src_dir: Path, metadata: dict, actor: str | None = None) -> str:
-        """Upload every file of ``src_dir`` then the manifest; returns the new immutable version id."""
+    def register(self, model: str, src_dir: Path, metadata: VersionInfo | dict, actor: str | None = None) -> str:
+        """Upload every file of ``src_dir`` then the manifest; returns the new immutable version id.
+
+        ``metadata`` is checked against the schema (mlcycle.schema.VersionInfo) before anything is uploaded."""
         check_model_name(model)
+        info = metadata if isinstance(metadata, VersionInfo) else validate(VersionInfo, metadata, f"{model}'s metadata")
         src_dir = Path(src_dir)
         if not src_dir.is_dir():
             raise RegistryError(f"cannot register {src_dir}: not a directory")
@@ -70,9 +75,11 @@ class Registry:
         files = {}
         for rel, path in zip(rels, paths):  # checksums are computed in the upload pass itself
             files[rel] = {"sha256": self.store.put_file(f"{model}/{version}/{rel}", path), "size": path.stat().st_size}
-        manifest = {**metadata, "model": model, "version": version, "created_at": _now(), "files": files}
-        self.store.put_bytes(f"{model}/{version}/{MANIFEST}", _dump(manifest), if_match=ABSENT)
-        self.audit(model, "register", version=version, actor=actor, why="new version", evidence={"metrics": metadata.get("metrics", {}), "gate": metadata.get("gate", {})})
+        manifest = VersionMetadata(**dict(info), format_version=FORMAT_VERSION, model=model, version=version,
+                                   created_at=_now(), files=files)
+        self.store.put_bytes(metadata_key(model, version), manifest.dumps().encode(), if_match=ABSENT)
+        self.audit(model, "register", version=version, actor=actor, why="new version",
+                   evidence={"metrics": info.metrics, "gate": info.gate})
         return version
 
     def list_models(self) -> list[str]:
@@ -85,30 +92,50 @@ class Registry:
         return sorted(k.split("/")[1] for k in keys if k.count("/") == 2 and k.endswith("/" + MANIFEST))
 
     def describe(self, model: str, ref: str = "production") -> dict:
+        """The version's manifest as its JSON document (for display); code reads ``metadata``."""
+        return self.metadata(model, ref).document()
+
+    def metadata(self, model: str, ref: str = "production") -> VersionMetadata:
+        """The version's parsed manifest (one GET, no download)."""
         version = self.aliases(model)[0].get(ref) if ref in ALIAS_NAMES else ref
         if not version:
             raise VersionNotFound(f"model {model!r} has no '{ref}' version in {self.uri}")
         if "/" in version or version.startswith("."):
             raise VersionNotFound(f"no version {version!r} of model {model!r} in {self.uri}")
         try:  # one GET instead of a LIST: the manifest exists exactly when the version is complete
-            data, _ = self.store.get_bytes(f"{model}/{version}/{MANIFEST}")
-        except VersionNotFound as e:
+            data, _ = self.store.get_bytes(metadata_key(model, version))
+        except ObjectNotFound as e:
             raise VersionNotFound(f"no version {version!r} of model {model!r} in {self.uri}") from e
-        return json.loads(data)
+        meta = parse_metadata(data, f"{model}/{version} in {self.uri}")
+        if (meta.model, meta.version) != (model, version):
+            raise IntegrityError(f"the manifest at {model}/{version} in {self.uri} names {meta.model}/{meta.version}")
+        return meta
 
     def fetch(self, model: str, ref: str, dest: Path) -> Path:
         """Download a version into ``dest`` (atomically) and verify every file's sha256."""
-        meta = self.describe(model, ref)
-        dest = Path(dest)
+        return self._download(self.metadata(model, ref), Path(dest))
+
+    def fetch_version(self, model: str, ref: str, dest: Path) -> VersionFiles:
+        """``fetch`` a model version and read it: each file is hashed once, while it downloads."""
+        meta = self.metadata(model, ref)
+        return VersionFiles.verified(self._download(meta, Path(dest)), meta)
+
+    def _download(self, meta: VersionMetadata, dest: Path) -> Path:
+        where = f"{meta.model}/{meta.version}"
         with atomic_path(dest) as tmp:
             tmp.mkdir(parents=True)
-            for rel, info in meta["files"].items():
+            for rel, info in meta.files.items():
                 if rel.startswith("/") or ".." in rel.split("/"):
-                    raise IntegrityError(f"refusing file path {rel!r} in {model}/{meta['version']}")
-                actual = self.store.get_file(f"{model}/{meta['version']}/{rel}", tmp / rel)
-                if actual != info["sha256"]:
-                    raise IntegrityError(f"sha256 mismatch for {model}/{meta['version']}/{rel}: recorded {info['sha256'][:12]}…, downloaded {actual[:12]}…")
-            (tmp / MANIFEST).write_bytes(_dump(meta))
+                    raise IntegrityError(f"refusing file path {rel!r} in {where}")
+                try:
+                    actual = self.store.get_file(f"{where}/{rel}", tmp / rel)
+                except ObjectNotFound as e:
+                    raise VersionNotFound(f"{where}/{rel} is missing from {self.uri}: the version was deleted "
+                                          "meanwhile or is damaged") from e
+                if actual != info.sha256:
+                    raise IntegrityError(f"sha256 mismatch for {where}/{rel}: recorded {info.sha256[:12]}…, "
+                                         f"downloaded {actual[:12]}…")
+            write_metadata(tmp, meta)
         return dest
 
     def delete_version(self, model: str, version: str, actor: str | None = None) -> None:
@@ -117,7 +144,7 @@ class Registry:
             raise ProtectedVersion(f"{model}/{version} is behind alias 'production'; promote another version or roll back first")
         if version not in self.list_versions(model):
             raise VersionNotFound(f"no version {version} of model {model}")
-        self.store.delete(f"{model}/{version}/{MANIFEST}")  # invisible first, then the files
+        self.store.delete(metadata_key(model, version))  # invisible first, then the files
         for key in self.store.list(f"{model}/{version}"):
             self.store.delete(key)
         self.audit(model, "delete", version=version, actor=actor, why="deleted by request")
@@ -128,7 +155,7 @@ class Registry:
         check_model_name(model)
         try:
             data, etag = self.store.get_bytes(f"{model}/{ALIASES}")
-        except VersionNotFound:
+        except ObjectNotFound:
             return {}, ABSENT
         return json.loads(data)["aliases"], etag
 

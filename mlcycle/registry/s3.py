@@ -7,12 +7,14 @@ variable names KServe's storage initializer reads, so one Secret serves both:
 
 Transient errors are retried with exponential backoff; a down endpoint fails within a bounded time
 with StorageUnavailable. Alias documents are replaced with S3 conditional writes
-(``If-Match`` / ``If-None-Match: *``), which MinIO enforces server-side.
+(``If-Match`` / ``If-None-Match: *``), which MinIO enforces server-side. Only the SDK's public API is used.
 """
 
 import os
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
@@ -21,7 +23,7 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from mlcycle.errors import AliasConflict, RegistryError, StorageUnavailable, VersionNotFound
+from mlcycle.errors import AliasConflict, ObjectNotFound, RegistryError, StorageUnavailable
 from mlcycle.fsutil import HashingReader, copy_hashing
 from mlcycle.registry.store import ABSENT, _safe_key
 
@@ -40,7 +42,7 @@ def _flag(name: str, default: bool) -> bool:
 def client_from_env(endpoint: str | None = None, access_key: str | None = None, secret_key: str | None = None,
                     connect_timeout: float = 3.0, read_timeout: float = 60.0) -> Minio:
     """A Minio client configured from KServe's environment variable names."""
-    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("S3_ENDPOINT")
+    endpoint = endpoint or endpoint_from_env()
     if not endpoint:
         raise RegistryError("no S3 endpoint configured: set AWS_ENDPOINT_URL (or S3_ENDPOINT)")
     parsed = urlparse(endpoint if "://" in endpoint else f"//{endpoint}")
@@ -49,29 +51,43 @@ def client_from_env(endpoint: str | None = None, access_key: str | None = None, 
     secret_key = secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
     if not access_key or not secret_key:
         raise RegistryError("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (from a Kubernetes Secret in a cluster)")
+    return Minio(parsed.netloc, access_key=access_key, secret_key=secret_key, secure=secure,
+                 region=os.environ.get("AWS_DEFAULT_REGION") or None,
+                 http_client=http_pool(connect_timeout, read_timeout), cert_check=_flag("S3_VERIFY_SSL", True))
+
+
+def endpoint_from_env() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("S3_ENDPOINT")
+
+
+def http_pool(connect_timeout: float = 3.0, read_timeout: float = 60.0) -> urllib3.PoolManager:
+    """An HTTP pool with the environment's TLS settings and no retries of its own (the store retries, with backoff)."""
     verify = _flag("S3_VERIFY_SSL", True)
-    http = urllib3.PoolManager(
+    return urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
         retries=urllib3.Retry(total=0, connect=0, read=0, redirect=0),  # we retry ourselves, with backoff
         cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
         ca_certs=os.environ.get("AWS_CA_BUNDLE") or None,
         maxsize=16,
     )
-    return Minio(parsed.netloc, access_key=access_key, secret_key=secret_key, secure=secure,
-                 region=os.environ.get("AWS_DEFAULT_REGION") or None, http_client=http, cert_check=verify)
 
 
 class S3Store:
-    def __init__(self, client: Minio, bucket: str, prefix: str = "", attempts: int = 4, backoff: float = 0.25):
+    """``endpoint`` only names the server in errors; ``http`` sends the conditional writes (see ``put_bytes``)."""
+
+    def __init__(self, client: Minio, bucket: str, prefix: str = "", attempts: int = 4, backoff: float = 0.25,
+                 endpoint: str | None = None, http: urllib3.PoolManager | None = None):
         if not bucket:
             raise RegistryError("S3 registry URI needs a bucket: s3://<bucket>[/prefix]")
         self.client, self.bucket, self.prefix = client, bucket, prefix.strip("/")
         self.attempts, self.backoff = attempts, backoff
         self.uri = f"s3://{bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self.endpoint = endpoint
+        self.http = http or http_pool()
 
     @classmethod
     def from_env(cls, bucket: str, prefix: str = "") -> "S3Store":
-        return cls(client_from_env(), bucket, prefix)
+        return cls(client_from_env(), bucket, prefix, endpoint=endpoint_from_env())
 
     def _key(self, key: str) -> str:
         _safe_key(key)
@@ -84,14 +100,15 @@ class S3Store:
                 return fn()
             except S3Error as e:
                 if e.code in MISSING_CODES:
-                    raise VersionNotFound(f"{what}: {e.code} in {self.uri}") from e
+                    raise ObjectNotFound(f"{what}: {e.code} in {self.uri}") from e
                 if e.code == "PreconditionFailed":
                     raise AliasConflict(f"{what}: the object changed concurrently (precondition failed)") from e
                 if e.code not in TRANSIENT_CODES or attempt == self.attempts:
                     raise RegistryError(f"{what} failed on {self.uri}: {e.code}: {e.message}") from e
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 if attempt == self.attempts:
-                    raise StorageUnavailable(f"{what}: S3 endpoint {self.client._base_url.host} unreachable after {attempt} attempts: {e}") from e
+                    where = f"S3 endpoint {self.endpoint}" if self.endpoint else f"the S3 endpoint of {self.uri}"
+                    raise StorageUnavailable(f"{what}: {where} unreachable after {attempt} attempts: {e}") from e
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
@@ -111,9 +128,19 @@ class S3Store:
             headers["If-None-Match"] = "*"
         elif if_match is not None:
             headers["If-Match"] = f'"{if_match}"'
-        # _put_object is the SDK's single-PUT primitive; the public put_object drops If-* headers.
-        result = self._call(f"write {key}", lambda: self.client._put_object(self.bucket, self._key(key), data, headers=headers))
-        return result.etag
+        return self._call(f"write {key}", lambda: self._put_conditional(self._key(key), data, headers))
+
+    def _put_conditional(self, name: str, data: bytes, headers: dict[str, str]) -> str:
+        """One PUT with the If-* headers; returns the new ETag.
+
+        The SDK has no public conditional write: ``put_object`` turns every header it does not know into user metadata
+        (``If-Match`` becomes ``x-amz-meta-if-match``, which the server ignores). So the PUT goes to a presigned URL
+        (public API), signed for the host only; S3 and MinIO evaluate the unsigned If-* headers server-side."""
+        url = self.client.presigned_put_object(self.bucket, name, expires=timedelta(minutes=5))
+        response = self.http.request("PUT", url, body=data, headers=headers)
+        if response.status >= 300:
+            raise _s3_error(response)
+        return response.headers.get("ETag", "").strip('"')
 
     def get_bytes(self, key: str) -> tuple[bytes, str]:
         def get() -> tuple[bytes, str]:
@@ -149,3 +176,12 @@ class S3Store:
     def ensure_bucket(self) -> None:
         if not self._call("bucket check", lambda: self.client.bucket_exists(self.bucket)):
             self._call("make bucket", lambda: self.client.make_bucket(self.bucket))
+
+
+def _s3_error(response: urllib3.BaseHTTPResponse) -> S3Error:
+    try:
+        return S3Error.fromxml(response)
+    except ET.ParseError:  # not S3's XML error body (e.g. a proxy's page): a 5xx is retried, other codes are not
+        code = "ServiceUnavailable" if response.status >= 500 else f"HTTP{response.status}"
+        text = response.data[:200].decode(errors="replace")
+        return S3Error(response, code, text, None, response.headers.get("x-amz-request-id"), None)

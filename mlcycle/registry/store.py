@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from mlcycle.errors import AliasConflict, RegistryError, VersionNotFound
+from mlcycle.errors import AliasConflict, ObjectNotFound, RegistryError
 from mlcycle.fsutil import atomic_path, copy_hashing, file_chunks, sha256_bytes
 
 ABSENT = "__absent__"
@@ -75,13 +75,13 @@ class LocalStore:
         try:
             data = self._path(key).read_bytes()
         except (FileNotFoundError, IsADirectoryError) as e:
-            raise VersionNotFound(f"no object {key} in {self.uri}") from e
+            raise ObjectNotFound(f"no object {key} in {self.uri}") from e
         return data, sha256_bytes(data)
 
     def get_file(self, key: str, path: Path) -> str:
         src = self._path(key)
         if not src.is_file():
-            raise VersionNotFound(f"no object {key} in {self.uri}")
+            raise ObjectNotFound(f"no object {key} in {self.uri}")
         return copy_hashing(file_chunks(src), path)
 
     def list(self, prefix: str) -> list[str]:

@@ -137,7 +137,8 @@ def test_register_writes_a_self_describing_version(splits, contract, model_dirs,
     result = register(model_dirs["xgboost"], contract, train_df, {"metrics": {"roc_auc": 0.9}}, decision, reg, "fraud", "a" * 64, "run-7")
     assert not result.promoted and reg.aliases("fraud")[0] == {"candidate": result.version}
     meta = reg.describe("fraud", "candidate")
-    assert set(meta["files"]) == {"bundle.json", "preprocessor.skops", "estimator.ubj", "contract.json", "evaluation.json", "reference.parquet"}
+    assert set(meta["files"]) == {"bundle.json", "preprocessor.skops", "estimator.ubj", "evaluation.json",
+                                  "reference.parquet"}
     assert meta["format"] == {"preprocessor": "skops", "estimator": "xgboost-ubj"}
     assert meta["lineage"]["pipeline_run_id"] == "run-7" and meta["lineage"]["dataset_fingerprint"] == "a" * 64
     assert meta["lineage"]["code_version"] and meta["libraries"]["xgboost-cpu"]
