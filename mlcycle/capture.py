@@ -34,6 +34,7 @@ from urllib.parse import parse_qs
 
 import pandas as pd
 
+from mlcycle.contract import DataContract
 from mlcycle.errors import DataError, VersionNotFound
 from mlcycle.registry import open_registry
 
@@ -134,13 +135,13 @@ class CaptureStore:
             out = out[pd.to_datetime(out[time_column], utc=True) >= since].reset_index(drop=True)
         return out
 
-    def version_meta(self, version: str) -> dict | None:
-        """The version's manifest (contract, classes) from the registry; None when it is not there."""
+    def contract(self, version: str) -> DataContract | None:
+        """The version's data contract (features, label, classes) from its manifest; None when it has none."""
         if not version or not isinstance(version, str):
             return None
         if version not in self._meta:
             try:
-                self._meta[version] = self.registry.describe(self.model, version)
+                self._meta[version] = self.registry.metadata(self.model, version).contract
             except VersionNotFound:
                 self._meta[version] = None
         return self._meta[version]
@@ -202,21 +203,19 @@ def labelled_traffic(uri: str, model: str, since: datetime | None = None, days: 
     versions = [v for v in joined["model_version"].dropna().unique() if isinstance(v, str)]
     contract = None
     for version in sorted(versions, reverse=True):  # version ids sort by creation time
-        meta = capture.version_meta(version)
-        if meta and meta.get("contract"):
-            contract = meta["contract"]
+        contract = capture.contract(version)
+        if contract is not None:
             break
     extra = ["request_id", "row", "model_version", "prediction", "received_at"] if provenance else []
     if contract is None:
         features = [c for c in traffic.columns if c not in RESERVED]
         out = joined[features + ["label"] + extra].copy()
     else:
-        features = [c["name"] for c in contract["columns"] if c["kind"] != "datetime" and c["name"] in joined.columns]
+        features = [name for name in contract.feature_names if name in joined.columns]
         out = joined[features].copy()
-        timestamp = contract.get("timestamp")
-        if timestamp:
-            out[timestamp] = pd.to_datetime(joined["received_at"], utc=True).dt.tz_localize(None)
-        out[contract["label"]] = joined["label"].to_numpy()
+        if contract.timestamp:
+            out[contract.timestamp] = pd.to_datetime(joined["received_at"], utc=True).dt.tz_localize(None)
+        out[contract.label] = joined["label"].to_numpy()
         for column in extra:
             out[column] = joined[column].to_numpy()
     return out

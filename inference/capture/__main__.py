@@ -41,8 +41,7 @@ def main() -> None:
     store = CaptureStore(args.registry, args.model)
     features = None
     try:  # the production contract's feature order lets V1 rows given as lists be named
-        meta = store.registry.describe(args.model, "production")
-        features = [c["name"] for c in meta["contract"]["columns"] if c["kind"] != "datetime"]
+        features = store.registry.metadata(args.model, "production").contract.feature_names
     except Exception as e:
         logging.getLogger("mlcycle.capture").warning("no production contract (%s): V1 list rows will be refused", e)
     service = CaptureService(store, Path(args.state_dir), args.flush_rows, args.flush_age_s, args.max_buffer_rows,

@@ -12,6 +12,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from mlcycle.errors import MlcycleError
+
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 TYPES = {REQUEST_TYPE: "request", RESPONSE_TYPE: "response"}
@@ -19,7 +21,7 @@ REQUIRED = ("specversion", "id", "source", "type")
 MAX_ROWS = 100_000
 
 
-class BadEvent(ValueError):
+class BadEvent(MlcycleError, ValueError):
     """The event cannot be used; the message says why (sent back with HTTP 400)."""
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from inference.capture.events import BadEvent, Event, decode
+from mlcycle.errors import MlcycleError
 from mlcycle.capture import LABELS, RESERVED, TRAFFIC, CaptureStore, utcnow
 from mlcycle.fsutil import write_text_atomic
 
@@ -500,14 +501,13 @@ class CaptureService:
 
     def _classes_from_registry(self, version: str) -> list | None:
         try:
-            meta = self.store.version_meta(version)
-        except Exception:
+            contract = self.store.contract(version)
+        except MlcycleError:  # the registry is unreachable or the manifest unreadable: classes stay unknown
             return None
-        contract = (meta or {}).get("contract") or {}
-        if contract.get("task") == "regression":
+        if contract is not None and contract.task == "regression":
             self.classes[version] = []
-        elif contract.get("classes"):
-            self.classes[version] = contract["classes"]
+        elif contract is not None and contract.classes:
+            self.classes[version] = list(contract.classes)
         return self.classes.get(version)
 
     # online metrics ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 
 from devtools.k8s_validate import render
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.golden
 ROOT = Path(__file__).resolve().parents[2]
 
 
