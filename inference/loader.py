@@ -17,7 +17,9 @@ from mlcycle.registry import MANIFEST, open_registry
 def verify_version_dir(path: Path) -> dict:
     path = Path(path)
     meta = read_manifest(path / MANIFEST)
-    verify_checksums(path, {rel: info["sha256"] for rel, info in meta.get("files", {}).items()})
+    # The fast-path artifact is optional: mlcycle.fastpath.load checks it and falls back to the native model.
+    optional = (meta.get("fast_path") or {}).get("file")
+    verify_checksums(path, {rel: info["sha256"] for rel, info in meta.get("files", {}).items() if rel != optional})
     return meta
 
 

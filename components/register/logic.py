@@ -12,7 +12,8 @@ import pandas as pd
 from mlcycle.drift import reference_sample
 from mlcycle.contract import DataContract
 from mlcycle.errors import RegistryError, VersionNotFound
-from mlcycle.models import BUNDLE_FILE
+from mlcycle import fastpath
+from mlcycle.models import BUNDLE_FILE, ModelBundle
 from mlcycle.provenance import code_version, library_versions
 from mlcycle.registry import Registry
 from mlcycle import defaults
@@ -49,7 +50,8 @@ def stage_version(stage: Path, model_dir: Path, contract: DataContract, train: p
 
 def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evaluation: dict, decision: dict, registry: Registry,
              model_name: str, dataset_fingerprint: str, run_id: str, report_path: Path | None = None, auto_promote: bool = False,
-             drift_dir: Path | None = None) -> RegisterResult:
+             drift_dir: Path | None = None, test: pd.DataFrame | None = None) -> RegisterResult:
+    """``test``: the rows the compiled fast path is parity-checked on (mlcycle.fastpath); the training rows when absent."""
     if not decision.get("passed"):
         raise RegistryError(f"refusing to register {model_name}: the gate did not pass ({'; '.join(decision.get('reasons', []))})")
     bundle = json.loads((Path(model_dir) / BUNDLE_FILE).read_text())
@@ -66,6 +68,7 @@ def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evalu
         stage_version(stage, Path(model_dir), contract, train, report_path, evaluation, seed)
         if drift_dir is not None:
             shutil.copytree(drift_dir, stage / "drift")
+        fast_path = fastpath.build(ModelBundle.load(Path(model_dir), nthread=1), train if test is None else test, stage)
         metadata = {
             "task": contract.task,
             "family": bundle["family"],
@@ -83,6 +86,7 @@ def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evalu
                 "parent": decision.get("champion_version"),
             },
             "libraries": library_versions(),
+            "fast_path": {**fast_path, "checked_on": "train" if test is None else "test"},
         }
         version = registry.register(model_name, stage, metadata)
     registry.set_alias(model_name, "candidate", version, why="passed the gate")

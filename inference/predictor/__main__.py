@@ -29,6 +29,12 @@ parser.add_argument("--storage_uri", default=os.environ.get("STORAGE_URI", "/mnt
 parser.add_argument("--max_batch_rows", type=int, default=10_000, help="refuse larger batches (400) before any model work")
 parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY, help="refuse larger REST bodies (413); gRPC uses --grpc_max_receive_message_length")
 parser.add_argument("--payload_log_url", default=os.environ.get("MLCYCLE_PAYLOAD_LOG_URL"), help="embedded mode: forward requests as CloudEvents here")
+parser.add_argument("--inline_rows", type=int, default=1000,
+                    help="score batches up to this many rows on the event loop (no thread hop); larger ones in a worker thread")
+parser.add_argument("--access_log", action=argparse.BooleanOptionalAction, default=False,
+                    help="log one line per request (off by default: it costs more than scoring a row)")
+parser.add_argument("--fast_rest", action=argparse.BooleanOptionalAction, default=True,
+                    help="answer plain JSON V1/V2 predict requests without FastAPI's per-request models (inference/predictor/fastrest.py)")
 parser.add_argument("--fault_delay_ms", type=float, default=0.0, help="resilience testing only: sleep this long in every scoring call")
 parser.add_argument("--fault_error_rate", type=float, default=0.0, help="resilience testing only: fail this share of predictions with 500")
 
@@ -36,7 +42,7 @@ parser.add_argument("--fault_error_rate", type=float, default=0.0, help="resilie
 def main() -> None:
     args, _ = parser.parse_known_args()
     model = MlcycleModel(args.model_name, args.storage_uri, args.max_batch_rows, args.payload_log_url, args.fault_delay_ms,
-                         fault_error_rate=args.fault_error_rate)
+                         fault_error_rate=args.fault_error_rate, inline_rows=args.inline_rows)
     try:
         model.load()
     except Exception:
@@ -47,7 +53,15 @@ def main() -> None:
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=args.max_body_bytes)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
-    kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start([model])
+    if args.fast_rest:
+        from inference.predictor.fastrest import install
+
+        install(app, model, args.max_body_bytes, access_log=args.access_log)
+    server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port)
+    if not args.access_log:  # uvicorn formats an access line only when its logger has handlers
+        access = logging.getLogger("uvicorn.access")
+        access.handlers, access.propagate = [], False
+    server.start([model])
 
 
 if __name__ == "__main__":

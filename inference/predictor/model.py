@@ -1,7 +1,11 @@
 """The mlcycle predictor: a KServe ``Model`` serving one verified model version over V1 and V2,
-REST and gRPC. Scoring runs in a worker thread so the event loop keeps answering health probes."""
+REST and gRPC. Batches up to ``inline_rows`` are scored on the event loop (the fast path scores a row in
+microseconds, less than a hop to a thread); larger ones in a worker thread so the loop keeps answering probes.
+The model runs on the compiled fast path (mlcycle.fastpath, ONNX) when the version has one that verifies, else
+on the native booster; which one, and why, is logged at start-up and exported as ``mlcycle_scoring_path``."""
 
 import asyncio
+import logging
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,10 +15,11 @@ import kserve
 import numpy as np
 from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferRequest
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from inference.loader import materialize
 from inference.predictor.codec import Codec
+from mlcycle import fastpath
 from mlcycle.contract import DataContract
 from mlcycle.fastprep import compile_preprocessor
 from mlcycle.models import ModelBundle
@@ -29,11 +34,15 @@ REQUESTS = Counter("mlcycle_requests_total", "Predict requests by model version 
                    ["model", "version", "outcome"])
 LATENCY = Histogram("mlcycle_request_seconds", "Predict latency inside the model server, by model version", ["model", "version"],
                     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))
+SCORING_PATH = Gauge("mlcycle_scoring_path", "1 for the scoring path in use: fast (compiled ONNX) or native (the model's own "
+                     "library); reason says why the fast path is not used", ["model", "version", "path", "reason"])
+log = logging.getLogger("mlcycle")
 
 
 class MlcycleModel(kserve.Model):
     def __init__(self, name: str, source: str, max_batch_rows: int = 10_000, payload_log_url: str | None = None,
-                 fault_delay_ms: float = 0.0, scoring_threads: int = 1, fault_error_rate: float = 0.0):
+                 fault_delay_ms: float = 0.0, scoring_threads: int = 1, fault_error_rate: float = 0.0,
+                 inline_rows: int = 1000):
         super().__init__(name)
         self.source = source
         self.max_batch_rows = max_batch_rows
@@ -44,6 +53,10 @@ class MlcycleModel(kserve.Model):
         self.bundle: ModelBundle | None = None
         self.codec: Codec | None = None
         self.fast = None
+        self.scorer = None  # what scores preprocessed rows: the fast path's OnnxScorer, else the bundle itself
+        self.scoring_path, self.fast_path_reason = "native", ""
+        self.inline_rows = inline_rows
+        self._metrics = None
         self.ready = False
         self.pool = ThreadPoolExecutor(max_workers=scoring_threads, thread_name_prefix="score")
         self.payload_logger = None
@@ -60,6 +73,14 @@ class MlcycleModel(kserve.Model):
         self.codec = Codec(DataContract.model_validate(meta["contract"]), self.max_batch_rows)
         self.fast = compile_preprocessor(self.bundle.preprocessor)
         self.version = meta["version"]
+        onnx, self.fast_path_reason = fastpath.load(Path(directory), meta.get("fast_path"), self.bundle.task)
+        self.scorer, self.scoring_path = (onnx, "fast") if onnx is not None else (self.bundle, "native")
+        SCORING_PATH.labels(self.name, self.version, self.scoring_path, self.fast_path_reason).set(1)
+        if onnx is not None:
+            log.info("%s %s: scoring on the fast path (compiled ONNX, parity-checked at registration)", self.name, self.version)
+        else:
+            log.warning("%s %s: scoring on the native model: %s", self.name, self.version, self.fast_path_reason)
+        self._metrics = _Metrics(self.name, self.version)
         self.ready = True
         return self.ready
 
@@ -88,7 +109,7 @@ class MlcycleModel(kserve.Model):
             import pandas as pd
 
             x = self.bundle.preprocessor.transform(pd.DataFrame(batch.columns)[self.bundle.features])
-        scores = self.bundle.score_matrix(x)
+        scores = self.scorer.score_matrix(x)
         if self.bundle.task == "regression":
             return scores, []
         classes = self.bundle.classes
@@ -99,32 +120,36 @@ class MlcycleModel(kserve.Model):
         return scores, labels
 
     def _record(self, scores: np.ndarray, labels: list) -> None:
+        m = self._metrics
         if self.bundle.task == "regression":
             observe = scores
         else:
             observe = scores[:, 1] if scores.shape[1] == 2 else scores.max(axis=1)
             for label in set(labels):
-                PREDICTIONS.labels(self.name, self.version, str(label)).inc(labels.count(label))
-        hist = SCORES.labels(self.name, self.version)
-        for value in observe[:1000]:
-            hist.observe(float(value))
+                m.predicted(label).inc(labels.count(label))
+        m.observe_scores(observe[:1000])
 
     async def predict(self, payload, headers=None, response_headers=None):
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
+        m = self._metrics
+        inline = _rows(payload) <= self.inline_rows
         try:
-            batch = self.codec.decode(payload) if _small(payload) else await loop.run_in_executor(self.pool, self.codec.decode, payload)
+            batch = self.codec.decode(payload) if inline else await loop.run_in_executor(self.pool, self.codec.decode, payload)
         except InvalidInput:
             INVALID.labels(self.name).inc()
-            REQUESTS.labels(self.name, self.version, "invalid").inc()
+            m.invalid.inc()
             raise
         try:
-            scores, labels = await loop.run_in_executor(self.pool, self.score_batch, batch)
+            if inline:
+                scores, labels = self.score_batch(batch)
+            else:
+                scores, labels = await loop.run_in_executor(self.pool, self.score_batch, batch)
         except Exception:
-            REQUESTS.labels(self.name, self.version, "error").inc()
+            m.error.inc()
             raise
-        REQUESTS.labels(self.name, self.version, "ok").inc()
-        LATENCY.labels(self.name, self.version).observe(time.perf_counter() - start)
+        m.ok.inc()
+        m.latency.observe(time.perf_counter() - start)
         self._record(scores, labels)
         if self.payload_logger is not None:
             self.payload_logger.log(payload.to_rest()[0] if isinstance(payload, InferRequest) else payload)
@@ -133,11 +158,41 @@ class MlcycleModel(kserve.Model):
         return self.codec.encode_v1(scores, labels, self.bundle.classes, self.version)
 
 
-def _small(payload) -> bool:
-    """Decode tiny requests inline (microseconds); larger ones off the event loop."""
+class _Metrics:
+    """This version's metric children, looked up once (``labels()`` costs microseconds per call)."""
+
+    def __init__(self, model: str, version: str):
+        self.model, self.version = model, version
+        self.ok, self.invalid, self.error = (REQUESTS.labels(model, version, o) for o in ("ok", "invalid", "error"))
+        self.latency = LATENCY.labels(model, version)
+        self.scores = SCORES.labels(model, version)
+        self._predicted = {}
+        self._bounds = np.asarray(self.scores._upper_bounds) if hasattr(self.scores, "_upper_bounds") else None
+
+    def predicted(self, label):
+        child = self._predicted.get(label)
+        if child is None:
+            child = self._predicted[label] = PREDICTIONS.labels(self.model, self.version, str(label))
+        return child
+
+    def observe_scores(self, values: np.ndarray) -> None:
+        """Histogram.observe for every value, as one bucket count per bucket (same result, not one call per row)."""
+        if self._bounds is None or len(values) < 4:
+            for value in values:
+                self.scores.observe(float(value))
+            return
+        n = len(self._bounds)  # a NaN lands past the last bound: observe() counts it in no bucket, only in the sum
+        counts = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=n + 1)[:n]
+        for i in np.flatnonzero(counts):
+            self.scores._buckets[i].inc(int(counts[i]))
+        self.scores._sum.inc(float(np.sum(values)))
+
+
+def _rows(payload) -> int:
+    """Rows in a request, from its outer shape only (before validation; 0 when it cannot tell)."""
     if isinstance(payload, dict):
         rows = payload.get("instances", payload.get("inputs"))
-        return isinstance(rows, list) and len(rows) <= 16
+        return len(rows) if isinstance(rows, list) else 0
     if isinstance(payload, InferRequest):
-        return all((inp.shape[0] if inp.shape else 0) <= 16 for inp in (payload.inputs or []))
-    return True
+        return max((inp.shape[0] if inp.shape else 0 for inp in (payload.inputs or [])), default=0)
+    return 0

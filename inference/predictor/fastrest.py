@@ -1,0 +1,136 @@
+"""The lean REST front: V1 ``:predict`` and V2 ``/infer`` for the served model, without FastAPI's per-request work.
+
+KServe's REST stack spends most of a one-row request outside the model (README "Benchmarks": routing,
+TimingMiddleware, pydantic ``InferenceRequest``/``InferenceResponse``, jsonable_encoder). This ASGI wrapper
+sits outermost on KServe's own FastAPI app (``kserve.ModelServer`` still owns the server, probes, metadata,
+gRPC, /metrics and every other route). It takes a request only when it is the plain case — POST, JSON
+content type, a Content-Length within ``max_body_bytes``, a body that orjson parses into the shape pydantic
+would accept unchanged (V2: ``inputs`` of ``name``/``shape``/``datatype``/flat ``data``, no parameters, no
+requested outputs) — builds KServe's ``InferRequest`` directly, calls the model's own ``predict`` and writes the
+response with orjson: the same JSON KServe writes (tests/unit/test_fastrest.py compares them). Anything else
+(binary tensors, odd types, other paths, model not ready) is replayed unchanged to KServe's app, so bad-input
+answers are KServe's own.
+"""
+
+import logging
+import time
+
+import orjson
+from kserve.errors import InferenceError, InvalidInput
+from kserve.protocol.infer_type import InferInput, InferRequest
+
+access = logging.getLogger("mlcycle.access")
+_JSON = (b"content-type", b"application/json")
+
+
+class FastRest:
+    def __init__(self, app, model, max_body_bytes: int, access_log: bool = False):
+        self.app, self.model, self.max_body_bytes, self.access_log = app, model, max_body_bytes, access_log
+        self.v1 = f"/v1/models/{model.name}:predict"
+        self.v2 = f"/v2/models/{model.name}/infer"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in (self.v1, self.v2):
+            return await self.app(scope, receive, send)
+        length = content_type = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                length = value
+            elif key == b"content-type":
+                content_type = value
+            elif key.startswith(b"inference-header"):  # V2 binary tensor extension: KServe's path
+                return await self.app(scope, receive, send)
+        if (not self.model.ready or length is None or not length.isdigit() or int(length) > self.max_body_bytes
+                or content_type is None or not content_type.startswith(b"application/json")):
+            return await self.app(scope, receive, send)
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        start = time.perf_counter()
+        payload = _parse(body, scope["path"] == self.v2, self.model.name)
+        if payload is None:
+            return await self.app(scope, _replay(body, receive), send)
+        try:
+            result = await self.model.predict(payload)
+            status, out = 200, orjson.dumps(result if isinstance(result, dict) else _v2_json(result))
+        except InvalidInput as e:
+            status, out = 400, orjson.dumps({"error": str(e)})
+        except InferenceError as e:
+            status, out = 500, orjson.dumps({"error": str(e)})
+        except Exception as e:  # the answer KServe's generic handler gives
+            logging.getLogger("mlcycle").exception("prediction failed")
+            status, out = 500, orjson.dumps({"error": f"{type(e).__name__} : {e}"})
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [_JSON, (b"content-length", str(len(out)).encode())]})
+        await send({"type": "http.response.body", "body": out})
+        if self.access_log:
+            client = scope.get("client") or ("-", 0)
+            access.info('%s:%s - "POST %s HTTP/%s" %d %.3fms', client[0], client[1], scope["path"], scope.get("http_version"),
+                        status, (time.perf_counter() - start) * 1000)
+
+
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _parse(body: bytes, v2: bool, model_name: str):
+    """The request KServe would build from ``body``, or None when only KServe's own path can answer it exactly."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    if not v2:
+        return doc
+    if not set(doc) <= {"id", "inputs"} or not isinstance(doc.get("inputs"), list) or not isinstance(doc.get("id", ""), str):
+        return None
+    inputs = []
+    for item in doc["inputs"]:
+        if not isinstance(item, dict) or not set(item) <= {"name", "shape", "datatype", "data"}:
+            return None
+        name, shape, datatype, data = item.get("name"), item.get("shape"), item.get("datatype"), item.get("data")
+        if not (isinstance(name, str) and isinstance(datatype, str) and isinstance(shape, list) and isinstance(data, list)):
+            return None
+        if not all(type(d) is int for d in shape) or not _flat_scalars(data) or datatype == "FP16":
+            return None
+        inputs.append(InferInput(name=name, shape=shape, datatype=datatype, data=data, parameters={}))
+    return InferRequest(model_name=model_name, infer_inputs=inputs, request_id=doc.get("id"))
+
+
+def _flat_scalars(data: list) -> bool:
+    """All ints/floats/None or all strings/None: what pydantic's data union keeps as it is."""
+    kinds = {type(v) for v in data}
+    kinds.discard(type(None))
+    return kinds <= {int, float} or kinds == {str}
+
+
+def _v2_json(response) -> dict:
+    """KServe's REST answer for an InferResponse: ``InferenceResponse.model_validate(response.to_rest())`` as JSON."""
+    rest, _ = response.to_rest()
+    return {
+        "model_name": rest["model_name"], "model_version": rest.get("model_version"), "id": rest["id"],
+        "parameters": rest.get("parameters"),
+        "outputs": [{"name": o["name"], "shape": o["shape"], "datatype": o["datatype"], "parameters": o.get("parameters"),
+                     "data": o["data"]} for o in rest["outputs"]],
+    }
+
+
+def install(app, model, max_body_bytes: int, access_log: bool = False) -> None:
+    """Put FastRest outermost on KServe's FastAPI ``app`` (Starlette builds the middleware stack on first use)."""
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: FastRest(build(), model, max_body_bytes, access_log)
