@@ -48,7 +48,9 @@ def convert(bundle) -> bytes:
     from mlcycle.models import _is_booster
 
     if bundle.family != "xgboost" or not _is_booster(bundle.estimator):
-        raise FastPathUnavailable(f"no fast-path converter for family '{bundle.family}' (only XGBoost boosters are compiled)")
+        raise FastPathUnavailable(
+            f"no fast-path converter for family '{bundle.family}' (only XGBoost boosters are compiled)"
+        )
     try:
         from onnxmltools import convert_xgboost
         from onnxmltools.convert.common.data_types import FloatTensorType
@@ -56,8 +58,12 @@ def convert(bundle) -> bytes:
         raise FastPathUnavailable(f"onnxmltools is not installed: {e}") from e
     n = bundle.estimator.num_features()
     try:
-        model = convert_xgboost(bundle.estimator, initial_types=[("input", FloatTensorType([None, n]))], target_opset=OPSET)
-    except Exception as e:  # the converter raises bare RuntimeError/ValueError/NotImplementedError for what it cannot do
+        model = convert_xgboost(
+            bundle.estimator, initial_types=[("input", FloatTensorType([None, n]))], target_opset=OPSET
+        )
+    except (
+        Exception
+    ) as e:  # the converter raises bare RuntimeError/ValueError/NotImplementedError for what it cannot do
         raise FastPathUnavailable(f"onnxmltools cannot convert this booster: {type(e).__name__}: {e}") from e
     return model.SerializeToString()
 
@@ -111,19 +117,30 @@ def parity(bundle, scorer: OnnxScorer, frame, replay=None) -> dict:
         mismatched = 0
     else:
         err = np.abs(fast - native)
-        mismatched = int(np.sum(apply_threshold(fast, bundle.classes, bundle.threshold)
-                                != apply_threshold(native, bundle.classes, bundle.threshold)))
-    report = {"rows": int(len(frame)), "max_abs_diff": float(err.max()), "label_mismatches": mismatched, "tolerance": TOLERANCE,
-              "preprocessing": "numpy-replay" if replay is not None else "sklearn"}
+        mismatched = int(
+            np.sum(
+                apply_threshold(fast, bundle.classes, bundle.threshold)
+                != apply_threshold(native, bundle.classes, bundle.threshold)
+            )
+        )
+    report = {
+        "rows": int(len(frame)),
+        "max_abs_diff": float(err.max()),
+        "label_mismatches": mismatched,
+        "tolerance": TOLERANCE,
+        "preprocessing": "numpy-replay" if replay is not None else "sklearn",
+    }
     if report["max_abs_diff"] > TOLERANCE or mismatched:
         worst = int(err.reshape(len(frame), -1).max(axis=1).argmax())
-        raise FastPathUnavailable(f"parity check failed on {report['rows']} rows: max difference {report['max_abs_diff']:.3g} "
-                                  f"(limit {TOLERANCE:g}) at row {worst}, {mismatched} label(s) differ")
+        raise FastPathUnavailable(
+            f"parity check failed on {report['rows']} rows: max difference {report['max_abs_diff']:.3g} "
+            f"(limit {TOLERANCE:g}) at row {worst}, {mismatched} label(s) differ"
+        )
     return report
 
 
 def build(bundle, frame, out_dir: Path, converter: Callable[[object], bytes] = convert) -> dict:
-    """Convert and parity-check; on success write ``out_dir/fastpath.onnx``. Returns the ``fast_path`` metadata entry."""
+    """Convert and parity-check; on success write ``out_dir/fastpath.onnx``. Returns the ``fast_path`` entry."""
     from mlcycle.fastprep import compile_preprocessor
 
     target = Path(out_dir) / FAST_FILE
@@ -135,14 +152,24 @@ def build(bundle, frame, out_dir: Path, converter: Callable[[object], bytes] = c
         target.unlink(missing_ok=True)
         return {"status": "absent", "reason": str(e)}
     target.write_bytes(data)
-    return {"status": "ready", "format": "onnx", "file": FAST_FILE, "sha256": hashlib.sha256(data).hexdigest(),
-            "opset": OPSET, "parity": report, "libraries": _versions()}
+    return {
+        "status": "ready",
+        "format": "onnx",
+        "file": FAST_FILE,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "opset": OPSET,
+        "parity": report,
+        "libraries": _versions(),
+    }
 
 
 def load(directory: Path, entry: dict | None, task: str) -> tuple[OnnxScorer | None, str]:
     """The fast path recorded in a version's metadata, or (None, why not). Never raises for a bad artifact."""
     if not entry or entry.get("status") != "ready":
-        return None, (entry or {}).get("reason") or "the version has no fast path (registered before fast paths existed)"
+        return (
+            None,
+            (entry or {}).get("reason") or "the version has no fast path (registered before fast paths existed)",
+        )
     path = Path(directory) / entry.get("file", FAST_FILE)
     try:
         if not path.is_file():
@@ -150,7 +177,9 @@ def load(directory: Path, entry: dict | None, task: str) -> tuple[OnnxScorer | N
         data = path.read_bytes()
         actual = hashlib.sha256(data).hexdigest()
         if actual != entry.get("sha256"):
-            raise IntegrityError(f"sha256 mismatch for {path.name}: recorded {str(entry.get('sha256'))[:12]}…, found {actual[:12]}…")
+            raise IntegrityError(
+                f"sha256 mismatch for {path.name}: recorded {str(entry.get('sha256'))[:12]}…, found {actual[:12]}…"
+            )
         return session(data, task), ""
     except (IntegrityError, FastPathUnavailable, ImportError) as e:
         return None, f"fast path refused: {e}"

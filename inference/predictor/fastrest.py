@@ -40,8 +40,14 @@ class FastRest:
                 content_type = value
             elif key.startswith(b"inference-header"):  # V2 binary tensor extension: KServe's path
                 return await self.app(scope, receive, send)
-        if (not self.model.ready or length is None or not length.isdigit() or int(length) > self.max_body_bytes
-                or content_type is None or not content_type.startswith(b"application/json")):
+        if (
+            not self.model.ready
+            or length is None
+            or not length.isdigit()
+            or int(length) > self.max_body_bytes
+            or content_type is None
+            or not content_type.startswith(b"application/json")
+        ):
             return await self.app(scope, receive, send)
         chunks, more = [], True
         while more:
@@ -65,13 +71,25 @@ class FastRest:
         except Exception as e:  # the answer KServe's generic handler gives
             logging.getLogger("mlcycle").exception("prediction failed")
             status, out = 500, orjson.dumps({"error": f"{type(e).__name__} : {e}"})
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [_JSON, (b"content-length", str(len(out)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [_JSON, (b"content-length", str(len(out)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": out})
         if self.access_log:
             client = scope.get("client") or ("-", 0)
-            access.info('%s:%s - "POST %s HTTP/%s" %d %.3fms', client[0], client[1], scope["path"], scope.get("http_version"),
-                        status, (time.perf_counter() - start) * 1000)
+            access.info(
+                '%s:%s - "POST %s HTTP/%s" %d %.3fms',
+                client[0],
+                client[1],
+                scope["path"],
+                scope.get("http_version"),
+                status,
+                (time.perf_counter() - start) * 1000,
+            )
 
 
 def _replay(body: bytes, receive):
@@ -97,14 +115,20 @@ def _parse(body: bytes, v2: bool, model_name: str):
         return None
     if not v2:
         return doc
-    if not set(doc) <= {"id", "inputs"} or not isinstance(doc.get("inputs"), list) or not isinstance(doc.get("id", ""), str):
+    if (
+        not set(doc) <= {"id", "inputs"}
+        or not isinstance(doc.get("inputs"), list)
+        or not isinstance(doc.get("id", ""), str)
+    ):
         return None
     inputs = []
     for item in doc["inputs"]:
         if not isinstance(item, dict) or not set(item) <= {"name", "shape", "datatype", "data"}:
             return None
         name, shape, datatype, data = item.get("name"), item.get("shape"), item.get("datatype"), item.get("data")
-        if not (isinstance(name, str) and isinstance(datatype, str) and isinstance(shape, list) and isinstance(data, list)):
+        if not (
+            isinstance(name, str) and isinstance(datatype, str) and isinstance(shape, list) and isinstance(data, list)
+        ):
             return None
         if not all(type(d) is int for d in shape) or not _flat_scalars(data) or datatype == "FP16":
             return None
@@ -123,10 +147,20 @@ def _v2_json(response) -> dict:
     """KServe's REST answer for an InferResponse: ``InferenceResponse.model_validate(response.to_rest())`` as JSON."""
     rest, _ = response.to_rest()
     return {
-        "model_name": rest["model_name"], "model_version": rest.get("model_version"), "id": rest["id"],
+        "model_name": rest["model_name"],
+        "model_version": rest.get("model_version"),
+        "id": rest["id"],
         "parameters": rest.get("parameters"),
-        "outputs": [{"name": o["name"], "shape": o["shape"], "datatype": o["datatype"], "parameters": o.get("parameters"),
-                     "data": o["data"]} for o in rest["outputs"]],
+        "outputs": [
+            {
+                "name": o["name"],
+                "shape": o["shape"],
+                "datatype": o["datatype"],
+                "parameters": o.get("parameters"),
+                "data": o["data"],
+            }
+            for o in rest["outputs"]
+        ],
     }
 
 

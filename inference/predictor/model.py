@@ -133,7 +133,8 @@ class MlcycleModel(kserve.Model):
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         m = self._metrics
-        inline = _rows(payload) <= self.inline_rows
+        # An injected delay stands for a slow model: that one must stay off the event loop.
+        inline = _rows(payload) <= self.inline_rows and not self.fault_delay_ms
         try:
             batch = self.codec.decode(payload) if inline else await loop.run_in_executor(self.pool, self.codec.decode, payload)
         except InvalidInput:

@@ -40,7 +40,9 @@ def test_a_family_without_converter_gets_no_fast_path_and_says_why(model_dirs, s
     assert not (tmp_path / fastpath.FAST_FILE).exists()
 
 
-def test_a_booster_the_converter_cannot_handle_is_refused_with_the_converters_reason(xgb_bundle, splits, contract, tmp_path):
+def test_a_booster_the_converter_cannot_handle_is_refused_with_the_converters_reason(
+    xgb_bundle, splits, contract, tmp_path
+):
     """A linear booster (gblinear): a real XGBoost model that onnxmltools cannot convert."""
     import xgboost as xgb
 
@@ -48,8 +50,12 @@ def test_a_booster_the_converter_cannot_handle_is_refused_with_the_converters_re
 
     train, _, test = splits
     y = encode_labels(train[contract.label].to_numpy(), contract)
-    linear = xgb.train({"objective": "binary:logistic", "booster": "gblinear"}, xgb.DMatrix(xgb_bundle.transform(train), label=y), 5)
-    bundle = ModelBundle("xgboost", "classification", xgb_bundle.features, xgb_bundle.preprocessor, linear, xgb_bundle.classes)
+    linear = xgb.train(
+        {"objective": "binary:logistic", "booster": "gblinear"}, xgb.DMatrix(xgb_bundle.transform(train), label=y), 5
+    )
+    bundle = ModelBundle(
+        "xgboost", "classification", xgb_bundle.features, xgb_bundle.preprocessor, linear, xgb_bundle.classes
+    )
     entry = fastpath.build(bundle, test, tmp_path)
     assert entry["status"] == "absent" and "cannot convert" in entry["reason"]
     assert not (tmp_path / fastpath.FAST_FILE).exists()
