@@ -29,7 +29,7 @@ def timed(fn, reps=3000) -> float:
 def main() -> None:
     import pandas as pd
 
-    from inference.predictor.fastrest import _parse, _v2_json
+    from inference.predictor.fastrest import _parse
     from inference.predictor.model import MlcycleModel
 
     version = Path(sys.argv[1])
@@ -44,8 +44,13 @@ def main() -> None:
     batch = model.codec.decode(req)
     x = model.fast.transform(batch.columns, 1)
     scores, labels = model.score_batch(batch)
-    resp = model.codec.encode_v2(req, "fraud", scores, labels, model.bundle.classes, model.version)
     loop = asyncio.new_event_loop()
+
+    def whole():
+        r = _parse(body, True, "fraud")
+        s, lab = loop.run_until_complete(model.score(r))
+        return orjson.dumps(model.codec.encode_v2_rest(r.id, "fraud", s, lab, model.bundle.classes, model.version))
+
     out = {
         "scoring_path": model.scoring_path,
         "json_parse_and_request": timed(lambda: _parse(body, True, "fraud")),
@@ -55,11 +60,12 @@ def main() -> None:
         "native_model_call": timed(lambda: model.bundle.score_matrix(x)),
         "prometheus_updates": timed(lambda: (model._metrics.ok.inc(), model._metrics.latency.observe(0.001),
                                              model._record(scores, labels))),
-        "encode_v2_and_json": timed(lambda: orjson.dumps(_v2_json(model.codec.encode_v2(req, "fraud", scores, labels,
-                                                                                       model.bundle.classes, model.version)))),
-        "whole_predict_in_process": timed(lambda: loop.run_until_complete(model.predict(_parse(body, True, "fraud"))), 2000),
+        "encode_v2_json": timed(lambda: orjson.dumps(model.codec.encode_v2_rest(req.id, "fraud", scores, labels,
+                                                                               model.bundle.classes, model.version))),
+        "kserve_encode_v2_to_rest": timed(lambda: model.codec.encode_v2(req, "fraud", scores, labels, model.bundle.classes,
+                                                                        model.version).to_rest()),
+        "whole_request_in_process": timed(lambda: whole(), 2000),
     }
-    del resp
     print(json.dumps(out, indent=2))
 
 

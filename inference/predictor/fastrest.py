@@ -38,15 +38,14 @@ class FastRest:
                 length = value
             elif key == b"content-type":
                 content_type = value
-            elif key.startswith(b"inference-header"):  # V2 binary tensor extension: KServe's path
+            elif key.startswith((b"inference-header", b"ce-")):  # V2 binary tensors, binary CloudEvents: KServe's path
                 return await self.app(scope, receive, send)
         if (
             not self.model.ready
             or length is None
             or not length.isdigit()
             or int(length) > self.max_body_bytes
-            or content_type is None
-            or not content_type.startswith(b"application/json")
+            or content_type != b"application/json"  # KServe treats "application/json; charset=…" as not JSON
         ):
             return await self.app(scope, receive, send)
         chunks, more = [], True
@@ -62,8 +61,13 @@ class FastRest:
         if payload is None:
             return await self.app(scope, _replay(body, receive), send)
         try:
-            result = await self.model.predict(payload)
-            status, out = 200, orjson.dumps(result if isinstance(result, dict) else _v2_json(result))
+            if isinstance(payload, dict):
+                status, out = 200, orjson.dumps(await self.model.predict(payload))
+            else:
+                m = self.model
+                scores, labels = await m.score(payload)
+                out = orjson.dumps(m.codec.encode_v2_rest(payload.id, m.name, scores, labels, m.bundle.classes, m.version))
+                status = 200
         except InvalidInput as e:
             status, out = 400, orjson.dumps({"error": str(e)})
         except InferenceError as e:
@@ -113,8 +117,9 @@ def _parse(body: bytes, v2: bool, model_name: str):
         return None
     if not isinstance(doc, dict):
         return None
-    if not v2:
-        return doc
+    if not v2:  # KServe's own checks and messages for anything but one list of instances/inputs, no CloudEvent
+        keys = [k for k in ("instances", "inputs") if k in doc]
+        return doc if len(keys) == 1 and isinstance(doc[keys[0]], list) and "specversion" not in doc else None
     if (
         not set(doc) <= {"id", "inputs"}
         or not isinstance(doc.get("inputs"), list)
@@ -141,27 +146,6 @@ def _flat_scalars(data: list) -> bool:
     kinds = {type(v) for v in data}
     kinds.discard(type(None))
     return kinds <= {int, float} or kinds == {str}
-
-
-def _v2_json(response) -> dict:
-    """KServe's REST answer for an InferResponse: ``InferenceResponse.model_validate(response.to_rest())`` as JSON."""
-    rest, _ = response.to_rest()
-    return {
-        "model_name": rest["model_name"],
-        "model_version": rest.get("model_version"),
-        "id": rest["id"],
-        "parameters": rest.get("parameters"),
-        "outputs": [
-            {
-                "name": o["name"],
-                "shape": o["shape"],
-                "datatype": o["datatype"],
-                "parameters": o.get("parameters"),
-                "data": o["data"],
-            }
-            for o in rest["outputs"]
-        ],
-    }
 
 
 def install(app, model, max_body_bytes: int, access_log: bool = False) -> None:

@@ -130,6 +130,13 @@ class MlcycleModel(kserve.Model):
         m.observe_scores(observe[:1000])
 
     async def predict(self, payload, headers=None, response_headers=None):
+        scores, labels = await self.score(payload)
+        if isinstance(payload, InferRequest):
+            return self.codec.encode_v2(payload, self.name, scores, labels, self.bundle.classes, self.version)
+        return self.codec.encode_v1(scores, labels, self.bundle.classes, self.version)
+
+    async def score(self, payload) -> tuple[np.ndarray, list]:
+        """Validate, score and record one request (V1 dict or V2 InferRequest); encoding is the caller's."""
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         m = self._metrics
@@ -154,9 +161,7 @@ class MlcycleModel(kserve.Model):
         self._record(scores, labels)
         if self.payload_logger is not None:
             self.payload_logger.log(payload.to_rest()[0] if isinstance(payload, InferRequest) else payload)
-        if isinstance(payload, InferRequest):
-            return self.codec.encode_v2(payload, self.name, scores, labels, self.bundle.classes, self.version)
-        return self.codec.encode_v1(scores, labels, self.bundle.classes, self.version)
+        return scores, labels
 
 
 class _Metrics:

@@ -8,7 +8,7 @@ from kserve.protocol.infer_type import InferRequest
 from kserve.protocol.rest.v2_datamodels import InferenceRequest, InferenceResponse
 
 from inference.predictor.codec import Codec
-from inference.predictor.fastrest import _parse, _v2_json
+from inference.predictor.fastrest import _parse
 
 pytestmark = pytest.mark.unit
 
@@ -26,13 +26,14 @@ def test_v2_response_json_is_byte_identical_to_kserves(contract, request_id):
     scores = np.array([[0.9, 0.1], [0.2, 0.8]])
     for labels, classes in (([0, 1], [0, 1]), (["no", "yes"], ["no", "yes"])):
         response = codec.encode_v2(request, "fraud", scores, labels, classes, "v1")
-        assert orjson.dumps(_v2_json(response)) == kserve_json(response)
+        ours = codec.encode_v2_rest(request.id, "fraud", scores, labels, classes, "v1")
+        assert orjson.dumps(ours) == kserve_json(response)
 
 
 def test_regression_response_json_is_byte_identical_to_kserves(contract):
     codec = Codec(contract.model_copy(update={"task": "regression"}))
     response = codec.encode_v2(InferRequest("m", []), "m", np.array([1.5, -2.0]), [], None, "v7")
-    assert orjson.dumps(_v2_json(response)) == kserve_json(response)
+    assert orjson.dumps(codec.encode_v2_rest(None, "m", np.array([1.5, -2.0]), [], None, "v7")) == kserve_json(response)
 
 
 def test_a_plain_v2_body_becomes_the_request_kserve_would_build():
@@ -57,3 +58,9 @@ def test_a_plain_v2_body_becomes_the_request_kserve_would_build():
 ])
 def test_anything_but_the_plain_case_goes_to_kserves_own_path(body):
     assert _parse(body, True, "fraud") is None
+
+
+@pytest.mark.parametrize("body", [b"[]", b'{"instances": {"a": 1}}', b'{"rows": []}', b'{"instances": [], "inputs": []}',
+                                  b'{"specversion": "1.0", "instances": [], "data": {}}'])
+def test_v1_bodies_kserve_checks_itself_go_to_kserve(body):
+    assert _parse(body, False, "fraud") is None
