@@ -404,37 +404,16 @@ def main() -> None:
         if grpc_100 is not None:
             targets[f"{prefix}_v2_grpc_100row"] = {"kind": "grpc", "url": grpc_target, "body": grpc_100}
 
-    http, grpc_port = free_port(), free_port()
-    serve(
-        "mlcycle",
-        [
-            sys.executable,
-            "-m",
-            "inference.predictor",
-            "--model_name",
-            "fraud",
-            "--storage_uri",
-            source,
-            "--http_port",
-            str(http),
-            "--grpc_port",
-            str(grpc_port),
-            "--enable_latency_logging",
-            "false",
-        ],
-        f"http://127.0.0.1:{http}/v2/models/fraud/ready",
-    )
-    add(
-        "mlcycle",
-        f"http://127.0.0.1:{http}",
-        f"127.0.0.1:{grpc_port}",
-        "fraud",
-        v2_body(one, contract),
-        v2_body(hundred, contract),
-        v1_body(one),
-        grpc_request("fraud", one, contract),
-        grpc_request("fraud", hundred, contract),
-    )
+    for workers in args.workers:  # workers=1 is "mlcycle"; more REST worker processes are "mlcycle_w<N>"
+        prefix = "mlcycle" if workers == 1 else f"mlcycle_w{workers}"
+        http, grpc_port = free_port(), free_port()
+        argv = [sys.executable, "-m", "inference.predictor", "--model_name", "fraud", "--storage_uri", source,
+                "--http_port", str(http), "--grpc_port", str(grpc_port), "--enable_latency_logging", "false",
+                "--workers", str(workers)]
+        serve(prefix, argv, f"http://127.0.0.1:{http}/v2/models/fraud/ready")
+        add(prefix, f"http://127.0.0.1:{http}", f"127.0.0.1:{grpc_port}", "fraud", v2_body(one, contract),
+            v2_body(hundred, contract), v1_body(one), grpc_request("fraud", one, contract),
+            grpc_request("fraud", hundred, contract))
     peers = {}
     if not args.no_peers:
         from mlcycle.fastprep import compile_preprocessor

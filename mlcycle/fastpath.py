@@ -37,6 +37,14 @@ class OnnxScorer:
     task: str
     input_name: str
     output: str
+    model_bytes: bytes = b""  # the verified ONNX model: a process that receives this scorer rebuilds its session
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "session": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.session = session(self.model_bytes, self.task).session
 
     def score_matrix(self, x: np.ndarray) -> np.ndarray:
         out = self.session.run([self.output], {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
@@ -84,7 +92,7 @@ def session(data: bytes, task: str) -> OnnxScorer:
     wanted = "probabilities" if task == "classification" else outputs[0]
     if wanted not in outputs:
         raise FastPathUnavailable(f"fast-path model has outputs {outputs}, expected '{wanted}'")
-    return OnnxScorer(sess, task, sess.get_inputs()[0].name, wanted)
+    return OnnxScorer(sess, task, sess.get_inputs()[0].name, wanted, data)
 
 
 def columns_of(frame, bundle) -> dict[str, np.ndarray]:

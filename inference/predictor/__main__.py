@@ -9,20 +9,13 @@ import logging
 import os
 
 import kserve
-from fastapi.exceptions import RequestValidationError
 from kserve import model_server
 
+from inference.predictor.fastrest import quiet_access_log
 from inference.predictor.model import MlcycleModel
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
-
-async def request_validation_handler(_, exc):
-    """FastAPI answers a malformed V2 body with 422 and pydantic internals; answer 400 with one readable line."""
-    from fastapi.responses import JSONResponse
-
-    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in exc.errors()[:5])
-    return JSONResponse({"error": f"invalid request body: {problems}"}, status_code=400)
 
 parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
 parser.add_argument("--storage_uri", default=os.environ.get("STORAGE_URI", "/mnt/models"), help="model version to serve")
@@ -48,19 +41,13 @@ def main() -> None:
     except Exception:
         logging.getLogger("mlcycle").exception("model load failed; refusing to serve %s", args.storage_uri)
         raise SystemExit(3)
-    from inference.predictor.limits import BodyLimitMiddleware
+    from inference.predictor.fastrest import configure_rest
     from kserve.model_server import app
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=args.max_body_bytes)
-    app.add_exception_handler(RequestValidationError, request_validation_handler)
-    if args.fast_rest:
-        from inference.predictor.fastrest import install
-
-        install(app, model, args.max_body_bytes, access_log=args.access_log)
+    model.rest_options = {"max_body_bytes": args.max_body_bytes, "fast_rest": args.fast_rest, "access_log": args.access_log}
+    configure_rest(app, model, **model.rest_options)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port)
-    if not args.access_log:  # uvicorn formats an access line only when its logger has handlers
-        access = logging.getLogger("uvicorn.access")
-        access.handlers, access.propagate = [], False
+    quiet_access_log(args.access_log)
     server.start([model])
 
 

@@ -152,3 +152,25 @@ def install(app, model, max_body_bytes: int, access_log: bool = False) -> None:
     """Put FastRest outermost on KServe's FastAPI ``app`` (Starlette builds the middleware stack on first use)."""
     build = app.build_middleware_stack
     app.build_middleware_stack = lambda: FastRest(build(), model, max_body_bytes, access_log)
+
+
+def configure_rest(app, model, max_body_bytes: int, fast_rest: bool = True, access_log: bool = False) -> None:
+    """mlcycle's additions to KServe's FastAPI ``app``: body limits, readable 400s, the lean front, access-log choice.
+
+    Called by ``__main__`` and again in every REST worker process ``--workers`` starts (MlcycleModel.__setstate__)."""
+    from fastapi.exceptions import RequestValidationError
+
+    from inference.predictor.limits import BodyLimitMiddleware, request_validation_handler
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_exception_handler(RequestValidationError, request_validation_handler)
+    if fast_rest:
+        install(app, model, max_body_bytes, access_log=access_log)
+    quiet_access_log(access_log)
+
+
+def quiet_access_log(access_log: bool) -> None:
+    """Uvicorn formats an access line per request only when its logger has handlers: none unless asked for."""
+    if not access_log:
+        logger = logging.getLogger("uvicorn.access")
+        logger.handlers, logger.propagate = [], False

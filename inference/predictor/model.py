@@ -60,6 +60,8 @@ class MlcycleModel(kserve.Model):
         self.ready = False
         self.pool = ThreadPoolExecutor(max_workers=scoring_threads, thread_name_prefix="score")
         self.payload_logger = None
+        self.payload_log_url = payload_log_url
+        self.rest_options: dict | None = None  # set by __main__ so REST worker processes configure their app alike
         if payload_log_url:
             from inference.predictor.payload_log import PayloadLogger
 
@@ -83,6 +85,27 @@ class MlcycleModel(kserve.Model):
         self._metrics = _Metrics(self.name, self.version)
         self.ready = True
         return self.ready
+
+    def __getstate__(self) -> dict:
+        """KServe's --workers starts REST worker processes (spawn) and pickles the model into each: an in-memory hand-over
+        between processes of this server, not a stored format. What cannot cross is rebuilt on the other side."""
+        return {**self.__dict__, "pool": None, "_metrics": None, "payload_logger": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
+        if self.payload_log_url:
+            from inference.predictor.payload_log import PayloadLogger
+
+            self.payload_logger = PayloadLogger(self.payload_log_url, self.name)
+        if self.ready:
+            SCORING_PATH.labels(self.name, self.version, self.scoring_path, self.fast_path_reason).set(1)
+            self._metrics = _Metrics(self.name, self.version)
+        if self.rest_options is not None:  # this process's FastAPI app is a fresh import: give it the same REST front
+            from inference.predictor.fastrest import configure_rest
+            from kserve.model_server import app
+
+            configure_rest(app, self, **self.rest_options)
 
     def get_input_types(self) -> list[dict]:
         if self.codec is None:
