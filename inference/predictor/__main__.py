@@ -24,6 +24,8 @@ parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY, help
 parser.add_argument("--payload_log_url", default=os.environ.get("MLCYCLE_PAYLOAD_LOG_URL"), help="embedded mode: forward requests as CloudEvents here")
 parser.add_argument("--inline_rows", type=int, default=1000,
                     help="score batches up to this many rows on the event loop (no thread hop); larger ones in a worker thread")
+parser.add_argument("--fast_path_max_rows", type=int, default=32,
+                    help="batches up to this many rows on the compiled fast path, larger ones on the native booster")
 parser.add_argument("--access_log", action=argparse.BooleanOptionalAction, default=False,
                     help="log one line per request (off by default: it costs more than scoring a row)")
 parser.add_argument("--fast_rest", action=argparse.BooleanOptionalAction, default=True,
@@ -35,7 +37,8 @@ parser.add_argument("--fault_error_rate", type=float, default=0.0, help="resilie
 def main() -> None:
     args, _ = parser.parse_known_args()
     model = MlcycleModel(args.model_name, args.storage_uri, args.max_batch_rows, args.payload_log_url, args.fault_delay_ms,
-                         fault_error_rate=args.fault_error_rate, inline_rows=args.inline_rows)
+                         fault_error_rate=args.fault_error_rate, inline_rows=args.inline_rows,
+                         fast_path_max_rows=args.fast_path_max_rows)
     try:
         model.load()
     except Exception:
