@@ -62,8 +62,8 @@ def main() -> None:
                                              model._record(scores, labels))),
         "encode_v2_json": timed(lambda: orjson.dumps(model.codec.encode_v2_rest(req.id, "fraud", scores, labels,
                                                                                model.bundle.classes, model.version))),
-        "kserve_encode_v2_to_rest": timed(lambda: model.codec.encode_v2(req, "fraud", scores, labels, model.bundle.classes,
-                                                                        model.version).to_rest()),
+        "kserve_encode_v2_to_rest": timed(
+            lambda: model.codec.encode_v2(req, "fraud", scores, labels, model.bundle.classes, model.version).to_rest()),
         "whole_request_in_process": timed(lambda: whole(), 2000),
     }
     print(json.dumps(out, indent=2))

@@ -245,7 +245,10 @@ def ghz(tools, target: str, request, concurrency: int, seconds: float) -> dict:
     r = json.loads(out.stdout)
     lat = {d["percentage"]: d["latency"] for d in r.get("latencyDistribution") or []}
     codes = r.get("statusCodeDistribution", {})
-    ok, canceled = codes.get("OK", 0), codes.get("Canceled", 0)  # ghz cancels the calls in flight when time is up
+    # When --duration is up ghz closes its connection under the calls in flight: "Canceled" or "Unavailable ... use of
+    # closed network connection" (at most one per concurrent stream). Those are not the server's errors.
+    ended = sum(n for msg, n in (r.get("errorDistribution") or {}).items() if "use of closed network connection" in msg)
+    ok, canceled = codes.get("OK", 0), codes.get("Canceled", 0) + ended
     return {
         "mode": "closed",
         "tool": "ghz",
@@ -270,7 +273,7 @@ def protoset(path: Path) -> Path:
 
 
 def tool(script: str, env: str) -> str | None:
-    """A load generator's binary: $ENV when it names an executable ('' or a missing path: none), else its ensure script."""
+    """A load generator's binary: $ENV when it names an executable ('' or a missing path: none), else its script."""
     if env in os.environ:
         return os.environ[env] if os.access(os.environ[env], os.X_OK) else None
     out = subprocess.run([str(ROOT / "scripts" / script)], capture_output=True, text=True)

@@ -7,7 +7,9 @@ CACHE_BIN="${MLCYCLE_CACHE:-$HOME/.cache/mlcycle}/bin"
 if [[ -n "${GHZ_BIN:-}" && -x "${GHZ_BIN}" ]]; then echo "$GHZ_BIN"; exit 0; fi
 if command -v ghz >/dev/null 2>&1; then command -v ghz; exit 0; fi
 if [[ -x "$CACHE_BIN/ghz" ]]; then echo "$CACHE_BIN/ghz"; exit 0; fi
-command -v go >/dev/null 2>&1 || { echo "ensure-ghz: no ghz binary and no Go toolchain to build one; set GHZ_BIN" >&2; exit 1; }
+if ! command -v go >/dev/null 2>&1; then
+  echo "ensure-ghz: no ghz binary and no Go toolchain to build one; set GHZ_BIN" >&2; exit 1
+fi
 mkdir -p "$CACHE_BIN"
 echo "ensure-ghz: building github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION (first time only)" >&2
 GOBIN="$CACHE_BIN" GOFLAGS="-buildvcs=false" go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION" >&2

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Print the path of an `mlserver` binary (MLServer 1.7.1 + mlserver-xgboost, the benchmark's peer) in its own venv:
-# it does not co-install with kserve. Order: $MLSERVER_BIN, the cache venv (~/.cache/mlcycle/mlserver-venv), else create it.
+# it does not co-install with kserve. Order: $MLSERVER_BIN, the cache venv (~/.cache/mlcycle/mlserver-venv),
+# else create it.
 set -euo pipefail
 VENV="${MLCYCLE_CACHE:-$HOME/.cache/mlcycle}/mlserver-venv"
 if [[ -n "${MLSERVER_BIN:-}" && -x "${MLSERVER_BIN}" ]]; then echo "$MLSERVER_BIN"; exit 0; fi

@@ -21,8 +21,9 @@ fi
 mkdir -p "$CACHE/bin" "$CACHE/lib"
 cp -a "$work"/root/usr/lib/*/libluajit* "$CACHE/lib/" 2>/dev/null || true
 if [[ "$missing" != 0 ]]; then
-  printf '#!/bin/sh\nLD_LIBRARY_PATH="%s/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s/bin/wrk.real" "$@"\n' "$CACHE" "$CACHE" \
-    > "$CACHE/bin/wrk"
+  launcher='#!/bin/sh\nLD_LIBRARY_PATH="%s/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s/bin/wrk.real" "$@"\n'
+  # shellcheck disable=SC2059
+  printf "$launcher" "$CACHE" "$CACHE" > "$CACHE/bin/wrk"
   cp "$work/root/usr/bin/wrk" "$CACHE/bin/wrk.real"
   chmod +x "$CACHE/bin/wrk"
 else

@@ -51,7 +51,7 @@ def stage_version(stage: Path, model_dir: Path, contract: DataContract, train: p
 def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evaluation: dict, decision: dict, registry: Registry,
              model_name: str, dataset_fingerprint: str, run_id: str, report_path: Path | None = None, auto_promote: bool = False,
              drift_dir: Path | None = None, test: pd.DataFrame | None = None) -> RegisterResult:
-    """``test``: the rows the compiled fast path is parity-checked on (mlcycle.fastpath); the training rows when absent."""
+    """``test``: the rows the compiled fast path is parity-checked on (mlcycle.fastpath); else the training rows."""
     if not decision.get("passed"):
         raise RegistryError(f"refusing to register {model_name}: the gate did not pass ({'; '.join(decision.get('reasons', []))})")
     bundle = json.loads((Path(model_dir) / BUNDLE_FILE).read_text())

@@ -23,13 +23,13 @@ parser.add_argument("--max_batch_rows", type=int, default=10_000, help="refuse l
 parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY, help="refuse larger REST bodies (413); gRPC uses --grpc_max_receive_message_length")
 parser.add_argument("--payload_log_url", default=os.environ.get("MLCYCLE_PAYLOAD_LOG_URL"), help="embedded mode: forward requests as CloudEvents here")
 parser.add_argument("--inline_rows", type=int, default=1000,
-                    help="score batches up to this many rows on the event loop (no thread hop); larger ones in a worker thread")
+                    help="score batches up to this many rows on the event loop (no thread hop); larger in a thread")
 parser.add_argument("--fast_path_max_rows", type=int, default=32,
                     help="batches up to this many rows on the compiled fast path, larger ones on the native booster")
 parser.add_argument("--access_log", action=argparse.BooleanOptionalAction, default=False,
                     help="log one line per request (off by default: it costs more than scoring a row)")
 parser.add_argument("--fast_rest", action=argparse.BooleanOptionalAction, default=True,
-                    help="answer plain JSON V1/V2 predict requests without FastAPI's per-request models (inference/predictor/fastrest.py)")
+                    help="answer plain JSON V1/V2 predict requests without FastAPI's per-request models (fastrest.py)")
 parser.add_argument("--fault_delay_ms", type=float, default=0.0, help="resilience testing only: sleep this long in every scoring call")
 parser.add_argument("--fault_error_rate", type=float, default=0.0, help="resilience testing only: fail this share of predictions with 500")
 
@@ -47,7 +47,8 @@ def main() -> None:
     from inference.predictor.fastrest import configure_rest
     from kserve.model_server import app
 
-    model.rest_options = {"max_body_bytes": args.max_body_bytes, "fast_rest": args.fast_rest, "access_log": args.access_log}
+    model.rest_options = {"max_body_bytes": args.max_body_bytes, "fast_rest": args.fast_rest,
+                          "access_log": args.access_log}
     configure_rest(app, model, **model.rest_options)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port)
     quiet_access_log(args.access_log)

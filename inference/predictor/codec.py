@@ -196,7 +196,8 @@ class Codec:
                              from_grpc=request.from_grpc)
 
 
-    def encode_v2_rest(self, request_id: str | None, model_name: str, scores: np.ndarray, labels, classes, version: str) -> dict:
+    def encode_v2_rest(self, request_id: str | None, model_name: str, scores: np.ndarray, labels, classes,
+                       version: str) -> dict:
         """The JSON body KServe's REST endpoint writes for ``encode_v2(...)``, built directly (the lean REST front)."""
         n = len(scores)
         if self.contract.task == "regression":

@@ -66,7 +66,8 @@ class FastRest:
             else:
                 m = self.model
                 scores, labels = await m.score(payload)
-                out = orjson.dumps(m.codec.encode_v2_rest(payload.id, m.name, scores, labels, m.bundle.classes, m.version))
+                body = m.codec.encode_v2_rest(payload.id, m.name, scores, labels, m.bundle.classes, m.version)
+                out = orjson.dumps(body)
                 status = 200
         except InvalidInput as e:
             status, out = 400, orjson.dumps({"error": str(e)})

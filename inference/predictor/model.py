@@ -34,8 +34,9 @@ REQUESTS = Counter("mlcycle_requests_total", "Predict requests by model version 
                    ["model", "version", "outcome"])
 LATENCY = Histogram("mlcycle_request_seconds", "Predict latency inside the model server, by model version", ["model", "version"],
                     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))
-SCORING_PATH = Gauge("mlcycle_scoring_path", "1 for the scoring path in use: fast (compiled ONNX) or native (the model's own "
-                     "library); reason says why the fast path is not used", ["model", "version", "path", "reason"])
+SCORING_PATH = Gauge("mlcycle_scoring_path", "1 for the scoring path in use: fast (compiled ONNX) or native "
+                     "(the model's own library); reason says why the fast path is not used",
+                     ["model", "version", "path", "reason"])
 log = logging.getLogger("mlcycle")
 
 
@@ -80,7 +81,8 @@ class MlcycleModel(kserve.Model):
         self.scorer, self.scoring_path = (onnx, "fast") if onnx is not None else (self.bundle, "native")
         SCORING_PATH.labels(self.name, self.version, self.scoring_path, self.fast_path_reason).set(1)
         if onnx is not None:
-            log.info("%s %s: scoring on the fast path (compiled ONNX, parity-checked at registration)", self.name, self.version)
+            log.info("%s %s: scoring on the fast path (compiled ONNX, parity-checked at registration)",
+                     self.name, self.version)
         else:
             log.warning("%s %s: scoring on the native model: %s", self.name, self.version, self.fast_path_reason)
         self._metrics = _Metrics(self.name, self.version)
@@ -88,8 +90,8 @@ class MlcycleModel(kserve.Model):
         return self.ready
 
     def __getstate__(self) -> dict:
-        """KServe's --workers starts REST worker processes (spawn) and pickles the model into each: an in-memory hand-over
-        between processes of this server, not a stored format. What cannot cross is rebuilt on the other side."""
+        """KServe's --workers starts REST worker processes (spawn) and pickles the model into each: an in-memory
+        hand-over between processes of this server, not a stored format. What cannot cross is rebuilt there."""
         return {**self.__dict__, "pool": None, "_metrics": None, "payload_logger": None}
 
     def __setstate__(self, state: dict) -> None:
@@ -170,7 +172,10 @@ class MlcycleModel(kserve.Model):
         # An injected delay stands for a slow model: that one must stay off the event loop.
         inline = _rows(payload) <= self.inline_rows and not self.fault_delay_ms
         try:
-            batch = self.codec.decode(payload) if inline else await loop.run_in_executor(self.pool, self.codec.decode, payload)
+            if inline:
+                batch = self.codec.decode(payload)
+            else:
+                batch = await loop.run_in_executor(self.pool, self.codec.decode, payload)
         except InvalidInput:
             INVALID.labels(self.name).inc()
             m.invalid.inc()
