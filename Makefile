@@ -94,6 +94,8 @@ lock:
 bench: setup
 	MINIO_BIN=$$(scripts/ensure-minio.sh) $(PY) bench/pipeline.py
 	MINIO_BIN=$$(scripts/ensure-minio.sh) $(PY) bench/registry.py
+	WRK_BIN=$$(scripts/ensure-wrk.sh) VEGETA_BIN=$$(scripts/ensure-vegeta.sh) GHZ_BIN=$$(scripts/ensure-ghz.sh) \
+	  UV=$(VENV)/bin/uv MLSERVER_BIN=$$(UV=$(VENV)/bin/uv scripts/ensure-mlserver.sh) $(PY) bench/serving.py
 
 clean:
 	rm -rf build .mlcycle .pytest_cache

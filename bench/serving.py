@@ -1,18 +1,20 @@
 """Benchmark: the predictor on the demo model (XGBoost), compared in the same run with
-(a) the floor — the fastest in-process call of the same model (NumPy preprocessing replay +
-    single-threaded ``inplace_predict``), and the booster alone;
-(b) a peer — MLServer with mlserver-xgboost serving the same booster (it takes the already
-    preprocessed matrix, so it does less work per request than mlcycle's predictor).
-Single-row and 100-row requests, V1/V2 REST and V2 gRPC: closed-loop throughput at fixed
-concurrency, and open-loop (constant arrival rate) latency measured from each request's scheduled
-send time, so coordinated omission cannot flatter p99. Also the drift detector's events/second.
-The load generator shares the 2 cores with the servers. Writes bench/results/serving.json.
+(a) the floor — the in-process call of the same model: NumPy preprocessing replay + the compiled fast path
+    (ONNX) and + single-threaded ``inplace_predict`` (native), and each part alone;
+(b) peers serving the same booster on the already preprocessed FP32 matrix (so they do less work per request
+    than mlcycle, which validates named features against the contract): a minimal kserve.Model doing what
+    KServe's xgbserver does (DMatrix + booster.predict, nthread=1; bench/xgbpeer.py) and MLServer 1.7.1 +
+    mlserver-xgboost in its own venv (scripts/ensure-mlserver.sh).
+Each server is pinned to one CPU (--server-cpu, default 0) and the load generators to another (--load-cpu,
+default 1): wrk (C, closed loop: c=1 and c=8 connections, one thread), vegeta (Go, open loop at a constant
+rate: 500/1000/2000 req/s, latency from each request's scheduled send time) and ghz (Go, gRPC, c=1 and c=8).
+1-row and 100-row requests, V1/V2 REST and V2 gRPC; the drift detector's events/second. Ratios over the better
+peer go into the JSON. Writes bench/results/serving.json.
 
-    python bench/serving.py [--mlserver /path/to/venv/bin/mlserver] [--seconds 5]
+    python bench/serving.py [--seconds 5] [--server-cpu 0 --load-cpu 1] [--mlserver PATH] [--no-peers]
 """
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -24,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from bench.common import write  # noqa: E402
 from mlcycle.process import free_port  # noqa: E402
@@ -39,47 +42,69 @@ def build_model(root: Path):
     from mlcycle.registry import open_registry
     from pipelines.direct import run_direct
 
-    run = run_direct(open_registry(root / "registry"), root / "run", families=["xgboost"], n_trials=0, model_name="fraud",
-                     auto_promote=True, drift_backend="scipy")
+    run = run_direct(
+        open_registry(root / "registry"),
+        root / "run",
+        families=["xgboost"],
+        n_trials=0,
+        model_name="fraud",
+        auto_promote=True,
+        drift_backend="scipy",
+    )
     (root / "model").symlink_to(run.model_dir)
     contract = DataContract.model_validate_json((root / "run" / "contract.json").read_text())
     test = pd.read_parquet(root / "run" / "test.parquet")
     return contract, test[contract.feature_names].dropna().reset_index(drop=True)
 
 
-def floor(model_dir: Path, rows) -> dict:
+def floor(model_dir: Path, version_dir: Path, rows) -> dict:
+    """In-process costs per call: preprocessing replay + model, native booster vs the compiled fast path."""
+    import json as _json
+
+    from mlcycle import fastpath
     from mlcycle.fastprep import compile_preprocessor
     from mlcycle.models import ModelBundle
 
     bundle = ModelBundle.load(model_dir, nthread=1)
     fast = compile_preprocessor(bundle.preprocessor)
-    out = {}
+    meta = _json.loads((version_dir / "metadata.json").read_text())
+    onnx, why = fastpath.load(version_dir, meta.get("fast_path"), bundle.task)
+    out = {"fast_path": meta.get("fast_path", {}).get("status"), "fast_path_reason": why}
     for n in (1, 100):
-        part = rows.head(n)
-        cols = {c: (part[c].to_numpy(dtype=float) if c in fast.numeric else part[c].to_numpy(dtype=object)) for c in bundle.features}
+        cols = fastpath.columns_of(rows.head(n), bundle)
         x = fast.transform(cols, n).astype(np.float32)
-
-        def full():
-            bundle.score_matrix(fast.transform(cols, n))
-
-        def booster():
-            bundle.estimator.inplace_predict(x)
-
-        for name, fn in (("model", full), ("booster_only", booster)):
+        calls = {
+            "native": lambda: bundle.score_matrix(fast.transform(cols, n)),
+            "booster_only": lambda: bundle.estimator.inplace_predict(x),
+            "replay_only": lambda: fast.transform(cols, n),
+        }
+        if onnx is not None:
+            calls.update(
+                fast=lambda: onnx.score_matrix(fast.transform(cols, n)), onnx_only=lambda: onnx.score_matrix(x)
+            )
+        for name, fn in calls.items():
             for _ in range(200):
                 fn()
             reps = 3000 if n == 1 else 500
-            start = time.perf_counter()
+            t0 = time.perf_counter()
             for _ in range(reps):
                 fn()
-            out[f"{name}_{n}row_us"] = round((time.perf_counter() - start) / reps * 1e6, 2)
-        out[f"model_{n}row_per_row_us"] = round(out[f"model_{n}row_us"] / n, 3)
+            out[f"{name}_{n}row_us"] = round((time.perf_counter() - t0) / reps * 1e6, 2)
+        best = min(out[f"native_{n}row_us"], out.get(f"fast_{n}row_us", float("inf")))  # the server picks per size
+        out[f"model_{n}row_us"] = best
+        out[f"model_{n}row_per_row_us"] = round(best / n, 3)
     return out
 
 
 def start(argv, url, env=None, cwd=None, log=None):
-    proc = subprocess.Popen(argv, stdout=open(log, "wb") if log else subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            start_new_session=True, env={**os.environ, **(env or {})}, cwd=cwd)
+    proc = subprocess.Popen(
+        argv,
+        stdout=open(log, "wb") if log else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
     wait_http_ok(url, 120, argv[0], proc)
     return proc
 
@@ -91,72 +116,168 @@ def stop(proc):
 
 
 # ----------------------------------------------------------------------------------- load generation
-async def closed_loop(send, concurrency: int, seconds: float) -> dict:
-    latencies, errors, stop_at = [], 0, time.perf_counter() + seconds
-
-    async def worker():
-        nonlocal errors
-        while time.perf_counter() < stop_at:
-            t0 = time.perf_counter()
-            ok = await send()
-            latencies.append(time.perf_counter() - t0)
-            errors += not ok
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
-    return summary(latencies, errors, elapsed, {"mode": "closed", "concurrency": concurrency})
-
-
-async def open_loop(send, rate: float, seconds: float) -> dict:
-    """Requests start at fixed times; latency counts from the scheduled time (no coordinated omission)."""
-    latencies, errors, tasks = [], 0, []
-    start = time.perf_counter()
-    n = int(rate * seconds)
-
-    async def one(at):
-        nonlocal errors
-        ok = await send()
-        latencies.append(time.perf_counter() - at)
-        errors += not ok
-
-    for i in range(n):
-        at = start + i / rate
-        delay = at - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(at)))
-    await asyncio.gather(*tasks)
-    return summary(latencies, errors, time.perf_counter() - start, {"mode": "open", "target_rps": rate})
+# Closed loop: wrk (C), one thread, c connections. Open loop: vegeta (Go) at a constant rate; its latency counts
+# from each request's scheduled send time. gRPC: ghz (Go) at c concurrent streams. Each pinned to LOAD_CPU.
+WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("WRK_BODY"), "rb"); wrk.body = f:read("*a"); f:close()
+for k, v in string.gmatch(os.getenv("WRK_HEADERS") or "", "([^:;]+):([^;]*)") do wrk.headers[k] = v end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests":%d,"duration_us":%d,"socket_errors":%d,"non2xx":%d,'
+    .. '"p50_us":%d,"p99_us":%d,"max_us":%d}\\n', summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
 
 
-def summary(latencies, errors, elapsed, extra) -> dict:
-    lat = np.asarray(latencies) * 1000
-    return {**extra, "requests": len(lat), "errors": errors, "rps": round(len(lat) / elapsed, 1),
-            "p50_ms": round(float(np.percentile(lat, 50)), 3) if len(lat) else None,
-            "p99_ms": round(float(np.percentile(lat, 99)), 3) if len(lat) else None}
+def pinned(cpu: str | None, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *argv] if cpu is not None and shutil.which("taskset") else argv
 
 
-def rest_sender(session, url, body):
-    payload = json.dumps(body).encode()
+def wrk(tools, url: str, body_file: Path, concurrency: int, seconds: float, headers: str = "") -> dict:
+    out = subprocess.run(
+        pinned(
+            tools["cpu"],
+            [
+                tools["wrk"],
+                "-t1",
+                f"-c{concurrency}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(tools["lua"]),
+                url,
+            ],
+        ),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WRK_BODY": str(body_file), "WRK_HEADERS": headers},
+        timeout=seconds + 60,
+    )
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed: {out.stdout[-500:]} {out.stderr[-500:]}")
+    r = json.loads(line[len("WRKJSON ") :])
+    return {
+        "mode": "closed",
+        "tool": "wrk",
+        "concurrency": concurrency,
+        "requests": r["requests"],
+        "errors": r["socket_errors"] + r["non2xx"],
+        "rps": round(r["requests"] / (r["duration_us"] / 1e6), 1),
+        "p50_ms": r["p50_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+        "max_ms": r["max_us"] / 1000,
+    }
 
-    async def send():
-        async with session.post(url, data=payload, headers={"content-type": "application/json"}) as r:
-            await r.read()
-            return r.status == 200
 
-    return send
+def vegeta(tools, url: str, body_file: Path, rate: int, seconds: float) -> dict:
+    targets = body_file.with_suffix(".targets")
+    targets.write_text(f"POST {url}\nContent-Type: application/json\n@{body_file}\n")
+    attack = subprocess.Popen(
+        pinned(
+            tools["cpu"],
+            [
+                tools["vegeta"],
+                "attack",
+                "-format=http",
+                f"-targets={targets}",
+                f"-rate={rate}/1s",
+                f"-duration={max(1, round(seconds))}s",
+                "-timeout=10s",
+                "-workers=16",
+                "-max-workers=1024",
+                "-keepalive=true",
+            ],
+        ),
+        stdout=subprocess.PIPE,
+    )
+    report = subprocess.run(
+        [tools["vegeta"], "report", "-type=json"], stdin=attack.stdout, capture_output=True, timeout=seconds + 60
+    )
+    attack.wait(30)
+    r = json.loads(report.stdout)
+    lat = r["latencies"]
+    ok = r["status_codes"].get("200", 0)
+    return {
+        "mode": "open",
+        "tool": "vegeta",
+        "target_rps": rate,
+        "requests": r["requests"],
+        "errors": r["requests"] - ok,
+        "rps": round(r["throughput"], 1),
+        "p50_ms": lat["50th"] / 1e6,
+        "p99_ms": lat["99th"] / 1e6,
+        "max_ms": lat["max"] / 1e6,
+    }
 
 
-def grpc_sender(stub, request):
-    async def send():
-        try:
-            await stub.ModelInfer(request, timeout=10)
-            return True
-        except Exception:
-            return False
+def ghz(tools, target: str, request, concurrency: int, seconds: float) -> dict:
+    """gRPC ModelInfer with ghz, from a protoset built from KServe's own descriptors and the binary request."""
+    work = Path(tools["dir"])
+    binary = work / f"grpc-{id(request)}.bin"
+    binary.write_bytes(request.SerializeToString())
+    out = subprocess.run(
+        pinned(
+            tools["cpu"],
+            [
+                tools["ghz"],
+                "--insecure",
+                f"--protoset={tools['protoset']}",
+                "--call=inference.GRPCInferenceService.ModelInfer",
+                f"--binary-file={binary}",
+                f"--concurrency={concurrency}",
+                f"--duration={max(1, round(seconds))}s",
+                "--connections=1",
+                "--format=json",
+                target,
+            ],
+        ),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    if out.returncode != 0 or not out.stdout.strip().startswith("{"):
+        raise RuntimeError(f"ghz failed: {out.stdout[-500:]} {out.stderr[-500:]}")
+    r = json.loads(out.stdout)
+    lat = {d["percentage"]: d["latency"] for d in r.get("latencyDistribution") or []}
+    codes = r.get("statusCodeDistribution", {})
+    # When --duration is up ghz closes its connection under the calls in flight: "Canceled" or "Unavailable ... use of
+    # closed network connection" (at most one per concurrent stream). Those are not the server's errors.
+    ended = sum(n for msg, n in (r.get("errorDistribution") or {}).items() if "use of closed network connection" in msg)
+    ok, canceled = codes.get("OK", 0), codes.get("Canceled", 0) + ended
+    return {
+        "mode": "closed",
+        "tool": "ghz",
+        "concurrency": concurrency,
+        "requests": r["count"],
+        "errors": r["count"] - ok - canceled,
+        "canceled_at_end": canceled,
+        "rps": round(r["rps"], 1),
+        "p50_ms": lat.get(50, 0) / 1e6,
+        "p99_ms": lat.get(99, 0) / 1e6,
+    }
 
-    return send
+
+def protoset(path: Path) -> Path:
+    from google.protobuf import descriptor_pb2
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+
+    fds = descriptor_pb2.FileDescriptorSet()
+    pb.DESCRIPTOR.CopyToProto(fds.file.add())
+    path.write_bytes(fds.SerializeToString())
+    return path
+
+
+def tool(script: str, env: str) -> str | None:
+    """A load generator's binary: $ENV when it names an executable ('' or a missing path: none), else its script."""
+    if env in os.environ:
+        return os.environ[env] if os.access(os.environ[env], os.X_OK) else None
+    out = subprocess.run([str(ROOT / "scripts" / script)], capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def v1_body(rows):
@@ -168,9 +289,13 @@ def v2_body(rows, contract):
     for spec in contract.features:
         col = rows[spec.name]
         if spec.kind == "numeric":
-            inputs.append({"name": spec.name, "shape": [len(rows)], "datatype": "FP64", "data": col.astype(float).tolist()})
+            inputs.append(
+                {"name": spec.name, "shape": [len(rows)], "datatype": "FP64", "data": col.astype(float).tolist()}
+            )
         else:
-            inputs.append({"name": spec.name, "shape": [len(rows)], "datatype": "BYTES", "data": col.astype(str).tolist()})
+            inputs.append(
+                {"name": spec.name, "shape": [len(rows)], "datatype": "BYTES", "data": col.astype(str).tolist()}
+            )
     return {"inputs": inputs}
 
 
@@ -193,44 +318,34 @@ def matrix_v2(model, x):
     return {"inputs": [{"name": "input-0", "shape": list(x.shape), "datatype": "FP32", "data": x.reshape(-1).tolist()}]}
 
 
-async def measure(targets: dict, seconds: float, rates: list[float]) -> dict:
-    import aiohttp
-    import grpc
-    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
-
+def measure(targets: dict, tools: dict, seconds: float, rates: list[int]) -> dict:
     results = {}
-    conn = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(connector=conn) as session:
-        for name, target in targets.items():
-            if target["kind"] == "rest":
-                send = rest_sender(session, target["url"], target["body"])
-            else:
-                channel = grpc.aio.insecure_channel(target["url"])
-                send = grpc_sender(pb_grpc.GRPCInferenceServiceStub(channel), target["body"])
-            await closed_loop(send, 4, 1.0)  # warm-up
-            runs = [await closed_loop(send, c, seconds) for c in (1, 8)]
+    for name, target in targets.items():
+        if target["kind"] == "rest":
+            body = Path(tools["dir"]) / f"{name}.json"
+            body.write_bytes(json.dumps(target["body"]).encode())
+            wrk(tools, target["url"], body, 4, 1)  # warm-up
+            runs = [wrk(tools, target["url"], body, c, seconds) for c in (1, 8)]
             if target.get("open_loop"):
-                runs += [await open_loop(send, r, seconds) for r in rates]
-            results[name] = runs
-            print(name, json.dumps(runs), flush=True)
+                runs += [vegeta(tools, target["url"], body, r, seconds) for r in rates]
+        elif tools.get("ghz"):
+            ghz(tools, target["url"], target["body"], 4, 1)
+            runs = [ghz(tools, target["url"], target["body"], c, seconds) for c in (1, 8)]
+        else:
+            runs = [{"skipped": "no ghz binary (scripts/ensure-ghz.sh)"}]
+        results[name] = runs
+        print(name, json.dumps(runs), flush=True)
     return results
 
 
-async def drift_events(url: str, body: dict, seconds: float) -> dict:
-    import aiohttp
+def drift_events(tools, url: str, body: dict, seconds: float) -> dict:
+    import requests
 
-    headers = {"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "b", "ce-source": "bench",
-               "ce-type": "org.kubeflow.serving.inference.request"}
-    payload = json.dumps(body).encode()
-    async with aiohttp.ClientSession() as session:
-        async def send():
-            async with session.post(url + "/events", data=payload, headers=headers) as r:
-                await r.read()
-                return r.status == 202
-
-        run = await closed_loop(send, 8, seconds)
-        async with session.post(url + "/flush") as r:
-            status = await r.json()
+    path = Path(tools["dir"]) / "drift-events.json"
+    path.write_bytes(json.dumps(body).encode())
+    headers = "ce-specversion:1.0;ce-id:b;ce-source:bench;ce-type:org.kubeflow.serving.inference.request"
+    run = wrk(tools, url + "/events", path, 8, seconds, headers)
+    status = requests.post(url + "/flush", timeout=60).json()
     run["events_per_second"] = run["rps"]
     run["rows_per_event"] = len(body["instances"])
     run["processed"] = status["counts"]["processed"]
@@ -241,80 +356,231 @@ async def drift_events(url: str, body: dict, seconds: float) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--rates", type=float, nargs="+", default=[500, 1000, 2000])
-    p.add_argument("--mlserver", default=os.environ.get("MLSERVER_BIN", "/tmp/mlserver-venv/bin/mlserver"))
+    p.add_argument("--rates", type=int, nargs="+", default=[500, 1000, 2000])
+    p.add_argument("--server-cpu", default="0", help="CPU the servers are pinned to (taskset); 'none' to not pin")
+    p.add_argument("--load-cpu", default="1", help="CPU the load generators are pinned to")
+    p.add_argument("--mlserver", default=None, help="mlserver binary (default: scripts/ensure-mlserver.sh)")
+    p.add_argument("--no-peers", action="store_true", help="measure mlcycle only")
+    p.add_argument("--workers", type=int, nargs="+", default=[1],
+                   help="mlcycle REST worker processes (KServe's --workers) to measure; give --server-cpu as many CPUs")
     args = p.parse_args()
+    server_cpu = None if args.server_cpu == "none" else args.server_cpu
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    tools = {
+        "wrk": tool("ensure-wrk.sh", "WRK_BIN"),
+        "vegeta": tool("ensure-vegeta.sh", "VEGETA_BIN"),
+        "ghz": tool("ensure-ghz.sh", "GHZ_BIN"),
+        "cpu": None if args.load_cpu == "none" else args.load_cpu,
+        "dir": str(tmp),
+        "lua": tmp / "post.lua",
+        "protoset": protoset(tmp / "grpc_predict_v2.protoset"),
+    }
+    if not tools["wrk"] or not tools["vegeta"]:
+        raise SystemExit("bench/serving.py needs wrk and vegeta: scripts/ensure-wrk.sh, scripts/ensure-vegeta.sh")
+    tools["lua"].write_text(WRK_LUA)
     contract, rows = build_model(tmp)
-    result = {"floor": floor(tmp / "model", rows)}
+    registry_root = tmp / "registry" / "fraud"
+    aliases = json.loads((registry_root / "_aliases.json").read_text())
+    version_dir = registry_root / aliases["aliases"]["production"]
+    result = {"floor": floor(tmp / "model", version_dir, rows)}
     print("floor", result["floor"], flush=True)
     source = f"{tmp / 'registry'}#fraud@production"
-    http, grpc_port, drift_port = free_port(), free_port(), free_port()
     env = {"OMP_NUM_THREADS": "1"}
-    procs = [start([sys.executable, "-m", "inference.predictor", "--model_name", "fraud", "--storage_uri", source, "--http_port", str(http),
-                    "--grpc_port", str(grpc_port), "--enable_latency_logging", "false", "--configure_logging", "false"],
-                   f"http://127.0.0.1:{http}/v2/models/fraud/ready", env, log=tmp / "predictor.log")]
-    base = f"http://127.0.0.1:{http}"
+    procs, targets = [], {}
     one, hundred = rows.head(1), rows.head(100)
-    targets = {
-        "mlcycle_v2_rest_1row": {"kind": "rest", "url": f"{base}/v2/models/fraud/infer", "body": v2_body(one, contract), "open_loop": True},
-        "mlcycle_v1_rest_1row": {"kind": "rest", "url": f"{base}/v1/models/fraud:predict", "body": v1_body(one)},
-        "mlcycle_v2_grpc_1row": {"kind": "grpc", "url": f"127.0.0.1:{grpc_port}", "body": grpc_request("fraud", one, contract)},
-        "mlcycle_v2_rest_100row": {"kind": "rest", "url": f"{base}/v2/models/fraud/infer", "body": v2_body(hundred, contract)},
-        "mlcycle_v2_grpc_100row": {"kind": "grpc", "url": f"127.0.0.1:{grpc_port}", "body": grpc_request("fraud", hundred, contract)},
-    }
-    mlserver_note = "not run: no mlserver binary (pip install mlserver==1.7.1 mlserver-xgboost==1.7.1 into its own venv; it conflicts with kserve)"
-    if args.mlserver and Path(args.mlserver).exists():
+
+    def serve(name, argv, ready_url, grpc=None):
+        procs.append(start(pinned(server_cpu, argv), ready_url, env, log=tmp / f"{name}.log"))
+
+    def add(prefix, base, grpc_target, model, v2_1, v2_100, v1_1=None, grpc_1=None, grpc_100=None):
+        targets[f"{prefix}_v2_rest_1row"] = {
+            "kind": "rest",
+            "url": f"{base}/v2/models/{model}/infer",
+            "body": v2_1,
+            "open_loop": True,
+        }
+        if v1_1 is not None:
+            targets[f"{prefix}_v1_rest_1row"] = {
+                "kind": "rest",
+                "url": f"{base}/v1/models/{model}:predict",
+                "body": v1_1,
+            }
+        if grpc_1 is not None:
+            targets[f"{prefix}_v2_grpc_1row"] = {"kind": "grpc", "url": grpc_target, "body": grpc_1}
+        targets[f"{prefix}_v2_rest_100row"] = {"kind": "rest", "url": f"{base}/v2/models/{model}/infer", "body": v2_100}
+        if grpc_100 is not None:
+            targets[f"{prefix}_v2_grpc_100row"] = {"kind": "grpc", "url": grpc_target, "body": grpc_100}
+
+    for workers in args.workers:  # workers=1 is "mlcycle"; more REST worker processes are "mlcycle_w<N>"
+        prefix = "mlcycle" if workers == 1 else f"mlcycle_w{workers}"
+        http, grpc_port = free_port(), free_port()
+        argv = [sys.executable, "-m", "inference.predictor", "--model_name", "fraud", "--storage_uri", source,
+                "--http_port", str(http), "--grpc_port", str(grpc_port), "--enable_latency_logging", "false",
+                "--workers", str(workers)]
+        serve(prefix, argv, f"http://127.0.0.1:{http}/v2/models/fraud/ready")
+        add(prefix, f"http://127.0.0.1:{http}", f"127.0.0.1:{grpc_port}", "fraud", v2_body(one, contract),
+            v2_body(hundred, contract), v1_body(one), grpc_request("fraud", one, contract),
+            grpc_request("fraud", hundred, contract))
+    peers = {}
+    if not args.no_peers:
         from mlcycle.fastprep import compile_preprocessor
         from mlcycle.models import ModelBundle
 
         bundle = ModelBundle.load(tmp / "model")
         fast = compile_preprocessor(bundle.preprocessor)
-        ms_dir = tmp / "mlserver" / "fraud-xgb"
-        ms_dir.mkdir(parents=True)
-        shutil.copyfile(tmp / "model" / "estimator.ubj", ms_dir / "model.ubj")
-        (ms_dir / "model-settings.json").write_text(json.dumps({"name": "fraud-xgb", "implementation": "mlserver_xgboost.XGBoostModel",
-                                                               "parameters": {"uri": "./model.ubj"}}))
-        ms_http, ms_grpc = free_port(), free_port()
-        (tmp / "mlserver" / "settings.json").write_text(json.dumps({"http_port": ms_http, "grpc_port": ms_grpc, "metrics_port": free_port(),
-                                                                    "parallel_workers": 0, "host": "127.0.0.1"}))
-        procs.append(start([args.mlserver, "start", str(tmp / "mlserver")], f"http://127.0.0.1:{ms_http}/v2/models/fraud-xgb/ready", env,
-                           log=tmp / "mlserver.log"))
+        from mlcycle.fastpath import columns_of
 
         def matrix(part):
-            cols = {c: (part[c].to_numpy(dtype=float) if c in fast.numeric else part[c].to_numpy(dtype=object)) for c in bundle.features}
-            return fast.transform(cols, len(part)).astype(np.float32)
+            return fast.transform(columns_of(part, bundle), len(part)).astype(np.float32)
 
-        targets["mlserver_v2_rest_1row"] = {"kind": "rest", "url": f"http://127.0.0.1:{ms_http}/v2/models/fraud-xgb/infer",
-                                            "body": matrix_v2("fraud-xgb", matrix(one)), "open_loop": True}
-        targets["mlserver_v2_rest_100row"] = {"kind": "rest", "url": f"http://127.0.0.1:{ms_http}/v2/models/fraud-xgb/infer",
-                                              "body": matrix_v2("fraud-xgb", matrix(hundred))}
-        mlserver_note = "MLServer 1.7.1 + mlserver-xgboost serving the same booster on the preprocessed FP32 matrix (parallel_workers=0)"
+        m1, m100 = matrix(one), matrix(hundred)
+        ph, pg = free_port(), free_port()
+        serve(
+            "xgbpeer",
+            [
+                sys.executable,
+                str(ROOT / "bench" / "xgbpeer.py"),
+                "--model_name",
+                "xgb",
+                "--model_file",
+                str(tmp / "model" / "estimator.ubj"),
+                "--http_port",
+                str(ph),
+                "--grpc_port",
+                str(pg),
+                "--enable_latency_logging",
+                "false",
+            ],
+            f"http://127.0.0.1:{ph}/v2/models/xgb/ready",
+        )
+        add(
+            "xgbserver",
+            f"http://127.0.0.1:{ph}",
+            f"127.0.0.1:{pg}",
+            "xgb",
+            matrix_v2("xgb", m1),
+            matrix_v2("xgb", m100),
+            {"instances": m1.tolist()},
+        )
+        peers["xgbserver"] = (
+            "a minimal kserve.Model doing what KServe's xgbserver does (DMatrix + booster.predict, nthread=1)"
+        )
+        mlserver = args.mlserver or tool("ensure-mlserver.sh", "MLSERVER_BIN")
+        if mlserver and Path(mlserver).exists():
+            ms_dir = tmp / "mlserver" / "fraud-xgb"
+            ms_dir.mkdir(parents=True)
+            shutil.copyfile(tmp / "model" / "estimator.ubj", ms_dir / "model.ubj")
+            (ms_dir / "model-settings.json").write_text(
+                json.dumps(
+                    {
+                        "name": "fraud-xgb",
+                        "implementation": "mlserver_xgboost.XGBoostModel",
+                        "parameters": {"uri": "./model.ubj"},
+                    }
+                )
+            )
+            ms_http, ms_grpc = free_port(), free_port()
+            (tmp / "mlserver" / "settings.json").write_text(
+                json.dumps(
+                    {
+                        "http_port": ms_http,
+                        "grpc_port": ms_grpc,
+                        "metrics_port": free_port(),
+                        "parallel_workers": 0,
+                        "host": "127.0.0.1",
+                    }
+                )
+            )
+            serve(
+                "mlserver",
+                [mlserver, "start", str(tmp / "mlserver")],
+                f"http://127.0.0.1:{ms_http}/v2/models/fraud-xgb/ready",
+            )
+            add(
+                "mlserver",
+                f"http://127.0.0.1:{ms_http}",
+                f"127.0.0.1:{ms_grpc}",
+                "fraud-xgb",
+                matrix_v2("fraud-xgb", m1),
+                matrix_v2("fraud-xgb", m100),
+            )
+            peers["mlserver"] = (
+                "MLServer 1.7.1 + mlserver-xgboost, same booster, preprocessed FP32 matrix (parallel_workers=0)"
+            )
+        else:
+            peers["mlserver"] = "not run: no mlserver binary (scripts/ensure-mlserver.sh failed)"
     try:
-        result["servers"] = asyncio.run(measure(targets, args.seconds, args.rates))
+        result["servers"] = measure(targets, tools, args.seconds, args.rates)
     finally:
         for proc in procs:
             stop(proc)
-    drift = start([sys.executable, "-m", "inference.drift_detector", "--storage_uri", source, "--port", str(drift_port), "--backend", "scipy",
-                   "--window_size", "500", "--queue_size", "100000"], f"http://127.0.0.1:{drift_port}/healthz", env, log=tmp / "drift.log")
+    drift_port = free_port()
+    drift = start(
+        pinned(
+            server_cpu,
+            [
+                sys.executable,
+                "-m",
+                "inference.drift_detector",
+                "--storage_uri",
+                source,
+                "--port",
+                str(drift_port),
+                "--backend",
+                "scipy",
+                "--window_size",
+                "500",
+                "--queue_size",
+                "100000",
+            ],
+        ),
+        f"http://127.0.0.1:{drift_port}/healthz",
+        env,
+        log=tmp / "drift.log",
+    )
     try:
-        result["drift_detector"] = asyncio.run(drift_events(f"http://127.0.0.1:{drift_port}", v1_body(rows.head(10)), args.seconds))
+        result["drift_detector"] = drift_events(
+            tools, f"http://127.0.0.1:{drift_port}", v1_body(rows.head(10)), args.seconds
+        )
     finally:
         stop(drift)
-    f = result["floor"]
-    ratios = {}
-    for name, runs in result["servers"].items():
-        single = runs[0]  # closed loop, concurrency 1
-        rows_per_request = 100 if "100row" in name else 1
-        ratios[name] = {
-            "p50_over_floor": round(single["p50_ms"] * 1000 / f[f"model_{rows_per_request}row_us"], 1),
-            "per_row_us": round(single["p50_ms"] * 1000 / rows_per_request, 2),
-            "per_row_over_floor_per_row": round(single["p50_ms"] * 1000 / rows_per_request / f[f"model_{rows_per_request}row_per_row_us"], 1),
-            "throughput_c8_rps": runs[1]["rps"],
-        }
-    result["ratios"] = ratios
-    result["peer"] = mlserver_note
+    result["ratios"] = ratios(result["servers"], result["floor"])
+    result["peers"] = peers
+    result["pinning"] = {"server_cpu": server_cpu, "load_cpu": tools["cpu"]}
     write("serving", {"description": __doc__.strip().splitlines()[0], "seconds_per_run": args.seconds, **result})
+
+
+def ratios(servers: dict, floor_: dict) -> dict:
+    """mlcycle over the better peer per case (c=8 throughput, p99 beside it), and c=1 p50 over the in-process floor."""
+    out = {}
+    for name, runs in servers.items():
+        if not name.startswith("mlcycle_") or "skipped" in runs[0]:
+            continue
+        case = name[len("mlcycle_") :]
+        mine = {r["concurrency"]: r for r in runs if r.get("mode") == "closed"}
+        peer_runs = {p: servers[f"{p}_{case}"] for p in ("xgbserver", "mlserver") if f"{p}_{case}" in servers}
+        c8 = {p: next(r for r in runs_ if r.get("concurrency") == 8) for p, runs_ in peer_runs.items()}
+        best = max(c8, key=lambda p: c8[p]["rps"]) if c8 else None
+        n = 100 if "100row" in case else 1
+        entry = {
+            "c8_rps": mine[8]["rps"],
+            "c8_p99_ms": mine[8]["p99_ms"],
+            "c1_p50_over_floor": round(mine[1]["p50_ms"] * 1000 / floor_[f"model_{n}row_us"], 1),
+        }
+        if best:
+            entry.update(
+                better_peer=best,
+                peer_c8_rps=c8[best]["rps"],
+                peer_c8_p99_ms=c8[best]["p99_ms"],
+                c8_rps_over_better_peer=round(mine[8]["rps"] / c8[best]["rps"], 2),
+            )
+        if "mlserver" in c8:
+            entry["c8_rps_over_mlserver"] = round(mine[8]["rps"] / c8["mlserver"]["rps"], 2)
+        out[case] = entry
+    rest, grpc = servers.get("mlcycle_v2_rest_1row"), servers.get("mlcycle_v2_grpc_1row")
+    if rest and grpc and "skipped" not in grpc[0]:
+        out["grpc_over_rest_1row_c8"] = round(grpc[1]["rps"] / rest[1]["rps"], 2)
+    return out
 
 
 if __name__ == "__main__":

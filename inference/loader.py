@@ -16,7 +16,8 @@ from mlcycle.schema import VersionFiles, read_version
 
 
 def materialize(source: str, workdir: Path | None = None) -> VersionFiles:
-    """A verified local copy of the version named by ``source``, with its parsed files."""
+    """A verified local copy of the version named by ``source``, with its parsed files (the optional fast-path
+    artifact is verified by ``mlcycle.fastpath.load``, which falls back to the native model)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="mlcycle-model-"))
     if "#" in source:
         registry_uri, ref = source.split("#", 1)

@@ -98,6 +98,13 @@ class VersionMetadata(_File, VersionInfo):
     model: str
     version: str
     created_at: str
+
+    @property
+    def optional_files(self) -> set[str]:
+        """Files a reader verifies itself and may do without: the compiled fast path (``mlcycle.fastpath.load``
+        checks its sha256 and falls back to the native model, reported, when it does not match)."""
+        name = (self.fast_path or {}).get("file")
+        return {name} if name else set()
     files: dict[str, FileEntry]
 
 
@@ -212,5 +219,6 @@ def read_version(directory: Path) -> VersionFiles:
     """The one reader of a version directory: parse ``metadata.json``, hash every file it lists once, parse the rest."""
     directory = Path(directory)
     metadata = _read(VersionMetadata, directory / METADATA_FILE)
-    verify_checksums(directory, {rel: entry.sha256 for rel, entry in metadata.files.items()})
+    optional = metadata.optional_files
+    verify_checksums(directory, {rel: entry.sha256 for rel, entry in metadata.files.items() if rel not in optional})
     return VersionFiles.verified(directory, metadata)

@@ -102,7 +102,8 @@ def run_direct(registry: Registry, workdir: Path, run_id: str = "direct", log: C
     build_detector(train_df, contract, w / "drift", backend=p["drift_backend"], p_val=p["drift_p_val"], seed=p["seed"])
     lap("build-detector")
     registered = register(w / "tuned", contract, train_df, evaluation, decision.as_dict(), registry, p["model_name"], fingerprint,
-                          run_id, w / "report.html", p["auto_promote"], w / "drift")
+                          run_id, w / "report.html", p["auto_promote"], w / "drift",
+                          test=test_df)
     lap("register")
     result.version, result.unchanged = registered.version, registered.unchanged
     return result

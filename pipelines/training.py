@@ -127,7 +127,8 @@ def training_pipeline(
         detector = build_detector(train=parts.outputs["train"], contract=checked.outputs["contract"], backend=drift_backend,
                                   p_val=drift_p_val, seed=seed)
         registered = register(model=tuned.outputs["model"], contract=checked.outputs["contract"], train=parts.outputs["train"],
-                              evaluation=evaluated.outputs["evaluation"], decision=gated.outputs["decision"],
+                              test=parts.outputs["test"], evaluation=evaluated.outputs["evaluation"],
+                              decision=gated.outputs["decision"],
                               report=evaluated.outputs["report"], drift_detector=detector.outputs["detector"], registry_uri=registry_uri, model_name=model_name,
                               dataset_fingerprint=data.outputs["Output"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                               auto_promote=auto_promote)

@@ -9,6 +9,7 @@ def register(
     model: Input[Model],
     contract: Input[Artifact],
     train: Input[Dataset],
+    test: Input[Dataset],
     evaluation: Input[Artifact],
     decision: Input[Artifact],
     report: Input[HTML],
@@ -26,6 +27,7 @@ def register(
         model: Model bundle that passed the gate.
         contract: Its data contract.
         train: Training rows (reference sample for drift detection).
+        test: Test rows: the compiled fast path is parity-checked on every one before it is stored.
         evaluation: Test evaluation.
         decision: The gate decision.
         report: Evaluation report, stored with the version.
@@ -51,7 +53,8 @@ def register(
 
     result = run(Path(model.path), DataContract.model_validate_json(Path(contract.path).read_text()), pd.read_parquet(train.path),
                  json.loads(Path(evaluation.path).read_text()), json.loads(Path(decision.path).read_text()), open_registry(registry_uri),
-                 model_name, dataset_fingerprint, run_id, Path(report.path), auto_promote, Path(drift_detector.path))
+                 model_name, dataset_fingerprint, run_id, Path(report.path), auto_promote, Path(drift_detector.path),
+                 test=pd.read_parquet(test.path))
     registered.metadata.update({"version": result.version, "uri": result.uri, "promoted": result.promoted, "unchanged": result.unchanged})
     if result.unchanged:
         print(f"unchanged: identical to production {result.uri} (same data fingerprint, code version and model); no new version")

@@ -12,6 +12,8 @@ import pandas as pd
 from mlcycle.drift import reference_sample
 from mlcycle.contract import DataContract
 from mlcycle.errors import RegistryError, VersionNotFound
+from mlcycle import fastpath
+from mlcycle.models import ModelBundle
 from mlcycle.provenance import code_version, library_versions
 from mlcycle.registry import Registry
 from mlcycle.schema import BundleSpec, Lineage, ModelFormat, VersionInfo, VersionMetadata, read_bundle
@@ -49,7 +51,8 @@ def stage_version(stage: Path, model_dir: Path, contract: DataContract, train: p
 
 def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evaluation: dict, decision: dict, registry: Registry,
              model_name: str, dataset_fingerprint: str, run_id: str, report_path: Path | None = None, auto_promote: bool = False,
-             drift_dir: Path | None = None) -> RegisterResult:
+             drift_dir: Path | None = None, test: pd.DataFrame | None = None) -> RegisterResult:
+    """``test``: the rows the compiled fast path is parity-checked on (mlcycle.fastpath); else the training rows."""
     if not decision.get("passed"):
         raise RegistryError(f"refusing to register {model_name}: the gate did not pass ({'; '.join(decision.get('reasons', []))})")
     bundle = read_bundle(Path(model_dir), verify=False)  # its files are hashed once, by the upload
@@ -68,6 +71,7 @@ def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evalu
         stage_version(stage, Path(model_dir), contract, train, report_path, evaluation, seed)
         if drift_dir is not None:
             shutil.copytree(drift_dir, stage / "drift")
+        fast_path = fastpath.build(ModelBundle.load(Path(model_dir), nthread=1), train if test is None else test, stage)
         metadata = VersionInfo(
             task=contract.task,
             family=bundle.family,
@@ -82,6 +86,7 @@ def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evalu
             lineage=Lineage(dataset_fingerprint=dataset_fingerprint, pipeline_run_id=run_id, code_version=code,
                             parent=decision.get("champion_version")),
             libraries=library_versions(),
+            fast_path={**fast_path, "checked_on": "train" if test is None else "test"},
         )
         version = registry.register(model_name, stage, metadata)
     registry.set_alias(model_name, "candidate", version, why="passed the gate")

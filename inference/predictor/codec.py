@@ -21,6 +21,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from mlcycle.contract import DataContract
 
+_NUMBER_TYPES = frozenset((int, float, type(None)))
 NUMERIC_V2 = {"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"}
 
 
@@ -113,8 +114,11 @@ class Codec:
             if kind == "numeric":
                 _check_numbers(name, inp)
             _check_integer_range(name, inp)
-            try:
-                values = inp.as_numpy()
+            try:  # FP64 JSON lists: exactly what as_numpy() does, without its per-input dtype dispatch
+                if inp.datatype == "FP64" and isinstance(inp.data, list):
+                    values = np.array(inp.data, dtype=np.float64).reshape(shape)
+                else:
+                    values = inp.as_numpy()
             except InvalidInput:
                 raise
             except (ValueError, TypeError, OverflowError) as e:
@@ -144,6 +148,8 @@ class Codec:
                         raise InvalidInput(f"feature '{name}' row {i}: expected a number, got {type(v).__name__} {_short(v)}")
                     else:
                         out[i] = v
+            if np.isfinite(out).all():  # the common case in one pass
+                return out
             if np.isinf(out).any():
                 raise InvalidInput(f"feature '{name}' row {int(np.flatnonzero(np.isinf(out))[0])}: infinity is not allowed")
             if name not in self.nullable and np.isnan(out).any():
@@ -190,10 +196,32 @@ class Codec:
                              from_grpc=request.from_grpc)
 
 
+    def encode_v2_rest(self, request_id: str | None, model_name: str, scores: np.ndarray, labels, classes,
+                       version: str) -> dict:
+        """The JSON body KServe's REST endpoint writes for ``encode_v2(...)``, built directly (the lean REST front)."""
+        n = len(scores)
+        if self.contract.task == "regression":
+            outputs = [{"name": "value", "shape": [n], "datatype": "FP64", "parameters": None,
+                        "data": scores.astype(np.float64).tolist()}]
+        else:
+            numeric = all(isinstance(c, int) for c in classes)
+            outputs = [
+                {"name": "label", "shape": [n], "datatype": "INT64" if numeric else "BYTES", "parameters": None,
+                 "data": [int(x) if numeric else str(x) for x in labels]},
+                {"name": "probabilities", "shape": [n, len(classes)], "datatype": "FP64",
+                 "parameters": {"classes": ",".join(map(str, classes))},
+                 "data": scores.astype(np.float64).reshape(-1).tolist()},
+            ]
+        return {"model_name": model_name, "model_version": version, "id": request_id or "", "parameters": None,
+                "outputs": outputs}
+
+
 def _check_numbers(name: str, inp) -> None:
     """V2 REST data for a numeric input holds JSON numbers (or null): not numeric strings such as "17.99", not
     booleans — the same rule as V1. (gRPC contents are typed by the protocol already.)"""
     if not isinstance(inp.data, list):
+        return
+    if all(type(v) in _NUMBER_TYPES for v in inp.data):  # flat numbers / nulls (bool is not in the set)
         return
     stack, index = [inp.data], 0
     while stack:

@@ -1,7 +1,11 @@
 """The mlcycle predictor: a KServe ``Model`` serving one verified model version over V1 and V2,
-REST and gRPC. Scoring runs in a worker thread so the event loop keeps answering health probes."""
+REST and gRPC. Batches up to ``inline_rows`` are scored on the event loop (the fast path scores a row in
+microseconds, less than a hop to a thread); larger ones in a worker thread so the loop keeps answering probes.
+The model runs on the compiled fast path (mlcycle.fastpath, ONNX) when the version has one that verifies, else
+on the native booster; which one, and why, is logged at start-up and exported as ``mlcycle_scoring_path``."""
 
 import asyncio
+import logging
 import random
 import time
 import uuid
@@ -11,10 +15,11 @@ import kserve
 import numpy as np
 from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferRequest
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from inference.loader import materialize
 from inference.predictor.codec import Codec
+from mlcycle import fastpath
 from mlcycle.fastprep import compile_preprocessor
 from mlcycle.models import ModelBundle
 
@@ -28,11 +33,16 @@ REQUESTS = Counter("mlcycle_requests_total", "Predict requests by model version 
                    ["model", "version", "outcome"])
 LATENCY = Histogram("mlcycle_request_seconds", "Predict latency inside the model server, by model version", ["model", "version"],
                     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))
+SCORING_PATH = Gauge("mlcycle_scoring_path", "1 for the scoring path in use: fast (compiled ONNX) or native "
+                     "(the model's own library); reason says why the fast path is not used",
+                     ["model", "version", "path", "reason"])
+log = logging.getLogger("mlcycle")
 
 
 class MlcycleModel(kserve.Model):
     def __init__(self, name: str, source: str, max_batch_rows: int = 10_000, payload_log_url: str | None = None,
-                 fault_delay_ms: float = 0.0, fault_error_rate: float = 0.0):
+                 fault_delay_ms: float = 0.0, fault_error_rate: float = 0.0, inline_rows: int = 1000,
+                 fast_path_max_rows: int = 32):
         super().__init__(name, return_response_headers=True)  # the request id goes back as x-request-id
         self.source = source
         self.max_batch_rows = max_batch_rows
@@ -43,9 +53,16 @@ class MlcycleModel(kserve.Model):
         self.bundle: ModelBundle | None = None
         self.codec: Codec | None = None
         self.fast = None
+        self.scorer = None  # what scores preprocessed rows: the fast path's OnnxScorer, else the bundle itself
+        self.scoring_path, self.fast_path_reason = "native", ""
+        self.inline_rows = inline_rows
+        self.fast_path_max_rows = fast_path_max_rows
+        self._metrics = None
         self.ready = False
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
         self.payload_logger = None
+        self.payload_log_url = payload_log_url
+        self.rest_options: dict | None = None  # set by __main__ so REST worker processes configure their app alike
         if payload_log_url:
             from inference.predictor.payload_log import PayloadLogger
 
@@ -59,8 +76,38 @@ class MlcycleModel(kserve.Model):
         self.codec = Codec(version.contract, self.max_batch_rows)
         self.fast = compile_preprocessor(self.bundle.preprocessor)
         self.version = version.metadata.version
+        onnx, self.fast_path_reason = fastpath.load(version.directory, version.metadata.fast_path, self.bundle.task)
+        self.scorer, self.scoring_path = (onnx, "fast") if onnx is not None else (self.bundle, "native")
+        SCORING_PATH.labels(self.name, self.version, self.scoring_path, self.fast_path_reason).set(1)
+        if onnx is not None:
+            log.info("%s %s: scoring on the fast path (compiled ONNX, parity-checked at registration)",
+                     self.name, self.version)
+        else:
+            log.warning("%s %s: scoring on the native model: %s", self.name, self.version, self.fast_path_reason)
+        self._metrics = _Metrics(self.name, self.version)
         self.ready = True
         return self.ready
+
+    def __getstate__(self) -> dict:
+        """KServe's --workers starts REST worker processes (spawn) and pickles the model into each: an in-memory
+        hand-over between processes of this server, not a stored format. What cannot cross is rebuilt there."""
+        return {**self.__dict__, "pool": None, "_metrics": None, "payload_logger": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
+        if self.payload_log_url:
+            from inference.predictor.payload_log import PayloadLogger
+
+            self.payload_logger = PayloadLogger(self.payload_log_url, self.name)
+        if self.ready:
+            SCORING_PATH.labels(self.name, self.version, self.scoring_path, self.fast_path_reason).set(1)
+            self._metrics = _Metrics(self.name, self.version)
+        if self.rest_options is not None:  # this process's FastAPI app is a fresh import: give it the same REST front
+            from inference.predictor.fastrest import configure_rest
+            from kserve.model_server import app
+
+            configure_rest(app, self, **self.rest_options)
 
     def get_input_types(self) -> list[dict]:
         if self.codec is None:
@@ -87,7 +134,10 @@ class MlcycleModel(kserve.Model):
             import pandas as pd
 
             x = self.bundle.preprocessor.transform(pd.DataFrame(batch.columns)[self.bundle.features])
-        scores = self.bundle.score_matrix(x)
+        # onnxruntime's tree ensemble: ~25 µs a row; XGBoost: ~500 µs a call + ~20 µs a row (README "Benchmarks").
+        # So the fast path up to the crossover, the native booster beyond (both held equal at registration).
+        scorer = self.scorer if batch.n <= self.fast_path_max_rows else self.bundle
+        scores = scorer.score_matrix(x)
         if self.bundle.task == "regression":
             return scores, []
         classes = self.bundle.classes
@@ -98,57 +148,105 @@ class MlcycleModel(kserve.Model):
         return scores, labels
 
     def _record(self, scores: np.ndarray, labels: list) -> None:
+        m = self._metrics
         if self.bundle.task == "regression":
             observe = scores
         else:
             observe = scores[:, 1] if scores.shape[1] == 2 else scores.max(axis=1)
             for label in set(labels):
-                PREDICTIONS.labels(self.name, self.version, str(label)).inc(labels.count(label))
-        hist = SCORES.labels(self.name, self.version)
-        for value in observe[:1000]:
-            hist.observe(float(value))
+                m.predicted(label).inc(labels.count(label))
+        m.observe_scores(observe[:1000])
 
     async def predict(self, payload, headers=None, response_headers=None):
-        loop = asyncio.get_running_loop()
         request_id = request_id_of(headers)
         if response_headers is not None:
             response_headers["x-request-id"] = request_id
-        start = time.perf_counter()
-        try:
-            batch = self.codec.decode(payload) if _small(payload) else await loop.run_in_executor(self.pool, self.codec.decode, payload)
-        except InvalidInput:
-            INVALID.labels(self.name).inc()
-            REQUESTS.labels(self.name, self.version, "invalid").inc()
-            raise
-        try:
-            scores, labels = await loop.run_in_executor(self.pool, self.score_batch, batch)
-        except Exception:
-            REQUESTS.labels(self.name, self.version, "error").inc()
-            raise
-        REQUESTS.labels(self.name, self.version, "ok").inc()
-        LATENCY.labels(self.name, self.version).observe(time.perf_counter() - start)
-        self._record(scores, labels)
+        scores, labels = await self.score(payload)
         if isinstance(payload, InferRequest):
             response = self.codec.encode_v2(payload, self.name, scores, labels, self.bundle.classes, self.version)
         else:
             response = self.codec.encode_v1(scores, labels, self.bundle.classes, self.version)
+        self.log_payload(payload, request_id, response)
+        return response
+
+    def log_payload(self, payload, request_id: str, response) -> None:
+        """Embedded mode: the request (and with MLCYCLE_PAYLOAD_LOG_MODE=all the response) to the payload log."""
         if self.payload_logger is not None:
             body = payload.to_rest()[0] if isinstance(payload, InferRequest) else payload
             self.payload_logger.log(body, request_id, response)
-        return response
+
+
+    async def score(self, payload) -> tuple[np.ndarray, list]:
+        """Validate, score and record one request (V1 dict or V2 InferRequest); encoding is the caller's."""
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        m = self._metrics
+        # An injected delay stands for a slow model: that one must stay off the event loop.
+        inline = _rows(payload) <= self.inline_rows and not self.fault_delay_ms
+        try:
+            if inline:
+                batch = self.codec.decode(payload)
+            else:
+                batch = await loop.run_in_executor(self.pool, self.codec.decode, payload)
+        except InvalidInput:
+            INVALID.labels(self.name).inc()
+            m.invalid.inc()
+            raise
+        try:
+            if inline:
+                scores, labels = self.score_batch(batch)
+            else:
+                scores, labels = await loop.run_in_executor(self.pool, self.score_batch, batch)
+        except Exception:
+            m.error.inc()
+            raise
+        m.ok.inc()
+        m.latency.observe(time.perf_counter() - start)
+        self._record(scores, labels)
+        return scores, labels
+
+
+class _Metrics:
+    """This version's metric children, looked up once (``labels()`` costs microseconds per call)."""
+
+    def __init__(self, model: str, version: str):
+        self.model, self.version = model, version
+        self.ok, self.invalid, self.error = (REQUESTS.labels(model, version, o) for o in ("ok", "invalid", "error"))
+        self.latency = LATENCY.labels(model, version)
+        self.scores = SCORES.labels(model, version)
+        self._predicted = {}
+        self._bounds = np.asarray(self.scores._upper_bounds) if hasattr(self.scores, "_upper_bounds") else None
+
+    def predicted(self, label):
+        child = self._predicted.get(label)
+        if child is None:
+            child = self._predicted[label] = PREDICTIONS.labels(self.model, self.version, str(label))
+        return child
+
+    def observe_scores(self, values: np.ndarray) -> None:
+        """Histogram.observe for every value, as one bucket count per bucket (same result, not one call per row)."""
+        if self._bounds is None or len(values) < 4:
+            for value in values:
+                self.scores.observe(float(value))
+            return
+        n = len(self._bounds)  # a NaN lands past the last bound: observe() counts it in no bucket, only in the sum
+        counts = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=n + 1)[:n]
+        for i in np.flatnonzero(counts):
+            self.scores._buckets[i].inc(int(counts[i]))
+        self.scores._sum.inc(float(np.sum(values)))
+
+
+def _rows(payload) -> int:
+    """Rows in a request, from its outer shape only (before validation; 0 when it cannot tell)."""
+    if isinstance(payload, dict):
+        rows = payload.get("instances", payload.get("inputs"))
+        return len(rows) if isinstance(rows, list) else 0
+    if isinstance(payload, InferRequest):
+        return max((inp.shape[0] if inp.shape else 0 for inp in (payload.inputs or [])), default=0)
+    return 0
 
 
 def request_id_of(headers) -> str:
     """The client's X-Request-Id, else its Ce-Id (KServe's logger adopts it as the event id), else a new one."""
     headers = headers or {}
     return headers.get("x-request-id") or headers.get("ce-id") or uuid.uuid4().hex
-
-
-def _small(payload) -> bool:
-    """Decode tiny requests inline (microseconds); larger ones off the event loop."""
-    if isinstance(payload, dict):
-        rows = payload.get("instances", payload.get("inputs"))
-        return isinstance(rows, list) and len(rows) <= 16
-    if isinstance(payload, InferRequest):
-        return all((inp.shape[0] if inp.shape else 0) <= 16 for inp in (payload.inputs or []))
-    return True

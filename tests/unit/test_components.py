@@ -68,12 +68,14 @@ def test_shims_chain_end_to_end(tmp_path):
     assert detector.metadata["reference_rows"] == 1800
 
     out = a(Model, "registered")
-    version = register.python_func(model=tuned, contract=contract, train=tr, evaluation=ev, decision=decision, report=html,
+    version = register.python_func(model=tuned, contract=contract, train=tr, test=te, evaluation=ev, decision=decision,
+                                   report=html,
                                    drift_detector=detector, registry_uri=reg, model_name="fraud", dataset_fingerprint=fp, run_id="r1", auto_promote=True, registered=out)
     registry = open_registry(reg)
     assert registry.resolve("fraud", "production") == version == out.metadata["version"]
     files = registry.describe("fraud", version)["files"]
     assert "report.html" in files and "drift/config.json" in files and "drift/reference.npy" in files
+    assert registry.describe("fraud", version)["fast_path"]["checked_on"] == "test"
     # The reference sample is drawn once, with the pipeline's seed: the registered one is the detector's.
     from mlcycle.drift import reference_sample
 

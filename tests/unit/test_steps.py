@@ -134,11 +134,15 @@ def test_register_writes_a_self_describing_version(splits, contract, model_dirs,
     train_df, _, test = splits
     reg = open_registry(tmp_path / "reg")
     decision = {"passed": True, "reasons": ["ok"], "champion_version": None}
-    result = register(model_dirs["xgboost"], contract, train_df, {"metrics": {"roc_auc": 0.9}}, decision, reg, "fraud", "a" * 64, "run-7")
+    result = register(model_dirs["xgboost"], contract, train_df, {"metrics": {"roc_auc": 0.9}}, decision, reg, "fraud",
+                      "a" * 64, "run-7", test=test)
     assert not result.promoted and reg.aliases("fraud")[0] == {"candidate": result.version}
     meta = reg.describe("fraud", "candidate")
     assert set(meta["files"]) == {"bundle.json", "preprocessor.skops", "estimator.ubj", "evaluation.json",
-                                  "reference.parquet"}
+                                  "reference.parquet", "fastpath.onnx"}
+    assert meta["fast_path"]["status"] == "ready" and meta["fast_path"]["checked_on"] == "test"
+    assert meta["fast_path"]["parity"]["rows"] == len(test)
+    assert meta["files"]["fastpath.onnx"]["sha256"] == meta["fast_path"]["sha256"]
     assert meta["format"] == {"preprocessor": "skops", "estimator": "xgboost-ubj"}
     assert meta["lineage"]["pipeline_run_id"] == "run-7" and meta["lineage"]["dataset_fingerprint"] == "a" * 64
     assert meta["lineage"]["code_version"] and meta["libraries"]["xgboost-cpu"]
