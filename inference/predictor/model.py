@@ -10,13 +10,14 @@ from pathlib import Path
 import kserve
 import numpy as np
 from kserve.errors import InferenceError, InvalidInput
+from kserve.logging import logger as log
 from kserve.protocol.infer_type import InferRequest
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from inference.loader import materialize
 from inference.predictor.codec import Codec
 from mlcycle.contract import DataContract
-from mlcycle.fastprep import compile_preprocessor
+from mlcycle.fastprep import try_compile
 from mlcycle.models import ModelBundle
 
 PREDICTIONS = Counter("mlcycle_predictions_total", "Rows scored, by predicted class", ["model", "version", "label"])
@@ -29,6 +30,8 @@ REQUESTS = Counter("mlcycle_requests_total", "Predict requests by model version 
                    ["model", "version", "outcome"])
 LATENCY = Histogram("mlcycle_request_seconds", "Predict latency inside the model server, by model version", ["model", "version"],
                     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))
+PREPROCESS_PATH = Gauge("mlcycle_preprocess_path", "1 on the preprocessing path in use: numpy (the fastprep replay) or "
+                        "sklearn (fallback: the replay cannot reproduce this preprocessor)", ["model", "version", "path"])
 
 
 class MlcycleModel(kserve.Model):
@@ -44,6 +47,7 @@ class MlcycleModel(kserve.Model):
         self.bundle: ModelBundle | None = None
         self.codec: Codec | None = None
         self.fast = None
+        self.preprocess_path, self.preprocess_why = "", ""
         self.ready = False
         self.pool = ThreadPoolExecutor(max_workers=scoring_threads, thread_name_prefix="score")
         self.payload_logger = None
@@ -58,10 +62,21 @@ class MlcycleModel(kserve.Model):
         directory, meta = materialize(self.source)
         self.bundle = ModelBundle.load(Path(directory))
         self.codec = Codec(DataContract.model_validate(meta["contract"]), self.max_batch_rows)
-        self.fast = compile_preprocessor(self.bundle.preprocessor)
+        self.fast, self.preprocess_why = try_compile(self.bundle.preprocessor)
         self.version = meta["version"]
+        self.preprocess_path = "numpy" if self.fast is not None else "sklearn"
+        for path in ("numpy", "sklearn"):
+            PREPROCESS_PATH.labels(self.name, self.version, path).set(1 if path == self.preprocess_path else 0)
         self.ready = True
         return self.ready
+
+    def start(self) -> None:
+        """Called by kserve's ModelServer once its logging is configured: say which preprocessing path serves."""
+        super().start()
+        if self.fast is None:
+            log.warning("preprocessing path: sklearn (fallback) for %s %s: %s", self.name, self.version, self.preprocess_why)
+        else:
+            log.info("preprocessing path: numpy (fastprep replay) for %s %s", self.name, self.version)
 
     def get_input_types(self) -> list[dict]:
         if self.codec is None:
@@ -87,7 +102,7 @@ class MlcycleModel(kserve.Model):
         else:
             import pandas as pd
 
-            x = self.bundle.preprocessor.transform(pd.DataFrame(batch.columns)[self.bundle.features])
+            x = self.bundle.transform(pd.DataFrame(batch.columns))
         scores = self.bundle.score_matrix(x)
         if self.bundle.task == "regression":
             return scores, []
