@@ -6,8 +6,22 @@
   (it has been under the Business Source License since 2024).
 
 Both also report PSI per feature (the seed documents' metric). Features are encoded the same way
-for both: numeric as float with missing values set to the reference median, categorical as the
-index of the training category (unknown or missing in one extra bucket).
+for both, with the model's own imputation semantics (``mlcycle.models.build_preprocessor``), so a
+window is tested on what the model sees:
+
+- numeric: float, a missing value replaced by the model imputer's fill value. ``build`` is given the
+  training split, the very rows the model's preprocessor is fitted on, and fits the same
+  preprocessor on them, so the fill values *are* the model's ``SimpleImputer.statistics_`` (the
+  training-split median), not the reference sample's median (tests/unit/test_drift_stats.py checks
+  them against a trained bundle's). A rise in missing values shows as mass at the fill value, the
+  way the model sees it.
+- categorical: the index of the training category; a missing value (None or NaN) its own bucket,
+  as the model imputes it to its own ``__missing__`` category; an unseen category another bucket
+  (all-zero to the model's one-hot encoder). Through the server, unseen categories never reach a
+  window: the predictor's codec refuses them, in the detector as in the predictor.
+
+Detectors saved before this (config ``medians``: reference-sample medians) still load and say so
+in ``fill_source``.
 """
 
 import json
@@ -39,29 +53,60 @@ class DriftReport:
         return asdict(self)
 
 
+MODEL_IMPUTER = "model imputer (fitted on the training split)"
+
+
+def imputer_fill(train: pd.DataFrame, contract: DataContract) -> dict[str, float]:
+    """The numeric fill values of the model's own preprocessing fitted on ``train``: its imputer's statistics."""
+    from mlcycle.fastprep import try_compile
+    from mlcycle.models import build_preprocessor, model_input
+
+    numeric = [c.name for c in contract.features if c.kind == "numeric"]
+    if not numeric:
+        return {}
+    fast, why = try_compile(build_preprocessor(contract).fit(model_input(train, contract.feature_names)))
+    if fast is None:
+        raise MlcycleError(f"cannot read the model preprocessing's fill values: {why}")
+    return {name: float(v) for name, v in zip(fast.numeric, fast.fill)}
+
+
 class Encoder:
-    def __init__(self, contract: DataContract, medians: dict[str, float]):
+    def __init__(self, contract: DataContract, fill: dict[str, float], fill_source: str = MODEL_IMPUTER):
         self.contract = contract
         self.features = contract.features
-        self.medians = medians
-        self.categorical = {i: len(c.categories or []) + 1 for i, c in enumerate(self.features) if c.kind == "categorical"}
+        self.fill, self.fill_source = fill, fill_source
+        # per categorical feature: training categories, then a missing bucket, then an unseen bucket
+        self.categorical = {i: len(c.categories or []) + 2
+                            for i, c in enumerate(self.features) if c.kind == "categorical"}
         self.codes = {c.name: {v: i for i, v in enumerate(c.categories or [])} for c in self.features if c.kind == "categorical"}
 
+    @property
+    def medians(self) -> dict[str, float]:  # the name before fill values came from the model's imputer
+        return self.fill
+
     @classmethod
-    def fit(cls, reference: pd.DataFrame, contract: DataContract) -> "Encoder":
-        medians = {c.name: float(pd.to_numeric(reference[c.name], errors="coerce").median()) for c in contract.features if c.kind == "numeric"}
-        return cls(contract, medians)
+    def fit(cls, train: pd.DataFrame, contract: DataContract) -> "Encoder":
+        return cls(contract, imputer_fill(train, contract))
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
-        out = np.empty((len(frame), len(self.features)), dtype=np.float64)
+        columns = {s.name: pd.to_numeric(frame[s.name], errors="coerce").to_numpy(dtype=np.float64)
+                   if s.kind == "numeric" else frame[s.name].to_numpy(dtype=object) for s in self.features}
+        return self.encode_columns(columns, len(frame))
+
+    def encode_columns(self, columns: dict[str, np.ndarray], n: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Encode column arrays (float64 numerics, object categoricals: what the predictor's codec decodes) into
+        ``out`` (n rows, one column per feature; allocated when not given)."""
+        out = np.empty((n, len(self.features)), dtype=np.float64) if out is None else out
         for j, spec in enumerate(self.features):
-            column = frame[spec.name]
+            values = columns[spec.name]
             if spec.kind == "numeric":
-                values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-                out[:, j] = np.where(np.isfinite(values), values, self.medians[spec.name])
+                values = np.asarray(values, dtype=np.float64)
+                out[:, j] = np.where(np.isfinite(values), values, self.fill[spec.name])
             else:
-                codes, other = self.codes[spec.name], len(self.codes[spec.name])
-                out[:, j] = [codes.get(v, other) if isinstance(v, str) else other for v in column.tolist()]
+                codes = self.codes[spec.name]
+                missing, unseen = len(codes), len(codes) + 1
+                out[:, j] = [codes.get(v, unseen) if isinstance(v, str) else missing if v is None or v != v else unseen
+                             for v in values]
         return out
 
 
@@ -85,7 +130,10 @@ class Backend:
         self.encoder, self.x_ref, self.p_val = encoder, x_ref, p_val
 
     def score(self, window: pd.DataFrame) -> DriftReport:
-        x = self.encoder.encode(window)
+        return self.score_matrix(self.encoder.encode(window))
+
+    def score_matrix(self, x: np.ndarray) -> DriftReport:
+        """Test an already-encoded window (``Encoder.encode_columns``)."""
         report = self._test(x)
         names = [f.name for f in self.encoder.features]
         report.psi = {n: round(psi(self.x_ref[:, j], x[:, j], j in self.encoder.categorical), 6) for j, n in enumerate(names)}
@@ -140,10 +188,17 @@ class AlibiBackend(Backend):
         return DriftReport(bool(data["is_drift"]), len(x), threshold, p_values, distances)
 
 
-def build(reference: pd.DataFrame, contract: DataContract, backend: str = "alibi", p_val: float = 0.05) -> Backend:
+def build(reference: pd.DataFrame, contract: DataContract, backend: str = "alibi", p_val: float = 0.05,
+          train: pd.DataFrame | None = None) -> Backend:
+    """A detector whose reference is ``reference``; fill values from the model's preprocessing fitted on ``train``
+    (the training split; without it, on ``reference`` itself, and ``fill_source`` says so)."""
     if backend not in BACKENDS:
         raise MlcycleError(f"unknown drift backend {backend!r}; choose {' or '.join(BACKENDS)}")
-    encoder = Encoder.fit(reference, contract)
+    if train is None:
+        encoder = Encoder(contract, imputer_fill(reference, contract),
+                          "model preprocessing fitted on the reference sample")
+    else:
+        encoder = Encoder(contract, imputer_fill(train, contract))
     x_ref = encoder.encode(reference)
     return (AlibiBackend if backend == "alibi" else ScipyBackend)(encoder, x_ref, p_val)
 
@@ -153,7 +208,8 @@ def save(detector: Backend, directory: Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     np.save(directory / "reference.npy", detector.x_ref, allow_pickle=False)
-    config = {"backend": detector.name, "p_val": detector.p_val, "medians": detector.encoder.medians}
+    config = {"backend": detector.name, "p_val": detector.p_val, "fill": detector.encoder.fill,
+              "fill_source": detector.encoder.fill_source, "categorical_buckets": "categories, missing, unseen"}
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     if isinstance(detector, AlibiBackend):
         from alibi_detect.saving import save_detector
@@ -165,7 +221,10 @@ def load(directory: Path, contract: DataContract, backend: str | None = None) ->
     """Load a saved detector; ``backend`` may override the saved one (the same reference serves both)."""
     directory = Path(directory)
     config = json.loads((directory / "config.json").read_text())
-    encoder = Encoder(contract, config["medians"])
+    if "fill" in config:
+        encoder = Encoder(contract, config["fill"], config.get("fill_source", MODEL_IMPUTER))
+    else:  # saved before fill values came from the model's imputer
+        encoder = Encoder(contract, config["medians"], "reference-sample median (detector saved by an older mlcycle)")
     x_ref = np.load(directory / "reference.npy", allow_pickle=False)
     chosen = backend or config["backend"]
     if chosen == "alibi":
