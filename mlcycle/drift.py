@@ -128,6 +128,29 @@ class Backend:
 
     def __init__(self, encoder: Encoder, x_ref: np.ndarray, p_val: float):
         self.encoder, self.x_ref, self.p_val = encoder, x_ref, p_val
+        self._psi_ref: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}  # per feature: bin edges, reference shares
+
+    def _psi(self, j: int, cur: np.ndarray) -> float:
+        """``psi(x_ref[:, j], cur)`` with the reference side (quantile edges, shares) computed once."""
+        if j not in self._psi_ref:
+            ref = self.x_ref[:, j]
+            if j in self.encoder.categorical:  # one bin per code; empty bins add exactly 0 to the sum
+                k = max(self.encoder.categorical[j], int(ref.max(initial=0)) + 1)
+                edges = np.arange(-0.5, k + 0.5)
+            else:
+                edges = np.unique(np.quantile(ref, np.linspace(0, 1, 11)))
+                if len(edges) >= 2:
+                    edges[0], edges[-1] = -np.inf, np.inf
+            shares = np.histogram(ref, edges)[0] / max(len(ref), 1) + PSI_EPS if len(edges) >= 2 else None
+            self._psi_ref[j] = None if shares is None else (edges, shares)
+        cached = self._psi_ref[j]
+        if cached is None:
+            return 0.0
+        edges, p = cached
+        if j in self.encoder.categorical and cur.max(initial=0) >= len(edges) - 1:
+            return psi(self.x_ref[:, j], cur, True)  # a code beyond the encoder's buckets (never from encode_columns)
+        q = np.histogram(cur, edges)[0] / max(len(cur), 1) + PSI_EPS
+        return float(np.sum((q - p) * np.log(q / p)))
 
     def score(self, window: pd.DataFrame) -> DriftReport:
         return self.score_matrix(self.encoder.encode(window))
@@ -136,7 +159,7 @@ class Backend:
         """Test an already-encoded window (``Encoder.encode_columns``)."""
         report = self._test(x)
         names = [f.name for f in self.encoder.features]
-        report.psi = {n: round(psi(self.x_ref[:, j], x[:, j], j in self.encoder.categorical), 6) for j, n in enumerate(names)}
+        report.psi = {n: round(self._psi(j, x[:, j]), 6) for j, n in enumerate(names)}
         report.backend = self.name
         return report
 
@@ -145,25 +168,56 @@ class Backend:
 
 
 class ScipyBackend(Backend):
+    """KS (``ks_2samp(mode="asymp")``, as alibi-detect calls it) and chi-squared (``chi2_contingency``) computed with
+    the same formulas as scipy, the reference side (sorted values, category counts) prepared once and the p-values
+    of all numeric features in one call: a window costs a fraction of the per-feature scipy calls (tests hold the
+    two to 1e-12)."""
+
     name = "scipy"
 
-    def _test(self, x: np.ndarray) -> DriftReport:
-        from scipy.stats import chi2_contingency, ks_2samp
+    def __init__(self, encoder: Encoder, x_ref: np.ndarray, p_val: float):
+        super().__init__(encoder, x_ref, p_val)
+        self._numeric = [j for j in range(x_ref.shape[1]) if j not in encoder.categorical]
+        self._ref_sorted = np.sort(x_ref[:, self._numeric], axis=0)
+        self._ref_counts = {j: np.bincount(x_ref[:, j].astype(int), minlength=k)
+                            for j, k in encoder.categorical.items()}
 
+    def _test(self, x: np.ndarray) -> DriftReport:
+        from scipy.special import chdtrc
+        from scipy.stats import kstwo
+
+        results: dict[int, tuple[float, float]] = {}
+        if self._numeric:
+            cur_sorted = np.sort(x[:, self._numeric], axis=0)
+            n1, n2 = len(self._ref_sorted), len(cur_sorted)
+            d = np.empty(len(self._numeric))
+            for i in range(len(self._numeric)):
+                ref, cur = self._ref_sorted[:, i], cur_sorted[:, i]
+                both = np.concatenate([ref, cur])
+                diffs = np.searchsorted(ref, both, side="right") / n1 - np.searchsorted(cur, both, side="right") / n2
+                d[i] = max(float(np.clip(-diffs.min(), 0, 1)), float(diffs.max()))
+            m, n = sorted([float(n1), float(n2)], reverse=True)
+            p = np.clip(kstwo.sf(d, np.round(m * n / (m + n))), 0, 1)
+            results.update({j: (float(d[i]), float(p[i])) for i, j in enumerate(self._numeric)})
+        for j, k in self.encoder.categorical.items():
+            ref_counts, cur_counts = self._ref_counts[j], np.bincount(x[:, j].astype(int), minlength=k)
+            size = max(len(ref_counts), len(cur_counts))
+            table = np.vstack([np.pad(ref_counts, (0, size - len(ref_counts))),
+                               np.pad(cur_counts, (0, size - len(cur_counts)))])
+            table = table[:, table.sum(axis=0) > 0].astype(np.float64)
+            if table.shape[1] < 2:
+                results[j] = (0.0, 1.0)
+                continue
+            expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+            dof = table.shape[1] - 1
+            if dof == 1:  # Yates' correction, as chi2_contingency applies it
+                diff = expected - table
+                table = table + np.minimum(0.5, np.abs(diff)) * np.sign(diff)
+            stat = float(np.sum((table - expected) ** 2 / expected))
+            results[j] = (stat, float(chdtrc(dof, stat)))
         p_values, distances = {}, {}
         for j, spec in enumerate(self.encoder.features):
-            ref, cur = self.x_ref[:, j], x[:, j]
-            if j in self.encoder.categorical:
-                k = self.encoder.categorical[j]
-                table = np.vstack([np.bincount(ref.astype(int), minlength=k), np.bincount(cur.astype(int), minlength=k)])
-                table = table[:, table.sum(axis=0) > 0]
-                if table.shape[1] < 2:
-                    p, d = 1.0, 0.0
-                else:
-                    d, p = chi2_contingency(table)[:2]
-            else:
-                d, p = ks_2samp(ref, cur, mode="asymp")  # as alibi-detect does
-            p_values[spec.name], distances[spec.name] = float(p), float(d)
+            distances[spec.name], p_values[spec.name] = results[j]
         threshold = self.p_val / len(p_values)  # Bonferroni
         return DriftReport(min(p_values.values()) < threshold, len(x), threshold, p_values, distances)
 
