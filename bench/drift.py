@@ -7,6 +7,7 @@ the detector is flushed and its counts read back: every accepted event must have
 Writes bench/results/drift.json.
 
     python bench/drift.py [--source REGISTRY#MODEL@ALIAS] [--seconds 10] [--concurrency 8] [--rows 10]
+                          [--label TEXT] [--append]
 """
 
 import argparse
@@ -87,6 +88,7 @@ def main() -> None:
     p.add_argument("--backend", default="scipy")
     p.add_argument("--label", default="", help="free text stored with the result (e.g. the commit measured)")
     p.add_argument("--no-write", action="store_true", help="print the result only")
+    p.add_argument("--append", action="store_true", help="keep the runs already in bench/results/drift.json")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-drift-"))
     source = args.source
@@ -115,8 +117,12 @@ def main() -> None:
     run["pinned"] = bool(pin)
     run["label"] = args.label
     print(json.dumps(run), flush=True)
-    if not args.no_write:
-        write("drift", {"description": __doc__.strip().splitlines()[0], "drift_detector": run})
+    if not args.no_write:  # runs accumulate (e.g. --label before / after on the same machine, back to back)
+        from bench.common import RESULTS
+
+        previous = RESULTS / "drift.json"
+        runs = json.loads(previous.read_text()).get("runs", []) if previous.exists() and args.append else []
+        write("drift", {"description": __doc__.strip().splitlines()[0], "drift_detector": run, "runs": runs + [run]})
 
 
 if __name__ == "__main__":

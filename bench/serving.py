@@ -217,25 +217,12 @@ async def measure(targets: dict, seconds: float, rates: list[float]) -> dict:
 
 
 async def drift_events(url: str, body: dict, seconds: float) -> dict:
-    import aiohttp
+    """The drift detector's events/s (bench/drift.py's load: binary CloudEvents, closed loop at concurrency 8)."""
+    from bench.drift import drift_events as run
 
-    headers = {"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "b", "ce-source": "bench",
-               "ce-type": "org.kubeflow.serving.inference.request"}
-    payload = json.dumps(body).encode()
-    async with aiohttp.ClientSession() as session:
-        async def send():
-            async with session.post(url + "/events", data=payload, headers=headers) as r:
-                await r.read()
-                return r.status == 202
-
-        run = await closed_loop(send, 8, seconds)
-        async with session.post(url + "/flush") as r:
-            status = await r.json()
-    run["events_per_second"] = run["rps"]
-    run["rows_per_event"] = len(body["instances"])
-    run["processed"] = status["counts"]["processed"]
-    run["dropped"] = status["counts"]["dropped"]
-    return run
+    result = await run(url, body, seconds, 8)
+    result["rps"] = result["events_per_second"]
+    return result
 
 
 def main() -> None:

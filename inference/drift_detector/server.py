@@ -136,6 +136,8 @@ class DriftService:
 
     # background -----------------------------------------------------------------------------
     def start(self) -> None:
+        log.info("drift windows of %d rows; numeric fill values from the %s", self.window_size,
+                 self.detector.encoder.fill_source)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._consume()), loop.create_task(self._tick())]
 
@@ -238,11 +240,13 @@ def create_app(service: DriftService) -> FastAPI:
     async def _stop():
         await service.stop()
 
-    @app.post("/")
-    @app.post("/events")
     async def events(request: Request):
         status, body = service.offer(dict(request.headers), await request.body())
         return JSONResponse(body, status_code=status)
+
+    # the hot path as plain Starlette routes: no FastAPI dependency solving or response-model step per event
+    app.add_route("/", events, methods=["POST"])
+    app.add_route("/events", events, methods=["POST"])
 
     @app.get("/status")
     async def status():
