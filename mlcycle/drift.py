@@ -263,7 +263,8 @@ def save(detector: Backend, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     np.save(directory / "reference.npy", detector.x_ref, allow_pickle=False)
     config = {"backend": detector.name, "p_val": detector.p_val, "fill": detector.encoder.fill,
-              "fill_source": detector.encoder.fill_source, "categorical_buckets": "categories, missing, unseen"}
+              "fill_source": detector.encoder.fill_source, "categorical_buckets": "categories, missing, unseen",
+              "medians": detector.encoder.fill}  # the same values under the old name, for detectors before "fill"
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     if isinstance(detector, AlibiBackend):
         from alibi_detect.saving import save_detector
