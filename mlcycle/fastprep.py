@@ -3,8 +3,11 @@
 ``ColumnTransformer.transform`` on a one-row DataFrame costs about a millisecond of pandas and
 validation overhead; the arithmetic is microseconds. ``FastPreprocessor`` reads the fitted
 parameters (imputer statistics, scaler mean/scale, one-hot categories) once and applies them to
-column arrays. ``compile_preprocessor`` returns None for any structure it does not recognise,
-and callers then fall back to scikit-learn; a parity test holds the two to 1e-9.
+column arrays. ``try_compile`` returns the replay only for the structure ``mlcycle.models.build_preprocessor``
+builds and only after the replay reproduced ``transform`` on probe rows; otherwise None and the reason, which
+callers report (the predictor logs it and sets ``mlcycle_preprocess_path{path="sklearn"}``) before falling back
+to scikit-learn. tests/unit/test_fastprep.py holds the two to 1e-9 on every model family, with missing values,
+None and unseen categories.
 """
 
 from dataclasses import dataclass
@@ -38,48 +41,114 @@ class FastPreprocessor:
             values = columns[name]
             for i in range(n):
                 value = values[i]
-                hit = lookup.get(self.cat_fill if value is None else value)
+                if value is None or (isinstance(value, float) and value != value):  # None or NaN: the imputer's fill
+                    value = self.cat_fill
+                hit = lookup.get(value)
                 if hit is not None:
                     out[i, offset + hit] = 1.0
             offset += len(lookup)
         return out
 
 
-def compile_preprocessor(ct) -> FastPreprocessor | None:
-    try:
-        from sklearn.impute import SimpleImputer
-        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+class Unsupported(Exception):
+    """The fitted preprocessor has a structure the replay does not reproduce; the message says which part."""
 
-        numeric, fill, mean, scale, categorical, categories, cat_fill = [], [], [], [], [], [], "__missing__"
-        order = []
-        for name, pipe, cols in ct.transformers_:
-            if name == "remainder":
-                continue
-            steps = dict(pipe.steps)
-            if name == "num":
-                imp, sc = steps["impute"], steps["scale"]
-                if not (isinstance(imp, SimpleImputer) and isinstance(sc, StandardScaler)):
-                    return None
-                numeric += list(cols)
-                fill += list(imp.statistics_)
-                mean += list(sc.mean_ if sc.with_mean else np.zeros(len(cols)))
-                scale += list(sc.scale_ if sc.with_std else np.ones(len(cols)))
-            elif name == "cat":
-                imp, oh = steps["impute"], steps["onehot"]
-                if not (isinstance(imp, SimpleImputer) and isinstance(oh, OneHotEncoder)) or oh.drop is not None:
-                    return None
-                if getattr(oh, "_infrequent_enabled", False):
-                    return None
-                cat_fill = imp.fill_value
-                categorical += list(cols)
-                categories += [{str(v): i for i, v in enumerate(cats)} for cats in oh.categories_]
-            else:
-                return None
-            order.append(name)
-        if order not in (["num", "cat"], ["num"], ["cat"]):
-            return None
-        width = len(numeric) + sum(len(c) for c in categories)
-        return FastPreprocessor(numeric, np.array(fill, dtype=float), np.array(mean, dtype=float), np.array(scale, dtype=float),
-                                categorical, categories, str(cat_fill), width)
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
+
+def compile_preprocessor(ct) -> FastPreprocessor | None:
+    """The replay of ``ct``, or None when it cannot be one (``try_compile`` says why)."""
+    return try_compile(ct)[0]
+
+
+def try_compile(ct) -> tuple[FastPreprocessor | None, str]:
+    """``(replay, "")`` or ``(None, reason)``. A replay is returned only after it reproduced ``ct.transform`` on
+    probe rows (fill values, missing values, every category, an unseen one) to 1e-9."""
+    try:
+        fast = _compile(ct)
+        _probe(fast, ct)
+        return fast, ""
+    except Unsupported as e:
+        return None, str(e)
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError) as e:
+        return None, f"{type(e).__name__}: {e}"
+
+
+def _compile(ct) -> FastPreprocessor:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    if not isinstance(ct, ColumnTransformer):
+        raise Unsupported(f"preprocessor is a {type(ct).__name__}, not a ColumnTransformer")
+    numeric, fill, mean, scale, categorical, categories, cat_fill = [], [], [], [], [], [], "__missing__"
+    order = []
+    for name, pipe, cols in ct.transformers_:
+        if name == "remainder":
+            if pipe != "drop" and len(cols):
+                raise Unsupported(f"remainder={pipe!r} passes {len(cols)} column(s) through")
+            continue
+        steps = [step for step, _ in getattr(pipe, "steps", [])]
+        if name == "num":
+            if steps != ["impute", "scale"]:
+                raise Unsupported(f"'num' steps are {steps}, not ['impute', 'scale']")
+            imp, sc = pipe.named_steps["impute"], pipe.named_steps["scale"]
+            if type(imp) is not SimpleImputer or type(sc) is not StandardScaler:
+                raise Unsupported(f"'num' is {type(imp).__name__} + {type(sc).__name__}, "
+                                  "not SimpleImputer + StandardScaler")
+            if imp.add_indicator or len(imp.statistics_) != len(cols) or np.isnan(imp.statistics_.astype(float)).any():
+                raise Unsupported("'num' imputer adds indicators or has no fill value for some column")
+            numeric += list(cols)
+            fill += list(imp.statistics_)
+            mean += list(sc.mean_ if sc.with_mean else np.zeros(len(cols)))
+            scale += list(sc.scale_ if sc.with_std else np.ones(len(cols)))
+        elif name == "cat":
+            if steps != ["impute", "onehot"]:
+                raise Unsupported(f"'cat' steps are {steps}, not ['impute', 'onehot']")
+            imp, oh = pipe.named_steps["impute"], pipe.named_steps["onehot"]
+            if type(imp) is not SimpleImputer or type(oh) is not OneHotEncoder:
+                raise Unsupported(f"'cat' is {type(imp).__name__} + {type(oh).__name__}, "
+                                  "not SimpleImputer + OneHotEncoder")
+            if imp.strategy != "constant" or imp.add_indicator:
+                raise Unsupported(f"'cat' imputer strategy {imp.strategy!r} "
+                                  f"(add_indicator={imp.add_indicator}), not 'constant'")
+            if oh.drop is not None or oh.handle_unknown != "ignore" or getattr(oh, "_infrequent_enabled", False):
+                raise Unsupported("'cat' one-hot encoder drops a category, refuses unknown ones "
+                                  "or groups infrequent ones")
+            cat_fill = imp.fill_value
+            categorical += list(cols)
+            if any(not isinstance(v, str) for cats in oh.categories_ for v in cats):
+                raise Unsupported("'cat' one-hot encoder has a non-string category (e.g. None learned as a value)")
+            categories += [{v: i for i, v in enumerate(cats)} for cats in oh.categories_]
+        else:
+            raise Unsupported(f"unknown transformer {name!r}")
+        order.append(name)
+    if order not in (["num", "cat"], ["num"], ["cat"]):
+        raise Unsupported(f"transformers {order}, not 'num' then 'cat'")
+    width = len(numeric) + sum(len(c) for c in categories)
+    return FastPreprocessor(numeric, np.array(fill, dtype=float), np.array(mean, dtype=float),
+                            np.array(scale, dtype=float), categorical, categories, str(cat_fill), width)
+
+
+def _probe(fast: FastPreprocessor, ct) -> None:
+    """Hold the replay to ``ct.transform`` on rows built from its own parameters; raise Unsupported if they differ."""
+    import pandas as pd
+
+    n = max([3] + [len(c) + 2 for c in fast.categories])
+    columns: dict[str, np.ndarray] = {}
+    for j, name in enumerate(fast.numeric):
+        base = fast.fill[j] + fast.scale[j] * np.arange(n, dtype=np.float64)
+        columns[name] = np.where(np.arange(n) == 1, np.nan, base)  # row 1: missing everywhere
+    for name, lookup in zip(fast.categorical, fast.categories):
+        values = np.empty(n, dtype=object)
+        cats = list(lookup) + ["__mlcycle_unseen__"]
+        for i in range(n):
+            values[i] = None if i == 1 else cats[i % len(cats)]
+        columns[name] = values
+    from mlcycle.models import model_input
+
+    names = list(ct.feature_names_in_)
+    frame = model_input(pd.DataFrame({name: columns.get(name, np.zeros(n)) for name in names}), names)
+    expected = np.asarray(ct.transform(frame), dtype=np.float64)
+    got = fast.transform(columns, n)
+    if expected.shape != got.shape or not np.allclose(got, expected, rtol=0, atol=1e-9):
+        raise Unsupported(f"replay differs from the fitted preprocessor on probe rows "
+                          f"(shape {got.shape} vs {expected.shape})")

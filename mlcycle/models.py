@@ -129,7 +129,21 @@ def encode_labels(y: np.ndarray, contract: DataContract) -> np.ndarray:
 
 
 def split_xy(frame: pd.DataFrame, contract: DataContract) -> tuple[pd.DataFrame, np.ndarray]:
-    return frame[contract.feature_names], frame[contract.label].to_numpy()
+    return model_input(frame, contract.feature_names), frame[contract.label].to_numpy()
+
+
+def model_input(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The feature columns as the preprocessor takes them: a missing string value is NaN, whether it came as None
+    (Parquet, JSON null, the codec) or NaN (CSV). SimpleImputer(missing_values=NaN) does not see None, which
+    OneHotEncoder would otherwise learn as a category of its own (and the fast replay would not)."""
+    x = frame[features]
+    fix = [c for c in features if not pd.api.types.is_numeric_dtype(x[c]) and x[c].isna().any()]
+    if not fix:
+        return x
+    x = x.copy()
+    for c in fix:
+        x[c] = x[c].astype(object).where(x[c].notna(), np.nan)
+    return x
 
 
 @dataclass
@@ -157,7 +171,7 @@ class ModelBundle:
                    effective_params(family, contract.task, params), {"seed": seed})
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.preprocessor.transform(frame[self.features])
+        return self.preprocessor.transform(model_input(frame, self.features))
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """Classification: probability of each class (n, k); regression: predictions (n,)."""

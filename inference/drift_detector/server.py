@@ -1,23 +1,30 @@
 """The drift detector service: CloudEvents in, windows of rows, detection off the request path,
 Prometheus metrics and a JSON status out, a retrain hook on sustained drift.
 
-The request handler only decodes the event and puts its rows on a bounded queue (overflow: 503 and
-a dropped-events counter, never a wait). One consumer task moves rows into the current window; a
-full or old-enough window is tested in a worker thread.
+The request handler only decodes the event with the predictor's codec (column arrays, no DataFrame)
+and puts the batch on a bounded queue (overflow: 503 and a dropped-events counter, never a wait);
+a refused event is answered 400 and counted by reason, and none of its rows reaches a window. One
+consumer task encodes batches into a preallocated window array (an event larger than the room left
+is split across windows, so every window has exactly ``window_size`` rows unless aged out or
+flushed). A full or old-enough window is handed to a single detection thread while the next one
+fills in a second buffer; the consumer waits only if that thread is still busy with the previous
+window, and then the queue absorbs the burst up to its limit.
 """
 
 import asyncio
 import logging
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
-import pandas as pd
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from inference.drift_detector.events import BadEvent, decode
-from mlcycle.drift import Backend
+from inference.drift_detector.events import REASONS, BadEvent, decode
+from inference.predictor.codec import Batch, Codec
+from mlcycle.drift import Backend, Encoder
 
 log = logging.getLogger("mlcycle.drift")
 
@@ -28,7 +35,14 @@ class Metrics:
         self.events = Counter("mlcycle_drift_events_received_total", "Accepted CloudEvents", registry=r)
         self.processed = Counter("mlcycle_drift_events_processed_total", "Events whose rows reached a window", registry=r)
         self.dropped = Counter("mlcycle_drift_events_dropped_total", "Events shed because the queue was full", registry=r)
-        self.rejected = Counter("mlcycle_drift_events_rejected_total", "Events refused as malformed (HTTP 400)", registry=r)
+        self.rejected = Counter("mlcycle_drift_events_rejected_total",
+                                "Events refused (HTTP 400) by reason; none of their rows enters a window", ["reason"],
+                                registry=r)
+        self.rows_rejected = Counter("mlcycle_drift_rows_rejected_total",
+                                     "Rows of refused events (where the count is known)", ["reason"], registry=r)
+        for reason in REASONS:
+            self.rejected.labels(reason)
+            self.rows_rejected.labels(reason)
         self.rows = Counter("mlcycle_drift_rows_total", "Rows tested for drift", registry=r)
         self.windows = Counter("mlcycle_drift_windows_total", "Windows tested", ["drift"], registry=r)
         self.flag = Gauge("mlcycle_drift_detected", "1 if the last window drifted", registry=r)
@@ -41,37 +55,80 @@ class Metrics:
                                         "Retrain hook calls that raised, or whose run failed later", registry=r)
 
 
+class Window:
+    """One window's rows, encoded into a preallocated array as batches arrive."""
+
+    def __init__(self, encoder: Encoder, capacity: int):
+        self.encoder = encoder
+        self.x = np.empty((capacity, len(encoder.features)), dtype=np.float64)
+        self.n = 0
+        self.started = 0.0
+
+    @property
+    def full(self) -> bool:
+        return self.n == len(self.x)
+
+    def append(self, batch: Batch, start: int = 0) -> int:
+        """Encode rows ``start:`` of ``batch`` into the room left; returns how many rows were taken."""
+        take = min(batch.n - start, len(self.x) - self.n)
+        if take <= 0:
+            return 0
+        if self.n == 0:
+            self.started = time.monotonic()
+        columns = batch.columns
+        if start or take < batch.n:
+            columns = {k: v[start:start + take] for k, v in columns.items()}
+        self.encoder.encode_columns(columns, take, out=self.x[self.n:self.n + take])
+        self.n += take
+        return take
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.x[:self.n]
+
+
 class DriftService:
     def __init__(self, detector: Backend, model: str, version: str, window_size: int = 500, max_age_s: float = 60.0,
-                 min_window: int = 50, queue_size: int = 10_000, consecutive: int = 3, hook=None):
+                 min_window: int = 50, queue_size: int = 10_000, consecutive: int = 3, hook=None,
+                 max_batch_rows: int = 10_000):
         self.detector, self.model, self.version = detector, model, version
+        self.codec = Codec(detector.encoder.contract, max_batch_rows)  # the predictor's own decoder and rules
         self.features = [f.name for f in detector.encoder.features]
         self.window_size, self.max_age_s, self.min_window = window_size, max_age_s, min_window
         self.consecutive, self.hook = consecutive, hook
         self.queue: asyncio.Queue = asyncio.Queue(queue_size)
         self.metrics = Metrics()
-        self.buffer: list[pd.DataFrame] = []
-        self.buffered = 0
-        self.window_started = 0.0
+        self.window = Window(detector.encoder, window_size)
+        self._spare = Window(detector.encoder, window_size)  # filled while self.window is being tested
         self.streak = 0
         self.history: deque = deque(maxlen=20)
         self.hook_results: deque = deque(maxlen=20)
         self.counts = {"received": 0, "processed": 0, "dropped": 0, "rejected": 0, "windows": 0}
+        self.rejected_by_reason = dict.fromkeys(REASONS, 0)
         self._tasks: list[asyncio.Task] = []
-        self._detecting = asyncio.Lock()
+        self._rotating = asyncio.Lock()
+        self._testing: asyncio.Task | None = None
+        self._detector_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-detect")
+
+    @property
+    def buffered(self) -> int:
+        return self.window.n
         if hasattr(hook, "on_failure"):  # what a hook started may fail after it returned
             hook.on_failure = self.hook_failed
 
     # request path ---------------------------------------------------------------------------
     def offer(self, headers: dict, body: bytes) -> tuple[int, dict]:
         try:
-            frame = decode(headers, body, self.features)
+            batch = decode(headers, body, self.codec, self.model)
         except BadEvent as e:
             self.counts["rejected"] += 1
-            self.metrics.rejected.inc()
-            return 400, {"error": str(e)}
+            self.rejected_by_reason[e.reason] += 1
+            self.metrics.rejected.labels(e.reason).inc()
+            if e.rows:
+                self.metrics.rows_rejected.labels(e.reason).inc(e.rows)
+            return 400, {"error": str(e), "reason": e.reason}
         try:
-            self.queue.put_nowait(frame)
+            self.queue.put_nowait(batch)
         except asyncio.QueueFull:
             self.counts["dropped"] += 1
             self.metrics.dropped.inc()
@@ -79,44 +136,57 @@ class DriftService:
         self.counts["received"] += 1
         self.metrics.events.inc()
         self.metrics.queue.set(self.queue.qsize())
-        return 200, {"accepted_rows": len(frame)}  # 200: KServe's agent logs anything else as a lost event
+        return 200, {"accepted_rows": batch.n}  # 200: KServe's agent logs anything else as a lost event
 
     # background -----------------------------------------------------------------------------
     def start(self) -> None:
+        log.info("drift windows of %d rows; numeric fill values from the %s", self.window_size,
+                 self.detector.encoder.fill_source)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._consume()), loop.create_task(self._tick())]
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        self._detector_thread.shutdown(wait=False, cancel_futures=True)
 
     async def _consume(self) -> None:
         while True:
-            frame = await self.queue.get()
-            if not self.buffer:
-                self.window_started = time.monotonic()
-            self.buffer.append(frame)
-            self.buffered += len(frame)
-            self.counts["processed"] += 1
-            self.metrics.processed.inc()
-            self.metrics.queue.set(self.queue.qsize())
-            if self.buffered >= self.window_size:
-                await self._detect()
+            batch = await self.queue.get()
+            try:
+                start = 0
+                while start < batch.n:
+                    start += self.window.append(batch, start)
+                    if self.window.full:
+                        await self._rotate()
+                self.counts["processed"] += 1
+                self.metrics.processed.inc()
+                self.metrics.queue.set(self.queue.qsize())
+            finally:
+                self.queue.task_done()
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.max_age_s / 4))
-            if self.buffered >= self.min_window and time.monotonic() - self.window_started >= self.max_age_s:
-                await self._detect()
+            if self.window.n >= self.min_window and time.monotonic() - self.window.started >= self.max_age_s:
+                await self._rotate()
 
-    async def _detect(self) -> None:
-        async with self._detecting:
-            if not self.buffered:
+    async def _rotate(self) -> None:
+        """Hand the current window to the detection thread and fill the spare buffer meanwhile."""
+        async with self._rotating:
+            if not self.window.n:
                 return
-            window = pd.concat(self.buffer, ignore_index=True)
-            self.buffer, self.buffered = [], 0
-            report = await asyncio.to_thread(self.detector.score, window)
-            self._record(report.as_dict())
+            if self._testing is not None:
+                await self._testing  # the spare buffer is free once the previous window's test is done
+            full, self.window = self.window, self._spare
+            self.window.n = 0
+            self._spare = full
+            self._testing = asyncio.get_running_loop().create_task(self._test(full))
+
+    async def _test(self, window: Window) -> None:
+        loop = asyncio.get_running_loop()
+        report = await loop.run_in_executor(self._detector_thread, self.detector.score_matrix, window.rows)
+        self._record(report.as_dict())
 
     def _record(self, report: dict) -> None:
         m = self.metrics
@@ -155,16 +225,18 @@ class DriftService:
             "model": self.model, "version": self.version, "backend": self.detector.name, "features": self.features,
             "window_size": self.window_size, "max_age_s": self.max_age_s, "consecutive_for_retrain": self.consecutive,
             "counts": {**self.counts, "queued": self.queue.qsize(), "buffered_rows": self.buffered},
+            "rejected_by_reason": dict(self.rejected_by_reason),
             "drift": bool(last and last["is_drift"]), "streak": self.streak, "last_window": last,
             "recent_windows": [{"at": h["at"], "n": h["n"], "is_drift": h["is_drift"]} for h in self.history],
             "retrain": list(self.hook_results),
         }
 
     async def flush(self) -> None:
-        """Test the partial window now (used by `make traffic` and tests)."""
-        while not self.queue.empty():
-            await asyncio.sleep(0.01)
-        await self._detect()
+        """Test the partial window now, once every queued event is in it (used by `make traffic` and tests)."""
+        await self.queue.join()
+        await self._rotate()
+        if self._testing is not None:
+            await self._testing
 
 
 def create_app(service: DriftService) -> FastAPI:
@@ -178,11 +250,13 @@ def create_app(service: DriftService) -> FastAPI:
     async def _stop():
         await service.stop()
 
-    @app.post("/")
-    @app.post("/events")
     async def events(request: Request):
         status, body = service.offer(dict(request.headers), await request.body())
         return JSONResponse(body, status_code=status)
+
+    # the hot path as plain Starlette routes: no FastAPI dependency solving or response-model step per event
+    app.add_route("/", events, methods=["POST"])
+    app.add_route("/events", events, methods=["POST"])
 
     @app.get("/status")
     async def status():

@@ -14,13 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 import kserve
 import numpy as np
 from kserve.errors import InferenceError, InvalidInput
+from kserve.logging import logger as log
 from kserve.protocol.infer_type import InferRequest
 from prometheus_client import Counter, Gauge, Histogram
 
 from inference.loader import materialize
 from inference.predictor.codec import Codec
 from mlcycle import fastpath
-from mlcycle.fastprep import compile_preprocessor
+from mlcycle.fastprep import try_compile
 from mlcycle.models import ModelBundle
 
 PREDICTIONS = Counter("mlcycle_predictions_total", "Rows scored, by predicted class", ["model", "version", "label"])
@@ -36,6 +37,8 @@ LATENCY = Histogram("mlcycle_request_seconds", "Predict latency inside the model
 SCORING_PATH = Gauge("mlcycle_scoring_path", "1 for the scoring path in use: fast (compiled ONNX) or native "
                      "(the model's own library); reason says why the fast path is not used",
                      ["model", "version", "path", "reason"])
+PREPROCESS_PATH = Gauge("mlcycle_preprocess_path", "1 on the preprocessing path in use: numpy (the fastprep replay) or "
+                        "sklearn (fallback: the replay cannot reproduce this preprocessor)", ["model", "version", "path"])
 log = logging.getLogger("mlcycle")
 
 
@@ -58,6 +61,7 @@ class MlcycleModel(kserve.Model):
         self.inline_rows = inline_rows
         self.fast_path_max_rows = fast_path_max_rows
         self._metrics = None
+        self.preprocess_path, self.preprocess_why = "", ""
         self.ready = False
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")
         self.payload_logger = None
@@ -74,19 +78,29 @@ class MlcycleModel(kserve.Model):
         version = materialize(self.source)
         self.bundle = ModelBundle.from_version(version)
         self.codec = Codec(version.contract, self.max_batch_rows)
-        self.fast = compile_preprocessor(self.bundle.preprocessor)
+        self.fast, self.preprocess_why = try_compile(self.bundle.preprocessor)
         self.version = version.metadata.version
+        self.preprocess_path = "numpy" if self.fast is not None else "sklearn"
+        for path in ("numpy", "sklearn"):
+            PREPROCESS_PATH.labels(self.name, self.version, path).set(1 if path == self.preprocess_path else 0)
         onnx, self.fast_path_reason = fastpath.load(version.directory, version.metadata.fast_path, self.bundle.task)
         self.scorer, self.scoring_path = (onnx, "fast") if onnx is not None else (self.bundle, "native")
         SCORING_PATH.labels(self.name, self.version, self.scoring_path, self.fast_path_reason).set(1)
-        if onnx is not None:
-            log.info("%s %s: scoring on the fast path (compiled ONNX, parity-checked at registration)",
-                     self.name, self.version)
-        else:
-            log.warning("%s %s: scoring on the native model: %s", self.name, self.version, self.fast_path_reason)
         self._metrics = _Metrics(self.name, self.version)
         self.ready = True
         return self.ready
+
+    def start(self) -> None:
+        """Called by kserve's ModelServer once its logging is configured: say which paths serve."""
+        super().start()
+        if self.fast is None:
+            log.warning("preprocessing path: sklearn (fallback) for %s %s: %s", self.name, self.version, self.preprocess_why)
+        else:
+            log.info("preprocessing path: numpy (fastprep replay) for %s %s", self.name, self.version)
+        if self.scoring_path == "fast":
+            log.info("%s %s: scoring on the fast path (compiled ONNX, parity-checked at registration)", self.name, self.version)
+        else:
+            log.warning("%s %s: scoring on the native model: %s", self.name, self.version, self.fast_path_reason)
 
     def __getstate__(self) -> dict:
         """KServe's --workers starts REST worker processes (spawn) and pickles the model into each: an in-memory
@@ -133,7 +147,7 @@ class MlcycleModel(kserve.Model):
         else:
             import pandas as pd
 
-            x = self.bundle.preprocessor.transform(pd.DataFrame(batch.columns)[self.bundle.features])
+            x = self.bundle.transform(pd.DataFrame(batch.columns))
         # onnxruntime's tree ensemble: ~25 µs a row; XGBoost: ~500 µs a call + ~20 µs a row (README "Benchmarks").
         # So the fast path up to the crossover, the native booster beyond (both held equal at registration).
         scorer = self.scorer if batch.n <= self.fast_path_max_rows else self.bundle

@@ -159,3 +159,38 @@ def test_overload_sheds_and_counts_instead_of_blocking(served, tmp_path):
         assert requests.get(proc.url + "/healthz", timeout=5).status_code == 200
     finally:
         proc.stop()
+
+
+def test_rows_the_predictor_refuses_are_counted_apart_and_kept_out_of_windows(drift_server):
+    """One decoder (the predictor's codec): a string in a numeric column or a missing feature is refused (400),
+    counted by reason, and the window does not change."""
+    url = drift_server["url"]
+    good = rows(3, seed=5)
+    as_string = [dict(good[0], amount="17.99")] + good[1:]
+    missing = [{k: v for k, v in r.items() if k != "hour"} for r in good]
+    before = status(url)
+    metric = 'mlcycle_drift_events_rejected_total{reason="invalid_input"}'
+
+    def rejected():
+        line = next(x for x in requests.get(url + "/metrics", timeout=10).text.splitlines() if x.startswith(metric))
+        return float(line.split()[-1])
+
+    start = rejected()
+    for body in ({"instances": as_string}, v2_body(as_string), {"instances": missing}):
+        r = binary(url, body)
+        assert r.status_code == 400 and r.json()["reason"] == "invalid_input", r.text
+    v2 = binary(url, v2_body(as_string))
+    assert "input 'amount': datatype BYTES not allowed for a numeric feature" in v2.json()["error"]
+    assert binary(url, {"instances": as_string}).json()["error"].startswith("feature 'amount' row 0: expected a number")
+    deadline = time.monotonic() + 5
+    after = status(url)
+    while after["counts"]["queued"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = status(url)
+    assert after["counts"]["buffered_rows"] == before["counts"]["buffered_rows"]
+    assert after["counts"]["windows"] == before["counts"]["windows"]
+    assert after["counts"]["processed"] == before["counts"]["processed"]
+    assert after["counts"]["rejected"] == before["counts"]["rejected"] + 5
+    assert after["rejected_by_reason"]["invalid_input"] == before["rejected_by_reason"]["invalid_input"] + 5
+    assert rejected() == start + 5
+    assert 'mlcycle_drift_rows_rejected_total{reason="invalid_input"}' in requests.get(url + "/metrics", timeout=10).text

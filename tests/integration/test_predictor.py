@@ -151,3 +151,51 @@ def test_payload_log_reaches_the_drift_detector(served, tmp_path, splits, contra
     finally:
         pred.stop()
         drift.stop()
+
+
+def test_demo_model_is_on_the_numpy_preprocessing_path(predictor, served):
+    text = requests.get(f"{predictor['url']}/metrics", timeout=5).text
+    assert f'mlcycle_preprocess_path{{model="fraud",path="numpy",version="{served["version"]}"}} 1.0' in text
+    assert f'mlcycle_preprocess_path{{model="fraud",path="sklearn",version="{served["version"]}"}} 0.0' in text
+    assert "preprocessing path: numpy (fastprep replay) for fraud" in predictor["proc"].log.read_text()
+
+
+def test_a_preprocessor_the_replay_cannot_compile_is_reported_as_the_sklearn_path(served, splits, contract, monkeypatch,
+                                                                                  caplog):
+    """No silent fallback: the reason is logged at start-up and the gauge names the sklearn path; scores stay right."""
+    import copy
+    import logging
+
+    from prometheus_client import REGISTRY
+    from sklearn.preprocessing import MinMaxScaler
+
+    import inference.predictor.model as predictor_model
+    from inference.predictor.codec import Codec
+
+    original = ModelBundle.load
+
+    def load_with_minmax(directory, *args, **kwargs):
+        bundle = original(directory, *args, **kwargs)
+        ct = copy.deepcopy(bundle.preprocessor)
+        pipe = ct.named_transformers_["num"]
+        numeric = [c.name for c in contract.features if c.kind == "numeric"]
+        scaler = MinMaxScaler().fit(pipe.named_steps["impute"].transform(splits[0][numeric]))
+        pipe.steps = [(name, scaler if name == "scale" else est) for name, est in pipe.steps]
+        bundle.preprocessor = ct
+        return bundle
+
+    monkeypatch.setattr(predictor_model.ModelBundle, "load", load_with_minmax)
+    model = predictor_model.MlcycleModel("fraud-fallback", served["source"])
+    assert model.load()
+    with caplog.at_level(logging.INFO, logger="kserve"):
+        model.start()  # what kserve's ModelServer calls once its logging is configured
+    assert model.fast is None and model.preprocess_path == "sklearn"
+    labels = {"model": "fraud-fallback", "version": served["version"]}
+    assert REGISTRY.get_sample_value("mlcycle_preprocess_path", {**labels, "path": "sklearn"}) == 1.0
+    assert REGISTRY.get_sample_value("mlcycle_preprocess_path", {**labels, "path": "numpy"}) == 0.0
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("preprocessing path: sklearn (fallback)" in m and "MinMaxScaler" in m for m in messages), messages
+    rows = splits[2][contract.feature_names].head(20).reset_index(drop=True)
+    batch = Codec(contract).decode({"instances": records(rows)})
+    scores, _ = model.score_batch(batch)
+    np.testing.assert_allclose(scores, model.bundle.score(rows), atol=1e-9)
