@@ -4,6 +4,8 @@
 #   serving   — the KServe predictor runtime
 # Build: docker build --target serving -t <registry>/mlcycle-serving:0.1.0 --build-arg CODE_VERSION=$(git rev-parse HEAD) .
 # Dependencies come from the lock files (requirements/*.lock); nothing is pip-installed at run time.
+# Installed with --compile-bytecode: PYTHONDONTWRITEBYTECODE=1 means a step never caches bytecode, and every
+# pipeline step is a fresh interpreter, so without .pyc files each step recompiled its libraries from source.
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS base
@@ -23,18 +25,18 @@ COPY manifests/base/minio/policies ./manifests/base/minio/policies
 
 FROM base AS pipeline
 COPY requirements/pipeline.lock /tmp/requirements.lock
-RUN uv pip install --system --no-cache -r /tmp/requirements.lock
+RUN uv pip install --system --no-cache --compile-bytecode -r /tmp/requirements.lock
 COPY --from=src /app /app
-RUN uv pip install --system --no-cache --no-deps . && python -m compileall -q /app
+RUN uv pip install --system --no-cache --compile-bytecode --no-deps . && python -m compileall -q /app
 ARG CODE_VERSION=unknown
 ENV MLCYCLE_CODE_VERSION=${CODE_VERSION} MLCYCLE_POLICY_DIR=/app/manifests/base/minio/policies
 USER 65532:65532
 
 FROM base AS drift
 COPY requirements/drift.lock /tmp/requirements.lock
-RUN uv pip install --system --no-cache -r /tmp/requirements.lock
+RUN uv pip install --system --no-cache --compile-bytecode -r /tmp/requirements.lock
 COPY --from=src /app /app
-RUN uv pip install --system --no-cache --no-deps . && python -m compileall -q /app
+RUN uv pip install --system --no-cache --compile-bytecode --no-deps . && python -m compileall -q /app
 ARG CODE_VERSION=unknown
 ENV MLCYCLE_CODE_VERSION=${CODE_VERSION}
 USER 65532:65532
@@ -43,9 +45,9 @@ ENTRYPOINT ["python", "-m", "inference.drift_detector", "--host", "0.0.0.0"]
 
 FROM base AS serving
 COPY requirements/serving.lock /tmp/requirements.lock
-RUN uv pip install --system --no-cache -r /tmp/requirements.lock
+RUN uv pip install --system --no-cache --compile-bytecode -r /tmp/requirements.lock
 COPY --from=src /app /app
-RUN uv pip install --system --no-cache --no-deps . && python -m compileall -q /app
+RUN uv pip install --system --no-cache --compile-bytecode --no-deps . && python -m compileall -q /app
 ARG CODE_VERSION=unknown
 ENV MLCYCLE_CODE_VERSION=${CODE_VERSION}
 USER 65532:65532

@@ -83,3 +83,31 @@ def test_shims_chain_end_to_end(tmp_path):
     stored = pd.read_parquet(local / "reference.parquet")
     pd.testing.assert_frame_equal(stored, reference_sample(pd.read_parquet(tr.path), DataContract.model_validate_json(open(contract.path).read()),
                                                            seed=5).reset_index(drop=True), check_dtype=False)
+
+
+def test_step_executor_loads_no_heavy_library(tmp_path):
+    """A step's process loads its component's module (kfp.dsl only, with _KFP_RUNTIME=true) before it runs; the
+    libraries a step uses are imported in the function body. Guards the per-step start-up: no kfp.client/kubernetes,
+    minio, pandas, scikit-learn, alibi-detect... while the executor loads the module."""
+    import os
+    import subprocess
+    import sys
+
+    from pipelines import training
+
+    comps = [v for v in vars(training).values() if hasattr(v, "component_spec") and hasattr(v, "python_func")]
+    assert len(comps) == 10
+    for c in comps:
+        (tmp_path / f"{c.python_func.__name__}.py").write_text(c.component_spec.implementation.container.command[-1])
+    probe = (
+        "import sys\nfrom kfp.dsl import utils\n"
+        "heavy = ('kfp.client', 'kubernetes', 'kfp.kubernetes', 'minio', 'pandas', 'numpy', 'sklearn', 'xgboost', "
+        "'skops', 'matplotlib', 'alibi_detect', 'scipy', 'pipelines', 'mlcycle')\n"
+        f"for name in {sorted(c.python_func.__name__ for c in comps)!r}:\n"
+        f"    utils.load_module(module_name=name, module_directory={str(tmp_path)!r})\n"
+        "    loaded = sorted(m for m in heavy if m in sys.modules)\n"
+        "    assert not loaded, (name, loaded)\n"
+    )
+    env = {**os.environ, "_KFP_RUNTIME": "true"}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
