@@ -36,7 +36,14 @@ FROM base AS drift
 COPY requirements/drift.lock /tmp/requirements.lock
 RUN uv pip install --system --no-cache --compile-bytecode -r /tmp/requirements.lock
 COPY --from=src /app /app
-RUN uv pip install --system --no-cache --compile-bytecode --no-deps . && python -m compileall -q /app
+# The compiled training pipeline the KFP retrain hook submits (--kfp_package); image references are pinned at
+# build time the same way as for `make compile` (MLCYCLE_PIPELINE_IMAGE / MLCYCLE_DRIFT_IMAGE build args).
+ARG MLCYCLE_PIPELINE_IMAGE
+ARG MLCYCLE_DRIFT_IMAGE
+RUN uv pip install --system --no-cache --compile-bytecode --no-deps . && python -m compileall -q /app \
+    && env ${MLCYCLE_PIPELINE_IMAGE:+MLCYCLE_PIPELINE_IMAGE=$MLCYCLE_PIPELINE_IMAGE} \
+       ${MLCYCLE_DRIFT_IMAGE:+MLCYCLE_DRIFT_IMAGE=$MLCYCLE_DRIFT_IMAGE} python -m pipelines.compile --out /app/pipelines \
+    && test -s /app/pipelines/mlcycle-training.yaml
 ARG CODE_VERSION=unknown
 ENV MLCYCLE_CODE_VERSION=${CODE_VERSION}
 USER 65532:65532

@@ -14,7 +14,7 @@ GRPC_PORT ?= 8081
 DRIFT_PORT ?= 8090
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-minio serve traffic canary-demo kind-up kind-down cluster-up cluster-down control-plane test test-unit compile minio lock bench clean help
+.PHONY: setup demo demo-minio serve traffic canary-demo loop-demo kind-up kind-down cluster-up cluster-down control-plane test test-unit compile minio lock bench clean help
 
 help:
 	@echo "make demo     run the whole training lifecycle locally (kfp.local, bundled data, local registry)"
@@ -22,6 +22,7 @@ help:
 	@echo "make serve    serve the production model (KServe predictor + drift detector) on :8080/:8081/:8090"
 	@echo "make traffic  send normal then drifted traffic to 'make serve' and print the drift report"
 	@echo "make canary-demo  canary rollout locally: promote a good candidate, roll back a broken one"
+	@echo "make loop-demo    the closed loop: drift + late labels -> retrain -> shadow -> canary -> promote; a stale candidate stopped"
 	@echo "make cluster-up   local Kubernetes control plane + KServe (no Docker); kubeconfig .mlcycle/cluster/kubeconfig"
 	@echo "make compile  write the compiled KFP pipeline YAML to build/pipelines/"
 	@echo "make bench    run the benchmarks (JSON under bench/results/)"
@@ -56,6 +57,12 @@ canary-demo: setup
 	@scripts/ensure-prometheus.sh >/dev/null
 	@test -f .mlcycle/registry/fraud-detector/_aliases.json || $(MAKE) demo
 	$(PY) -m pipelines.canary_demo --registry .mlcycle/registry
+
+# The closed loop, locally: drift and falling online accuracy -> retrain on captured, labelled traffic ->
+# candidate -> shadow -> canary -> promotion; a stale candidate stopped at the shadow stage (real servers, no cluster).
+loop-demo: setup
+	@scripts/ensure-prometheus.sh >/dev/null
+	$(PY) -m pipelines.loop_demo
 
 traffic: setup
 	$(PY) -m inference.traffic --rows $${TRAFFIC_ROWS:-1000} --predictor http://127.0.0.1:$(HTTP_PORT) --drift http://127.0.0.1:$(DRIFT_PORT) --model $(MODEL)

@@ -14,8 +14,11 @@ def machine() -> dict:
     import threadpoolctl
 
     return {
-        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-        "numpy": numpy.__version__, "blas": [p.get("internal_api") for p in threadpoolctl.threadpool_info()],
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": numpy.__version__,
+        "blas": [p.get("internal_api") for p in threadpoolctl.threadpool_info()],
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
     }
 
@@ -23,7 +26,12 @@ def machine() -> dict:
 def write(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **payload}
+    payload = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        **payload,
+    }
     path.write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
     return path

@@ -26,8 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import write  # noqa: E402
 from mlcycle.process import free_port, wait_http_ok  # noqa: E402
 
-EVENT_HEADERS = {"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "bench", "ce-source": "bench",
-                 "ce-type": "org.kubeflow.serving.inference.request"}
+EVENT_HEADERS = {
+    "content-type": "application/json",
+    "ce-specversion": "1.0",
+    "ce-id": "bench",
+    "ce-source": "bench",
+    "ce-type": "org.kubeflow.serving.inference.request",
+}
 
 
 async def drift_events(url: str, body: dict, seconds: float, concurrency: int = 8) -> dict:
@@ -39,6 +44,7 @@ async def drift_events(url: str, body: dict, seconds: float, concurrency: int = 
     latencies, codes = [], {}
     stop_at = time.perf_counter() + seconds
     async with aiohttp.ClientSession() as session:
+
         async def worker():
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
@@ -56,12 +62,20 @@ async def drift_events(url: str, body: dict, seconds: float, concurrency: int = 
     rows = len(body.get("instances") or body.get("inputs", [{}])[0].get("data", []))
     counts = status["counts"]
     return {
-        "mode": "closed", "concurrency": concurrency, "seconds": round(elapsed, 2), "requests": len(lat),
+        "mode": "closed",
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 2),
+        "requests": len(lat),
         "status_codes": {str(k): v for k, v in sorted(codes.items())},
-        "events_per_second": round(codes.get(200, 0) / elapsed, 1), "rows_per_event": rows,
-        "p50_ms": round(float(np.percentile(lat, 50)), 3), "p99_ms": round(float(np.percentile(lat, 99)), 3),
-        "received": counts["received"], "processed": counts["processed"], "dropped": counts["dropped"],
-        "lost": counts["received"] - counts["processed"], "windows": counts["windows"],
+        "events_per_second": round(codes.get(200, 0) / elapsed, 1),
+        "rows_per_event": rows,
+        "p50_ms": round(float(np.percentile(lat, 50)), 3),
+        "p99_ms": round(float(np.percentile(lat, 99)), 3),
+        "received": counts["received"],
+        "processed": counts["processed"],
+        "dropped": counts["dropped"],
+        "lost": counts["received"] - counts["processed"],
+        "windows": counts["windows"],
     }
 
 
@@ -99,11 +113,29 @@ def main() -> None:
         source = f"{tmp / 'registry'}#fraud@production"
     port = free_port()
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
-    argv = pin + [sys.executable, "-m", "inference.drift_detector", "--storage_uri", source, "--port", str(port),
-                  "--backend", args.backend, "--window_size", "500", "--queue_size", "100000"]
+    argv = pin + [
+        sys.executable,
+        "-m",
+        "inference.drift_detector",
+        "--storage_uri",
+        source,
+        "--port",
+        str(port),
+        "--backend",
+        args.backend,
+        "--window_size",
+        "500",
+        "--queue_size",
+        "100000",
+    ]
     log = tmp / "drift.log"
-    proc = subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        argv,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         wait_http_ok(f"http://127.0.0.1:{port}/healthz", 120, "drift detector", proc)
         if pin:

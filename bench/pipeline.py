@@ -15,7 +15,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write  # noqa: E402
-
 from pipelines.direct import STEPS, run_direct  # noqa: E402
 
 
@@ -23,8 +22,15 @@ def direct(rows: int, trials: int, workdir: Path) -> dict[str, float]:
     """The same steps, in-process, in pipeline order (the pipeline's twin, pipelines.direct)."""
     from mlcycle.registry import open_registry
 
-    run = run_direct(open_registry(workdir / "registry"), workdir, demo_rows=rows, n_trials=trials, model_name="bench",
-                     auto_promote=True, segment_column="channel")
+    run = run_direct(
+        open_registry(workdir / "registry"),
+        workdir,
+        demo_rows=rows,
+        n_trials=trials,
+        model_name="bench",
+        auto_promote=True,
+        segment_column="channel",
+    )
     return run.seconds
 
 
@@ -33,8 +39,19 @@ def kfp_local(rows: int, trials: int, workdir: Path) -> tuple[float, dict[str, f
     from pipelines.local import run_local
 
     start = time.time()
-    run = run_local(str(workdir / "registry"), workdir / "runs", demo_rows=rows, n_trials=trials, model_name="bench", auto_promote=True)
-    done = {s: (run.run_dir / s / "executor_output.json").stat().st_mtime for s in STEPS if (run.run_dir / s / "executor_output.json").exists()}
+    run = run_local(
+        str(workdir / "registry"),
+        workdir / "runs",
+        demo_rows=rows,
+        n_trials=trials,
+        model_name="bench",
+        auto_promote=True,
+    )
+    done = {
+        s: (run.run_dir / s / "executor_output.json").stat().st_mtime
+        for s in STEPS
+        if (run.run_dir / s / "executor_output.json").exists()
+    }
     times, previous = {}, start
     for step in STEPS:
         if step in done:
@@ -66,14 +83,27 @@ def main() -> None:
             total, k = kfp_local(rows, args.trials, Path(tmp))
         direct_total = round(sum(d.values()), 3)
         entry = {
-            "rows": rows, "n_trials": args.trials,
-            "kfp_local_seconds": total, "direct_seconds": direct_total, "ratio_kfp_local_over_direct": round(total / direct_total, 3),
-            "per_step": {s: {"direct": d.get(s), "kfp_local": k.get(s), "overhead_seconds": round(k[s] - d[s], 3) if s in k and s in d else None} for s in STEPS},
+            "rows": rows,
+            "n_trials": args.trials,
+            "kfp_local_seconds": total,
+            "direct_seconds": direct_total,
+            "ratio_kfp_local_over_direct": round(total / direct_total, 3),
+            "per_step": {
+                s: {
+                    "direct": d.get(s),
+                    "kfp_local": k.get(s),
+                    "overhead_seconds": round(k[s] - d[s], 3) if s in k and s in d else None,
+                }
+                for s in STEPS
+            },
         }
         entry["mean_overhead_per_step_seconds"] = round((total - direct_total) / len(STEPS), 3)
         print(json.dumps(entry, indent=2), flush=True)
         results.append(entry)
-    write("pipeline", {"description": "local training pipeline wall time; kfp.local vs direct step calls", "runs": results})
+    write(
+        "pipeline",
+        {"description": "local training pipeline wall time; kfp.local vs direct step calls", "runs": results},
+    )
 
 
 if __name__ == "__main__":

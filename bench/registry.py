@@ -44,23 +44,37 @@ def main() -> None:
             bare_up, bare_down, reg_up, reg_down = [], [], [], []
             for i in range(REPEATS):
                 prefix = f"bare/{secrets.token_hex(4)}"
-                bare_up.append(timed(lambda: [client.fput_object("bench", f"{prefix}/{f.name}", str(f)) for f in files]))
+                bare_up.append(
+                    timed(lambda: [client.fput_object("bench", f"{prefix}/{f.name}", str(f)) for f in files])
+                )
                 out = Path(tmp) / f"bare-{size_mb}-{i}"
-                bare_down.append(timed(lambda: [client.fget_object("bench", f"{prefix}/{f.name}", str(out / f.name)) for f in files]))
+                bare_down.append(
+                    timed(lambda: [client.fget_object("bench", f"{prefix}/{f.name}", str(out / f.name)) for f in files])
+                )
                 holder = {}
                 reg_up.append(timed(lambda: holder.setdefault("v", registry.register(f"m{size_mb}", version_dir, {}))))
-                reg_down.append(timed(lambda: registry.fetch(f"m{size_mb}", holder["v"], Path(tmp) / f"reg-{size_mb}-{i}")))
+                reg_down.append(
+                    timed(lambda: registry.fetch(f"m{size_mb}", holder["v"], Path(tmp) / f"reg-{size_mb}-{i}"))
+                )
             entry = {
-                "size_mb": size_mb, "repeats": REPEATS,
-                "bare_upload_s": round(statistics.median(bare_up), 4), "registry_upload_s": round(statistics.median(reg_up), 4),
-                "bare_download_s": round(statistics.median(bare_down), 4), "registry_download_s": round(statistics.median(reg_down), 4),
+                "size_mb": size_mb,
+                "repeats": REPEATS,
+                "bare_upload_s": round(statistics.median(bare_up), 4),
+                "registry_upload_s": round(statistics.median(reg_up), 4),
+                "bare_download_s": round(statistics.median(bare_down), 4),
+                "registry_download_s": round(statistics.median(reg_down), 4),
             }
             entry["upload_ratio"] = round(entry["registry_upload_s"] / entry["bare_upload_s"], 3)
             entry["download_ratio"] = round(entry["registry_download_s"] / entry["bare_download_s"], 3)
             print(entry, flush=True)
             results.append(entry)
-    write("registry", {"description": "registry register/fetch vs bare minio fput/fget of the same files; ratio = registry / bare (goal <= 1.10)",
-                       "runs": results})
+    write(
+        "registry",
+        {
+            "description": "registry register/fetch vs bare minio fput/fget of the same files; ratio = registry / bare (goal <= 1.10)",
+            "runs": results,
+        },
+    )
 
 
 if __name__ == "__main__":

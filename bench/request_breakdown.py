@@ -36,9 +36,15 @@ def main() -> None:
     model = MlcycleModel("fraud", str(version))
     model.load()
     ref = pd.read_parquet(version / "reference.parquet")[model.bundle.features].dropna().head(1)
-    inputs = [{"name": c.name, "shape": [1], "datatype": "FP64" if c.kind == "numeric" else "BYTES",
-               "data": [float(ref[c.name].iloc[0]) if c.kind == "numeric" else str(ref[c.name].iloc[0])]}
-              for c in model.codec.contract.features]
+    inputs = [
+        {
+            "name": c.name,
+            "shape": [1],
+            "datatype": "FP64" if c.kind == "numeric" else "BYTES",
+            "data": [float(ref[c.name].iloc[0]) if c.kind == "numeric" else str(ref[c.name].iloc[0])],
+        }
+        for c in model.codec.contract.features
+    ]
     body = json.dumps({"inputs": inputs}).encode()
     req = _parse(body, True, "fraud")
     batch = model.codec.decode(req)
@@ -58,12 +64,17 @@ def main() -> None:
         "preprocessing_replay": timed(lambda: model.fast.transform(batch.columns, 1)),
         "model_call": timed(lambda: model.scorer.score_matrix(x)),
         "native_model_call": timed(lambda: model.bundle.score_matrix(x)),
-        "prometheus_updates": timed(lambda: (model._metrics.ok.inc(), model._metrics.latency.observe(0.001),
-                                             model._record(scores, labels))),
-        "encode_v2_json": timed(lambda: orjson.dumps(model.codec.encode_v2_rest(req.id, "fraud", scores, labels,
-                                                                               model.bundle.classes, model.version))),
+        "prometheus_updates": timed(
+            lambda: (model._metrics.ok.inc(), model._metrics.latency.observe(0.001), model._record(scores, labels))
+        ),
+        "encode_v2_json": timed(
+            lambda: orjson.dumps(
+                model.codec.encode_v2_rest(req.id, "fraud", scores, labels, model.bundle.classes, model.version)
+            )
+        ),
         "kserve_encode_v2_to_rest": timed(
-            lambda: model.codec.encode_v2(req, "fraud", scores, labels, model.bundle.classes, model.version).to_rest()),
+            lambda: model.codec.encode_v2(req, "fraud", scores, labels, model.bundle.classes, model.version).to_rest()
+        ),
         "whole_request_in_process": timed(lambda: whole(), 2000),
     }
     print(json.dumps(out, indent=2))

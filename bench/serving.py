@@ -30,9 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import write  # noqa: E402
-from mlcycle.process import free_port  # noqa: E402
-from mlcycle.process import wait_http_ok  # noqa: E402
 from mlcycle.contract import DataContract  # noqa: E402
+from mlcycle.process import free_port, wait_http_ok  # noqa: E402
 
 
 def build_model(root: Path):
@@ -361,8 +360,13 @@ def main() -> None:
     p.add_argument("--load-cpu", default="1", help="CPU the load generators are pinned to")
     p.add_argument("--mlserver", default=None, help="mlserver binary (default: scripts/ensure-mlserver.sh)")
     p.add_argument("--no-peers", action="store_true", help="measure mlcycle only")
-    p.add_argument("--workers", type=int, nargs="+", default=[1],
-                   help="mlcycle REST worker processes (KServe's --workers) to measure; give --server-cpu as many CPUs")
+    p.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="mlcycle REST worker processes (KServe's --workers) to measure; give --server-cpu as many CPUs",
+    )
     args = p.parse_args()
     server_cpu = None if args.server_cpu == "none" else args.server_cpu
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -414,13 +418,35 @@ def main() -> None:
     for workers in args.workers:  # workers=1 is "mlcycle"; more REST worker processes are "mlcycle_w<N>"
         prefix = "mlcycle" if workers == 1 else f"mlcycle_w{workers}"
         http, grpc_port = free_port(), free_port()
-        argv = [sys.executable, "-m", "inference.predictor", "--model_name", "fraud", "--storage_uri", source,
-                "--http_port", str(http), "--grpc_port", str(grpc_port), "--enable_latency_logging", "false",
-                "--workers", str(workers)]
+        argv = [
+            sys.executable,
+            "-m",
+            "inference.predictor",
+            "--model_name",
+            "fraud",
+            "--storage_uri",
+            source,
+            "--http_port",
+            str(http),
+            "--grpc_port",
+            str(grpc_port),
+            "--enable_latency_logging",
+            "false",
+            "--workers",
+            str(workers),
+        ]
         serve(prefix, argv, f"http://127.0.0.1:{http}/v2/models/fraud/ready")
-        add(prefix, f"http://127.0.0.1:{http}", f"127.0.0.1:{grpc_port}", "fraud", v2_body(one, contract),
-            v2_body(hundred, contract), v1_body(one), grpc_request("fraud", one, contract),
-            grpc_request("fraud", hundred, contract))
+        add(
+            prefix,
+            f"http://127.0.0.1:{http}",
+            f"127.0.0.1:{grpc_port}",
+            "fraud",
+            v2_body(one, contract),
+            v2_body(hundred, contract),
+            v1_body(one),
+            grpc_request("fraud", one, contract),
+            grpc_request("fraud", hundred, contract),
+        )
     peers = {}
     if not args.no_peers:
         from mlcycle.fastprep import compile_preprocessor

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlcycle.errors import ConfigError, DataError, MlcycleError
 from mlcycle import defaults
+from mlcycle.errors import ConfigError, DataError, MlcycleError
 
 if TYPE_CHECKING:  # the schema imports pandas: not at CLI start-up
     from mlcycle.schema import VersionMetadata
@@ -77,17 +77,26 @@ def plan_run(args) -> dict:
     primary, bounds = task_defaults(task, args.primary_metric, thresholds)
     if frame is not None:
         check_label(frame, args.label, task)
-        for option, column in (("--timestamp-column", args.timestamp_column), ("--segment-column", args.segment_column)):
+        for option, column in (
+            ("--timestamp-column", args.timestamp_column),
+            ("--segment-column", args.segment_column),
+        ):
             if column and column not in frame.columns:
-                raise DataError(f"{option} '{column}' is not a column of {args.source} (columns: {', '.join(map(str, frame.columns))})")
+                raise DataError(
+                    f"{option} '{column}' is not a column of {args.source} (columns: {', '.join(map(str, frame.columns))})"
+                )
         if task == "classification" and frame[args.label].nunique() > 2:
             binary_only = sorted(({primary} | set(bounds)) & BINARY_ONLY)
             if binary_only:
-                raise ConfigError(f"{', '.join(binary_only)} exist only for binary labels; '{args.label}' has "
-                                  f"{frame[args.label].nunique()} classes")
+                raise ConfigError(
+                    f"{', '.join(binary_only)} exist only for binary labels; '{args.label}' has "
+                    f"{frame[args.label].nunique()} classes"
+                )
         print(f"data: {args.source} ({len(frame)} rows, {len(frame.columns)} columns), label '{args.label}'")
     sure = f" at {args.confidence:.0%} confidence" if args.confidence else ""
-    print(f"gate: primary metric {primary}, thresholds {json.dumps(bounds)}, min improvement {args.min_improvement:+g}{sure}")
+    print(
+        f"gate: primary metric {primary}, thresholds {json.dumps(bounds)}, min improvement {args.min_improvement:+g}{sure}"
+    )
     return params
 
 
@@ -98,7 +107,10 @@ def cmd_run(args) -> int:
     registry = _registry_uri(args)
     params = plan_run(args)
     before = _production(registry, args.model)
-    print(f"mlcycle {args.command}: training pipeline on kfp.local -> registry {registry}, model '{args.model}'", flush=True)
+    print(
+        f"mlcycle {args.command}: training pipeline on kfp.local -> registry {registry}, model '{args.model}'",
+        flush=True,
+    )
     try:
         run = run_local(registry, Path(args.runs), progress=lambda line: print(line, flush=True), **params)
     except StepFailed as e:
@@ -115,17 +127,29 @@ def summary(run, registry: str, model: str, production_before: str | None) -> st
     elif run.version == production_before:
         outcome = f"unchanged: identical to production {run.version} (same data fingerprint, code and parameters); no new version"
     else:
-        outcome = f"{registry}/{model}/{run.version}" + (" (now production)" if _production(registry, model) == run.version else " (candidate)")
+        outcome = f"{registry}/{model}/{run.version}" + (
+            " (now production)" if _production(registry, model) == run.version else " (candidate)"
+        )
     threshold = ev.get("threshold")
     lines = [
         "",
         "=" * 72,
         f"pipeline finished in {run.seconds:.1f}s — model family: {ev['family']}",
         "test metrics: " + ", ".join(f"{k}={metrics[k]:.4f}" for k in HEADLINE if k in metrics),
-        *([f"decision threshold: {threshold['threshold']:.4f} (policy {threshold['policy']}, out-of-fold precision "
-           f"{threshold['precision']:.3f}, recall {threshold['recall']:.3f})"] if threshold else []),
+        *(
+            [
+                f"decision threshold: {threshold['threshold']:.4f} (policy {threshold['policy']}, out-of-fold precision "
+                f"{threshold['precision']:.3f}, recall {threshold['recall']:.3f})"
+            ]
+            if threshold
+            else []
+        ),
         f"gate: {'PASSED' if d['passed'] else 'FAILED'}"
-        + (f" (champion/challenger vs production {d['champion_version']})" if d.get("champion_version") else " (no production model yet: thresholds only)"),
+        + (
+            f" (champion/challenger vs production {d['champion_version']})"
+            if d.get("champion_version")
+            else " (no production model yet: thresholds only)"
+        ),
         *("  " + r for r in d["reasons"]),
         f"model version: {outcome}",
         f"reports: {run.report}  (data: {run.page('data-report.html').name}, gate: {run.page('gate-report.html').name})",
@@ -149,7 +173,7 @@ def _reason_missing(what: str, why: str) -> bool:
     """Promote/rollback/abort by hand need a reason for the audit log; says so when it is missing."""
     if why.strip():
         return False
-    print(f"{what}: --why \"reason\" is required (it is recorded in the audit log)", file=sys.stderr)
+    print(f'{what}: --why "reason" is required (it is recorded in the audit log)', file=sys.stderr)
     return True
 
 
@@ -176,10 +200,14 @@ def cmd_submit(args) -> int:
     import tempfile
 
     if not args.registry or not args.registry.startswith("s3://"):
-        raise ConfigError("mlcycle submit needs --registry s3://BUCKET: the cluster's steps cannot see a local directory")
+        raise ConfigError(
+            "mlcycle submit needs --registry s3://BUCKET: the cluster's steps cannot see a local directory"
+        )
     if not args.source.startswith("s3://") and args.source != "demo":
-        raise ConfigError(f"mlcycle submit: the cluster's steps cannot read the local file {args.source!r}; "
-                          "upload it to s3:// (the registry's MinIO) and pass that URI, or use --source demo")
+        raise ConfigError(
+            f"mlcycle submit: the cluster's steps cannot read the local file {args.source!r}; "
+            "upload it to s3:// (the registry's MinIO) and pass that URI, or use --source demo"
+        )
     args.model = args.model or _model_name(args.source)
     params = plan_run(args) if args.source == "demo" else _unchecked_params(args)
     params["registry_uri"] = args.registry
@@ -194,8 +222,12 @@ def cmd_submit(args) -> int:
         compiler.Compiler().compile(training_pipeline, str(package))
         try:
             client = kfp.Client(host=args.host)
-            run = client.create_run_from_pipeline_package(str(package), arguments=params, experiment_name=args.experiment,
-                                                          run_name=f"{args.model}-{args.source.rsplit('/', 1)[-1]}")
+            run = client.create_run_from_pipeline_package(
+                str(package),
+                arguments=params,
+                experiment_name=args.experiment,
+                run_name=f"{args.model}-{args.source.rsplit('/', 1)[-1]}",
+            )
         except Exception as e:  # kfp raises urllib3/ApiException/ValueError; all mean "not submitted"
             print(f"mlcycle submit: error: could not submit to {args.host}: {type(e).__name__}: {e}", file=sys.stderr)
             return 1
@@ -211,11 +243,22 @@ def _options(args) -> dict:
     ThresholdPolicy.parse(args.threshold_policy)
     if not 0 <= args.confidence < 1:
         raise ConfigError(f"--confidence must be 0 (report only) or between 0 and 1, got {args.confidence}")
-    params = {"source": args.source, "label": args.label, "seed": args.seed, "n_trials": args.trials, "cv_folds": args.cv_folds,
-              "primary_metric": args.primary_metric, "thresholds": _thresholds(args.threshold), "min_improvement": args.min_improvement,
-              "min_improvement_confidence": args.confidence,
-              "threshold_policy": args.threshold_policy, "timestamp_column": args.timestamp_column,
-              "segment_column": args.segment_column, "model_name": args.model, "auto_promote": args.promote}
+    params = {
+        "source": args.source,
+        "label": args.label,
+        "seed": args.seed,
+        "n_trials": args.trials,
+        "cv_folds": args.cv_folds,
+        "primary_metric": args.primary_metric,
+        "thresholds": _thresholds(args.threshold),
+        "min_improvement": args.min_improvement,
+        "min_improvement_confidence": args.confidence,
+        "threshold_policy": args.threshold_policy,
+        "timestamp_column": args.timestamp_column,
+        "segment_column": args.segment_column,
+        "model_name": args.model,
+        "auto_promote": args.promote,
+    }
     if args.families:
         params["families"] = check_families(args.families.split(","))
     return params
@@ -234,8 +277,16 @@ def _unchecked_params(args) -> dict:
 def cmd_serve(args) -> int:
     from inference.devserve import serve
 
-    return serve(_registry_uri(args), args.model, args.ref, args.http_port, args.grpc_port, args.drift_port if args.drift else None,
-                 args.window_size, args.retrain_command)
+    return serve(
+        _registry_uri(args),
+        args.model,
+        args.ref,
+        args.http_port,
+        args.grpc_port,
+        args.drift_port if args.drift else None,
+        args.window_size,
+        args.retrain_command,
+    )
 
 
 def cmd_models(args) -> int:
@@ -254,8 +305,17 @@ def cmd_models(args) -> int:
                 meta = reg.metadata(model, version)
                 score = {k: meta.metrics[k] for k in HEADLINE if k in meta.metrics}
                 tag = ",".join(sorted(by_version.get(version, [])))
-                print(f"  {version}  {meta.family or '?':8s} {json.dumps(score)}  {tag}")
+                trigger = meta.lineage.trigger if meta.lineage else "?"
+                print(
+                    f"  {version}  {meta.semver or '-':8s} {meta.family or '?':8s} {trigger:9s} {json.dumps(score)}  {tag}"
+                )
     elif args.action == "show":
+        meta = reg.metadata(args.model, args.ref or "production")
+        lineage = meta.lineage
+        print(
+            f"{meta.model} {meta.version}  semver {meta.semver or '-'} ({meta.semver_reason or 'not recorded'})  "
+            f"trigger {lineage.trigger if lineage else '-'}"
+        )
         print(json.dumps(reg.describe(args.model, args.ref or "production"), indent=2))
     elif args.action == "promote":
         reg.promote(args.model, args.ref, why=args.why)
@@ -278,20 +338,39 @@ def cmd_rollout(args) -> int:
         else:
             config.load_config()
     except (config.ConfigException, OSError) as e:
-        print(f"mlcycle rollout: no Kubernetes cluster configured ({e}); set KUBECONFIG or run in a cluster", file=sys.stderr)
+        print(
+            f"mlcycle rollout: no Kubernetes cluster configured ({e}); set KUBECONFIG or run in a cluster",
+            file=sys.stderr,
+        )
         return 1
-    from mlcycle.rollout.kserve import SERVERLESS, STANDARD, KServeAdapter, promote_patch, rollback_patch, storage_uri, version_of
     from mlcycle.registry import open_registry
+    from mlcycle.rollout.kserve import (
+        SERVERLESS,
+        STANDARD,
+        KServeAdapter,
+        promote_patch,
+        rollback_patch,
+        storage_uri,
+        version_of,
+    )
 
     probe = KServeAdapter(args.name, args.namespace, "", "", api=client.CustomObjectsApi())
     isvc = probe.get()
     spec, status = isvc["spec"], isvc.get("status", {})
     canary_uri = storage_uri(spec["canary"][0]["predictor"]) if spec.get("canary") else storage_uri(spec["predictor"])
     if args.action == "status":
-        weight = spec["canary"][0]["trafficPercent"] if spec.get("canary") else spec["predictor"].get("canaryTrafficPercent")
-        report = {"mode": probe.mode, "canary_weight": weight, "canary_uri": canary_uri if weight is not None else None,
-                  "stable_uri": storage_uri(spec["predictor"]), "canary_statuses": status.get("canaryStatuses"),
-                  "conditions": {c["type"]: c["status"] for c in status.get("conditions", [])}, "components": status.get("components")}
+        weight = (
+            spec["canary"][0]["trafficPercent"] if spec.get("canary") else spec["predictor"].get("canaryTrafficPercent")
+        )
+        report = {
+            "mode": probe.mode,
+            "canary_weight": weight,
+            "canary_uri": canary_uri if weight is not None else None,
+            "stable_uri": storage_uri(spec["predictor"]),
+            "canary_statuses": status.get("canaryStatuses"),
+            "conditions": {c["type"]: c["status"] for c in status.get("conditions", [])},
+            "components": status.get("components"),
+        }
         if probe.mode == STANDARD:
             try:
                 report["route_weights"] = probe.route_weights()
@@ -306,7 +385,9 @@ def cmd_rollout(args) -> int:
         return 2
     adapter = probe  # the InferenceService is read once; the adapter learns the URIs and the registry now
     adapter.stable_uri, adapter.canary_uri = args.stable_uri or storage_uri(spec["predictor"]), canary_uri
-    adapter.registry = open_registry(_registry_uri(args)) if args.registry or os.environ.get("MLCYCLE_REGISTRY") else None
+    adapter.registry = (
+        open_registry(_registry_uri(args)) if args.registry or os.environ.get("MLCYCLE_REGISTRY") else None
+    )
     adapter.model, registry = args.model, adapter.registry
     if args.action == "promote":
         adapter.write(promote_patch(isvc, adapter.mode))
@@ -314,7 +395,9 @@ def cmd_rollout(args) -> int:
             registry.promote(args.model, version_of(canary_uri), why=args.why)
     else:
         if not args.stable_uri and adapter.mode == SERVERLESS:
-            print("mlcycle rollout abort: --stable-uri is required in Knative mode (the URI to restore)", file=sys.stderr)
+            print(
+                "mlcycle rollout abort: --stable-uri is required in Knative mode (the URI to restore)", file=sys.stderr
+            )
             return 2
         adapter.write(rollback_patch(isvc, adapter.mode, args.stable_uri))
         if registry:
@@ -332,7 +415,10 @@ def render_diff(a: "VersionMetadata", b: "VersionMetadata") -> str:
     rows += [("family", _fmt(a.family), _fmt(b.family)), ("threshold", _fmt(a.threshold), _fmt(b.threshold))]
     rows.append(("lineage.dataset_fingerprint", _fingerprint(a), _fingerprint(b)))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(f"{r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]:>{width[2]}}" + ("  *" if r[1] != r[2] and r[0] else "") for r in rows)
+    return "\n".join(
+        f"{r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]:>{width[2]}}" + ("  *" if r[1] != r[2] and r[0] else "")
+        for r in rows
+    )
 
 
 def _fingerprint(meta: "VersionMetadata") -> str:
@@ -350,35 +436,92 @@ def _training_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     if not demo:
         p.add_argument("--source", required=True, help="training table: a .csv/.parquet path or s3://bucket/key URI")
         p.add_argument("--label", required=True, help="label column")
-        p.add_argument("--task", choices=["classification", "regression"], help="default: inferred from the label (and said so)")
-        p.add_argument("--timestamp-column", dest="timestamp_column", default="", help="split by time on this column (default: stratified random split)")
-        p.add_argument("--segment-column", dest="segment_column", default="", help="per-segment metrics on this column (default: none)")
+        p.add_argument(
+            "--task", choices=["classification", "regression"], help="default: inferred from the label (and said so)"
+        )
+        p.add_argument(
+            "--timestamp-column",
+            dest="timestamp_column",
+            default="",
+            help="split by time on this column (default: stratified random split)",
+        )
+        p.add_argument(
+            "--segment-column",
+            dest="segment_column",
+            default="",
+            help="per-segment metrics on this column (default: none)",
+        )
         p.add_argument("--model", default="", help="registered model name (default: from the file name)")
-        p.add_argument("--seed", type=int, default=defaults.SEED, help=f"seed of splits, estimators and the search (default {defaults.SEED})")
+        p.add_argument(
+            "--seed",
+            type=int,
+            default=defaults.SEED,
+            help=f"seed of splits, estimators and the search (default {defaults.SEED})",
+        )
     else:
-        p.add_argument("--rows", type=int, default=defaults.DEMO_ROWS, help=f"demo dataset rows (default {defaults.DEMO_ROWS})")
-        p.add_argument("--model", default=defaults.MODEL_NAME, help=f"registered model name (default {defaults.MODEL_NAME})")
-        p.add_argument("--seed", type=int, default=None,
-                       help=f"demo data and training seed (default: {defaults.SEED} + the number of registered versions, so each run sees a new batch)")
-    p.add_argument("--families", default="", help="comma-separated model families (default: baseline,logreg,hgb,xgboost)")
+        p.add_argument(
+            "--rows", type=int, default=defaults.DEMO_ROWS, help=f"demo dataset rows (default {defaults.DEMO_ROWS})"
+        )
+        p.add_argument(
+            "--model", default=defaults.MODEL_NAME, help=f"registered model name (default {defaults.MODEL_NAME})"
+        )
+        p.add_argument(
+            "--seed",
+            type=int,
+            default=None,
+            help=f"demo data and training seed (default: {defaults.SEED} + the number of registered versions, so each run sees a new batch)",
+        )
+    p.add_argument(
+        "--families", default="", help="comma-separated model families (default: baseline,logreg,hgb,xgboost)"
+    )
     p.add_argument("--trials", type=int, default=6, help="hyperparameter search budget (default 6; 0 = no search)")
     p.add_argument("--cv-folds", dest="cv_folds", type=int, default=3, help="cross-validation folds (default 3)")
-    p.add_argument("--primary-metric", dest="primary_metric", default="",
-                   help="metric for model selection, search and champion/challenger (default: roc_auc / rmse by task)")
-    p.add_argument("--threshold", action="append", default=[], metavar="METRIC=VALUE",
-                   help="gate bound, repeatable: a minimum, or a maximum for log_loss/rmse/mae/brier "
-                        "(default: roc_auc=0.7 for classification, r2=0.1 for regression" + ("; the demo: pr_auc=0.15, roc_auc=0.75)" if demo else ")"))
-    p.add_argument("--min-improvement", dest="min_improvement", type=float, default=0.0,
-                   help="required gain of the primary metric over production (default 0; negative = tolerated regression)")
-    p.add_argument("--confidence", type=float, default=0.0,
-                   help="require the gain's paired-bootstrap interval at this confidence (e.g. 0.95) to clear "
-                        "--min-improvement (default 0: the interval is reported only)")
-    p.add_argument("--threshold-policy", dest="threshold_policy", default="f1",
-                   help="binary decision threshold, chosen on out-of-fold predictions: f1 (default), precision:P, recall:R, "
-                        "or cost:C where C = cost of a false positive / cost of a false negative")
-    p.add_argument("--registry", help=f"registry URI: a directory or s3://bucket (default $MLCYCLE_REGISTRY or {defaults.LOCAL_REGISTRY})")
-    p.add_argument("--promote", action=argparse.BooleanOptionalAction, default=True,
-                   help="move the production alias when the gate passes (default: yes; --no-promote leaves it a candidate)")
+    p.add_argument(
+        "--primary-metric",
+        dest="primary_metric",
+        default="",
+        help="metric for model selection, search and champion/challenger (default: roc_auc / rmse by task)",
+    )
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="gate bound, repeatable: a minimum, or a maximum for log_loss/rmse/mae/brier "
+        "(default: roc_auc=0.7 for classification, r2=0.1 for regression"
+        + ("; the demo: pr_auc=0.15, roc_auc=0.75)" if demo else ")"),
+    )
+    p.add_argument(
+        "--min-improvement",
+        dest="min_improvement",
+        type=float,
+        default=0.0,
+        help="required gain of the primary metric over production (default 0; negative = tolerated regression)",
+    )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.0,
+        help="require the gain's paired-bootstrap interval at this confidence (e.g. 0.95) to clear "
+        "--min-improvement (default 0: the interval is reported only)",
+    )
+    p.add_argument(
+        "--threshold-policy",
+        dest="threshold_policy",
+        default="f1",
+        help="binary decision threshold, chosen on out-of-fold predictions: f1 (default), precision:P, recall:R, "
+        "or cost:C where C = cost of a false positive / cost of a false negative",
+    )
+    p.add_argument(
+        "--registry",
+        help=f"registry URI: a directory or s3://bucket (default $MLCYCLE_REGISTRY or {defaults.LOCAL_REGISTRY})",
+    )
+    p.add_argument(
+        "--promote",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="move the production alias when the gate passes (default: yes; --no-promote leaves it a candidate)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -388,8 +531,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("build/pipelines"))
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("run", help="train, gate and register a model on your own data (the pipeline on kfp.local)",
-                       description="Run the training pipeline on kfp.local: ingest, validate, split, train, tune, evaluate, gate, register.")
+    p = sub.add_parser(
+        "run",
+        help="train, gate and register a model on your own data (the pipeline on kfp.local)",
+        description="Run the training pipeline on kfp.local: ingest, validate, split, train, tune, evaluate, gate, register.",
+    )
     _training_options(p)
     p.add_argument("--runs", default=".mlcycle/runs", help="kfp.local pipeline root (run directories, logs, reports)")
     p.add_argument("--strict", action="store_true", help="exit 3 when the gate fails")
@@ -415,9 +561,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", dest="http_port", type=int, default=8080, help="predictor REST port (default 8080)")
     p.add_argument("--grpc-port", dest="grpc_port", type=int, default=8081, help="predictor gRPC port (default 8081)")
     p.add_argument("--drift-port", dest="drift_port", type=int, default=8090, help="drift detector port (default 8090)")
-    p.add_argument("--drift", action=argparse.BooleanOptionalAction, default=True, help="run the drift detector too (default: yes)")
+    p.add_argument(
+        "--drift", action=argparse.BooleanOptionalAction, default=True, help="run the drift detector too (default: yes)"
+    )
     p.add_argument("--window-size", dest="window_size", type=int, default=500, help="drift window rows (default 500)")
-    p.add_argument("--retrain-command", dest="retrain_command", default="", help="command the drift detector runs on sustained drift")
+    p.add_argument(
+        "--retrain-command",
+        dest="retrain_command",
+        default="",
+        help="command the drift detector runs on sustained drift",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("models", help="list, show, promote, roll back and diff registered models")
@@ -434,7 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--namespace", default="mlcycle")
     p.add_argument("--model", default=defaults.MODEL_NAME, help="registered model (aliases and audit)")
     p.add_argument("--registry", help="registry URI whose aliases follow the rollout")
-    p.add_argument("--stable-uri", dest="stable_uri", default="", help="abort: storage URI to restore (Serverless mode)")
+    p.add_argument(
+        "--stable-uri", dest="stable_uri", default="", help="abort: storage URI to restore (Serverless mode)"
+    )
     p.add_argument("--why", default="")
     p.set_defaults(func=cmd_rollout)
     return parser
@@ -448,7 +603,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models" and args.action == "promote" and not args.ref:
         print("mlcycle models promote: a version is required", file=sys.stderr)
         return 2
-    if args.command == "models" and args.action in ("promote", "rollback") and _reason_missing(f"mlcycle models {args.action}", args.why):
+    if (
+        args.command == "models"
+        and args.action in ("promote", "rollback")
+        and _reason_missing(f"mlcycle models {args.action}", args.why)
+    ):
         return 2
     try:
         return args.func(args)

@@ -28,8 +28,14 @@ class ManifestError(MlcycleError):
 def kserve_crd_schemas(version: str = KSERVE_MODULE_VERSION) -> dict[tuple[str, str], dict]:
     """{(apiVersion, kind): openAPIV3Schema} from the kserve module's config/crd/full/."""
     try:
-        out = subprocess.run(["go", "mod", "download", "-json", f"github.com/kserve/kserve@{version}"], capture_output=True, text=True,
-                             timeout=600, check=True, cwd="/")
+        out = subprocess.run(
+            ["go", "mod", "download", "-json", f"github.com/kserve/kserve@{version}"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+            cwd="/",
+        )
     except (OSError, subprocess.SubprocessError) as e:
         raise ManifestError(f"cannot fetch the kserve module {version} with `go mod download`: {e}") from e
     root = Path(json.loads(out.stdout)["Dir"]) / "config" / "crd" / "full"
@@ -85,8 +91,15 @@ def validate_schema(value, schema: dict, path: str = "") -> list[str]:
 
 
 # --------------------------------------------------------------------- Kubernetes built-in types
-_MODEL_PREFIX = {"v1": "V1", "apps/v1": "V1", "batch/v1": "V1", "rbac.authorization.k8s.io/v1": "V1", "policy/v1": "V1",
-                 "networking.k8s.io/v1": "V1", "autoscaling/v2": "V2"}
+_MODEL_PREFIX = {
+    "v1": "V1",
+    "apps/v1": "V1",
+    "batch/v1": "V1",
+    "rbac.authorization.k8s.io/v1": "V1",
+    "policy/v1": "V1",
+    "networking.k8s.io/v1": "V1",
+    "autoscaling/v2": "V2",
+}
 
 
 def _model_class(api_version: str, kind: str):
@@ -152,7 +165,9 @@ def validate_documents(docs: list[dict], crd_schemas: dict) -> list[str]:
 def render(kustomization_dir: Path) -> list[dict]:
     """``kubectl kustomize`` the directory; returns the documents."""
     try:
-        out = subprocess.run(["kubectl", "kustomize", str(kustomization_dir)], capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            ["kubectl", "kustomize", str(kustomization_dir)], capture_output=True, text=True, timeout=120
+        )
     except OSError as e:
         raise ManifestError("kubectl not found: install kubectl (it embeds kustomize)") from e
     if out.returncode != 0:

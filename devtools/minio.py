@@ -10,7 +10,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,14 @@ def minio_binary() -> str:
 
 
 class MinioServer:
-    def __init__(self, data_dir: Path, access_key: str | None = None, secret_key: str | None = None, binary: str | None = None, port: int | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        binary: str | None = None,
+        port: int | None = None,
+    ):
         self.data_dir = Path(data_dir)
         self.binary = binary or minio_binary()
         self.access_key = access_key or "mlc" + secrets.token_hex(6)
@@ -43,18 +49,41 @@ class MinioServer:
     def env(self) -> dict[str, str]:
         """The variables KServe's storage initializer and mlcycle's S3 client read."""
         return {
-            "AWS_ENDPOINT_URL": self.endpoint, "S3_ENDPOINT": f"127.0.0.1:{self.port}", "S3_USE_HTTPS": "0", "S3_VERIFY_SSL": "0",
-            "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "S3_ENDPOINT": f"127.0.0.1:{self.port}",
+            "S3_USE_HTTPS": "0",
+            "S3_VERIFY_SSL": "0",
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
         }
 
     def start(self, timeout: float = 30.0) -> "MinioServer":
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "MINIO_ROOT_USER": self.access_key, "MINIO_ROOT_PASSWORD": self.secret_key,
-               "MINIO_BROWSER": "off", "MINIO_UPDATE": "off", "MINIO_CI_CD": "1"}
+        env = {
+            **os.environ,
+            "MINIO_ROOT_USER": self.access_key,
+            "MINIO_ROOT_PASSWORD": self.secret_key,
+            "MINIO_BROWSER": "off",
+            "MINIO_UPDATE": "off",
+            "MINIO_CI_CD": "1",
+        }
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "server", str(self.data_dir), "--address", f"127.0.0.1:{self.port}", "--console-address", f"127.0.0.1:{free_port()}", "--quiet"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                self.binary,
+                "server",
+                str(self.data_dir),
+                "--address",
+                f"127.0.0.1:{self.port}",
+                "--console-address",
+                f"127.0.0.1:{free_port()}",
+                "--quiet",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         try:
@@ -95,7 +124,7 @@ class MinioServer:
 
 def main(argv: list[str]) -> int:
     if "--" in argv:
-        argv = argv[argv.index("--") + 1:]
+        argv = argv[argv.index("--") + 1 :]
     if not argv:
         print("usage: python -m devtools.minio -- COMMAND [ARGS...]", file=sys.stderr)
         return 2

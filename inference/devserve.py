@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlcycle import defaults
 from mlcycle.errors import ProcessError
 from mlcycle.process import wait_http_ok
-from mlcycle import defaults
 
 
 @dataclass
@@ -39,7 +39,9 @@ class Proc:
 def _spawn(argv: list[str], url: str, health: str, log: Path, timeout: float, env: dict | None = None) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+        )
     try:
         wait_http_ok(url + health, timeout, argv[2], process, f"; log: {log}")
     except ProcessError as e:
@@ -51,9 +53,23 @@ def _spawn(argv: list[str], url: str, health: str, log: Path, timeout: float, en
     return Proc(process, url, log)
 
 
-def start_predictor(source: str, name: str, http_port: int, grpc_port: int, log: Path, *extra: str, timeout: float = 60) -> Proc:
-    argv = [sys.executable, "-m", "inference.predictor", "--model_name", name, "--storage_uri", source,
-            "--http_port", str(http_port), "--grpc_port", str(grpc_port), *extra]
+def start_predictor(
+    source: str, name: str, http_port: int, grpc_port: int, log: Path, *extra: str, timeout: float = 60
+) -> Proc:
+    argv = [
+        sys.executable,
+        "-m",
+        "inference.predictor",
+        "--model_name",
+        name,
+        "--storage_uri",
+        source,
+        "--http_port",
+        str(http_port),
+        "--grpc_port",
+        str(grpc_port),
+        *extra,
+    ]
     return _spawn(argv, f"http://127.0.0.1:{http_port}", f"/v2/models/{name}/ready", log, timeout)
 
 
@@ -62,11 +78,21 @@ def start_drift(source: str, port: int, log: Path, *extra: str, timeout: float =
     return _spawn(argv, f"http://127.0.0.1:{port}", "/healthz", log, timeout)
 
 
-def serve(registry: str, model: str, ref: str = "production", http_port: int = 8080, grpc_port: int = 8081,
-          drift_port: int | None = 8090, window_size: int = 500, retrain_command: str = "", logs: Path = Path(".mlcycle/logs")) -> int:
+def serve(
+    registry: str,
+    model: str,
+    ref: str = "production",
+    http_port: int = 8080,
+    grpc_port: int = 8081,
+    drift_port: int | None = 8090,
+    window_size: int = 500,
+    retrain_command: str = "",
+    logs: Path = Path(".mlcycle/logs"),
+) -> int:
     """Serve ``registry#model@ref`` until SIGINT or SIGTERM, then stop every process it started."""
     registry = str(Path(registry).resolve()) if "://" not in registry else registry
     source = f"{registry}#{model}@{ref}"
+
     def _terminate(signum, _frame):  # SIGTERM (kill, make forwarding it) ends the same way as Ctrl-C
         raise KeyboardInterrupt
 
@@ -75,12 +101,16 @@ def serve(registry: str, model: str, ref: str = "production", http_port: int = 8
     try:
         extra = []
         if drift_port is not None:
-            drift_extra = ["--window_size", str(window_size)] + (["--retrain_command", retrain_command] if retrain_command else [])
+            drift_extra = ["--window_size", str(window_size)] + (
+                ["--retrain_command", retrain_command] if retrain_command else []
+            )
             started.append(start_drift(source, drift_port, logs / "drift.log", *drift_extra))
             extra = ["--payload_log_url", f"{started[-1].url}/events"]
         predictor = start_predictor(source, model, http_port, grpc_port, logs / "predictor.log", *extra)
         started.append(predictor)
-        print(f"predictor: {predictor.url}/v1/models/{model}:predict  {predictor.url}/v2/models/{model}/infer  grpc 127.0.0.1:{grpc_port}")
+        print(
+            f"predictor: {predictor.url}/v1/models/{model}:predict  {predictor.url}/v2/models/{model}/infer  grpc 127.0.0.1:{grpc_port}"
+        )
         if drift_port is not None:
             print(f"drift detector: {started[0].url}/status  {started[0].url}/metrics")
         print(f"logs in {logs}/ — Ctrl-C (or SIGTERM) stops everything", flush=True)
@@ -108,7 +138,16 @@ def main() -> int:
     p.add_argument("--window_size", type=int, default=500)
     p.add_argument("--retrain_command", default="", help="run on sustained drift (default: none)")
     args = p.parse_args()
-    return serve(args.registry, args.model, args.ref, args.http_port, args.grpc_port, args.drift_port, args.window_size, args.retrain_command)
+    return serve(
+        args.registry,
+        args.model,
+        args.ref,
+        args.http_port,
+        args.grpc_port,
+        args.drift_port,
+        args.window_size,
+        args.retrain_command,
+    )
 
 
 if __name__ == "__main__":

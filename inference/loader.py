@@ -30,5 +30,7 @@ def materialize(source: str, workdir: Path | None = None) -> VersionFiles:
     else:
         local = Path(source)
         if not local.is_dir():
-            raise ModelError(f"model source {source!r} is not a directory, s3:// URI or registry reference (uri#model@alias)")
+            raise ModelError(
+                f"model source {source!r} is not a directory, s3:// URI or registry reference (uri#model@alias)"
+            )
     return read_version(local)

@@ -30,8 +30,10 @@ class Replayed:
 
 
 def _clean(row: dict) -> dict:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v.item() if isinstance(v, np.generic) else v)
-            for k, v in row.items()}
+    return {
+        k: (None if isinstance(v, float) and math.isnan(v) else v.item() if isinstance(v, np.generic) else v)
+        for k, v in row.items()
+    }
 
 
 def _positive(answer: dict, i: int) -> float:
@@ -68,12 +70,22 @@ def replay(rows: list[dict], url: str, model: str, concurrency: int = 4, timeout
     return out
 
 
-def shadow(rows: list[dict], production_labels, production_scores, candidate_url: str, model: str,
-           policy: ShadowPolicy, truth=None, concurrency: int = 4) -> tuple[ShadowDecision, Replayed]:
+def shadow(
+    rows: list[dict],
+    production_labels,
+    production_scores,
+    candidate_url: str,
+    model: str,
+    policy: ShadowPolicy,
+    truth=None,
+    concurrency: int = 4,
+) -> tuple[ShadowDecision, Replayed]:
     """Replay ``rows`` against the candidate and decide with ``policy``; production's answers are the logged ones."""
     got = replay(rows, candidate_url, model, concurrency)
     idx = np.asarray(got.answered, dtype=int)
     p_lab, p_sco = np.asarray(production_labels)[idx], np.asarray(production_scores, float)[idx]
     t = None if truth is None else np.asarray(truth, dtype=object)[idx]
-    evidence = compare(p_lab, np.asarray(got.labels), p_sco, np.asarray(got.scores, float), got.latency_ms, len(got.errors), t)
+    evidence = compare(
+        p_lab, np.asarray(got.labels), p_sco, np.asarray(got.scores, float), got.latency_ms, len(got.errors), t
+    )
     return decide(evidence, policy), got

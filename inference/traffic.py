@@ -7,15 +7,27 @@ import math
 import time
 import urllib.request
 
-from mlcycle.data import make_demo_dataset
 from mlcycle import defaults
+from mlcycle.data import make_demo_dataset
 
-FEATURES = ["amount", "hour", "card_age_days", "distance_from_home_km", "txn_count_24h", "avg_amount_30d", "is_foreign",
-            "merchant_category", "channel", "country"]
+FEATURES = [
+    "amount",
+    "hour",
+    "card_age_days",
+    "distance_from_home_km",
+    "txn_count_24h",
+    "avg_amount_30d",
+    "is_foreign",
+    "merchant_category",
+    "channel",
+    "country",
+]
 
 
 def post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}, method="POST")
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}, method="POST"
+    )
     with urllib.request.urlopen(request, timeout=30) as r:
         return json.loads(r.read())
 
@@ -27,10 +39,13 @@ def get(url: str) -> dict:
 
 def stream(predict_url: str, rows: int, batch: int, seed: int, drift: float) -> tuple[int, int]:
     frame = make_demo_dataset(max(rows, 1000), seed=seed, drift=drift).head(rows)[FEATURES]
-    records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in json.loads(frame.to_json(orient="records"))]
+    records = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        for r in json.loads(frame.to_json(orient="records"))
+    ]
     flagged = 0
     for i in range(0, rows, batch):
-        out = post(predict_url, {"instances": records[i:i + batch]})
+        out = post(predict_url, {"instances": records[i : i + batch]})
         flagged += sum(1 for p in out["predictions"] if p == 1)
     return rows, flagged
 
@@ -39,8 +54,10 @@ def report(drift_url: str, phase: str) -> dict:
     status = get(f"{drift_url}/status")
     last = status["last_window"] or {}
     worst = sorted((last.get("p_values") or {}).items(), key=lambda kv: kv[1])[:3]
-    print(f"[{phase}] windows={status['counts']['windows']} events={status['counts']['processed']} dropped={status['counts']['dropped']} "
-          f"drift={'YES' if status['drift'] else 'no'} threshold={last.get('threshold', float('nan')):.4g}")
+    print(
+        f"[{phase}] windows={status['counts']['windows']} events={status['counts']['processed']} dropped={status['counts']['dropped']} "
+        f"drift={'YES' if status['drift'] else 'no'} threshold={last.get('threshold', float('nan')):.4g}"
+    )
     for name, p in worst:
         print(f"    {name:24s} p={p:.3g}  psi={last['psi'][name]:.3f}")
     return status

@@ -28,7 +28,7 @@ import secrets
 import tempfile
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -44,8 +44,10 @@ TRAFFIC_META = ["request_id", "event_id", "row", "model_version", "endpoint", "r
 LABEL_COLUMNS = ["request_id", "row", "label", "model_version", "prediction", "labelled_at"]
 RESERVED = set(TRAFFIC_META) | set(LABEL_COLUMNS)
 SCHEME = "traffic://"
-_PART = re.compile(r"^(?P<model>[^/]+)/(?P<kind>traffic|labels)/date=(?P<date>\d{4}-\d{2}-\d{2})/hour=(?P<hour>\d{2})/"
-                   r"part-(?P<ts>\d{8}T\d{12}Z)-(?P<writer>[0-9a-f]+)-(?P<seq>\d+)-(?P<size>\d+)b\.parquet$")
+_PART = re.compile(
+    r"^(?P<model>[^/]+)/(?P<kind>traffic|labels)/date=(?P<date>\d{4}-\d{2}-\d{2})/hour=(?P<hour>\d{2})/"
+    r"part-(?P<ts>\d{8}T\d{12}Z)-(?P<writer>[0-9a-f]+)-(?P<seq>\d+)-(?P<size>\d+)b\.parquet$"
+)
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,14 @@ class Part:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def parse_part(key: str) -> Part | None:
     m = _PART.match(key)
     if not m:
         return None
-    hour = datetime.strptime(f"{m['date']} {m['hour']}", "%Y-%m-%d %H").replace(tzinfo=timezone.utc)
+    hour = datetime.strptime(f"{m['date']} {m['hour']}", "%Y-%m-%d %H").replace(tzinfo=UTC)
     return Part(key, m["kind"], hour, int(m["size"]))
 
 
@@ -78,7 +80,7 @@ class CaptureStore:
         self.writer = secrets.token_hex(3)  # distinguishes replicas writing the same hour
         self._seq = 0
         self._lock = threading.Lock()
-        self._meta: dict[str, dict | None] = {}
+        self._meta: dict[str, DataContract | None] = {}
 
     # writing ----------------------------------------------------------------------------
     def write(self, kind: str, frame: pd.DataFrame, time_column: str) -> list[str]:
@@ -106,8 +108,10 @@ class CaptureStore:
             frame.to_parquet(tmp, index=False)
             size = os.path.getsize(tmp)
             ts = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
-            key = (f"{self.model}/{kind}/date={hour:%Y-%m-%d}/hour={hour:%H}/"
-                   f"part-{ts}-{self.writer}-{seq:06d}-{size}b.parquet")
+            key = (
+                f"{self.model}/{kind}/date={hour:%Y-%m-%d}/hour={hour:%H}/"
+                f"part-{ts}-{self.writer}-{seq:06d}-{size}b.parquet"
+            )
             self.store.put_file(key, Path(tmp))
             return key
         finally:
@@ -117,7 +121,7 @@ class CaptureStore:
     def parts(self, kind: str, since: datetime | None = None) -> list[Part]:
         found = [p for p in map(parse_part, self.store.list(f"{self.model}/{kind}")) if p is not None]
         if since is not None:
-            floor = since.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+            floor = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
             found = [p for p in found if p.hour >= floor]
         return sorted(found, key=lambda p: p.key)
 
@@ -147,8 +151,9 @@ class CaptureStore:
         return self._meta[version]
 
     # retention --------------------------------------------------------------------------
-    def retain(self, kind: str, max_age: timedelta | None = None, max_bytes: int | None = None,
-               now: datetime | None = None) -> list[str]:
+    def retain(
+        self, kind: str, max_age: timedelta | None = None, max_bytes: int | None = None, now: datetime | None = None
+    ) -> list[str]:
         """Delete whole parts older than ``max_age`` (by partition hour), then the oldest until the
         total is at most ``max_bytes``. Returns the deleted keys."""
         now = now or utcnow()
@@ -179,8 +184,9 @@ def read_traffic(uri: str, model: str, since: datetime | None = None) -> pd.Data
     return _dedupe_traffic(CaptureStore(uri, model).read(TRAFFIC, since))
 
 
-def labelled_traffic(uri: str, model: str, since: datetime | None = None, days: float | None = None,
-                     provenance: bool = False) -> pd.DataFrame:
+def labelled_traffic(
+    uri: str, model: str, since: datetime | None = None, days: float | None = None, provenance: bool = False
+) -> pd.DataFrame:
     """Captured rows that received a label, as a training table.
 
     Columns: the contract's features (of the newest version among the rows), the contract's
@@ -225,7 +231,7 @@ def parse_traffic_source(source: str) -> tuple[str, str, float | None]:
     """``traffic://<registry-uri>#<model>[?days=N]`` -> (registry uri, model, days)."""
     if not source.startswith(SCHEME):
         raise DataError(f"{source!r} is not a traffic source ({SCHEME}<registry>#<model>?days=N)")
-    rest = source[len(SCHEME):]
+    rest = source[len(SCHEME) :]
     registry, sep, tail = rest.partition("#")
     model, _, query = tail.partition("?")
     if not sep or not registry or not model:
@@ -251,6 +257,8 @@ def read_traffic_source(source: str) -> pd.DataFrame:
     frame = labelled_traffic(registry, model, days=days)
     if frame.empty:
         window = f"in the last {days:g} days" if days else "at all"
-        raise DataError(f"no labelled traffic for model {model!r} in {registry} {window}: "
-                        "capture traffic and send labels to the feedback endpoint first")
+        raise DataError(
+            f"no labelled traffic for model {model!r} in {registry} {window}: "
+            "capture traffic and send labels to the feedback endpoint first"
+        )
     return frame

@@ -99,19 +99,25 @@ def check_label(frame: pd.DataFrame, label: str, task: Task) -> None:
         import difflib
 
         columns = list(map(str, frame.columns))
-        close = difflib.get_close_matches(label, columns, n=3, cutoff=0.5) or [c for c in columns if c.lower() == label.lower()]
+        close = difflib.get_close_matches(label, columns, n=3, cutoff=0.5) or [
+            c for c in columns if c.lower() == label.lower()
+        ]
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise DataError(f"label column '{label}' not found{hint} (columns: {', '.join(columns)})")
     y = frame[label]
     nulls = int(y.isna().sum())
     if nulls:
-        raise DataError(f"label column '{label}' has {nulls} missing value(s) (NaN/null); drop or fill them before training")
+        raise DataError(
+            f"label column '{label}' has {nulls} missing value(s) (NaN/null); drop or fill them before training"
+        )
     if y.nunique() < 2:
         raise DataError(f"label column '{label}' is constant (only value {y.iloc[0]!r}); nothing to learn")
     if task == "regression" and (not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y)):
         example = next((v for v in y if not isinstance(v, (int, float))), y.iloc[0])
-        raise DataError(f"label column '{label}' is categorical (dtype {y.dtype}, e.g. {example!r}) but the task is regression, "
-                        "which needs a numeric label; use --task classification")
+        raise DataError(
+            f"label column '{label}' is categorical (dtype {y.dtype}, e.g. {example!r}) but the task is regression, "
+            "which needs a numeric label; use --task classification"
+        )
     if task == "regression" and not np.isfinite(y.to_numpy(dtype=float)).all():
         raise DataError(f"label column '{label}' contains infinite values")
 
@@ -141,7 +147,16 @@ def infer_contract(
         if kind == "numeric":
             values = series.to_numpy(dtype=float, na_value=np.nan)
             finite = values[np.isfinite(values)]
-            specs.append(ColumnSpec(name=str(name), kind=kind, dtype=str(series.dtype), min=float(finite.min()), max=float(finite.max()), max_null_ratio=max_null))
+            specs.append(
+                ColumnSpec(
+                    name=str(name),
+                    kind=kind,
+                    dtype=str(series.dtype),
+                    min=float(finite.min()),
+                    max=float(finite.max()),
+                    max_null_ratio=max_null,
+                )
+            )
         elif kind == "categorical":
             distinct = series.dropna().astype(str).unique()
             if len(distinct) > max_categories:
@@ -149,7 +164,15 @@ def infer_contract(
                     f"column '{name}' has {len(distinct)} distinct values (more than max_categories={max_categories}): "
                     "it looks like an identifier; drop it, bucket it, or raise max_categories"
                 )
-            specs.append(ColumnSpec(name=str(name), kind=kind, dtype=str(series.dtype), categories=sorted(map(str, distinct)), max_null_ratio=max_null))
+            specs.append(
+                ColumnSpec(
+                    name=str(name),
+                    kind=kind,
+                    dtype=str(series.dtype),
+                    categories=sorted(map(str, distinct)),
+                    max_null_ratio=max_null,
+                )
+            )
         else:
             specs.append(ColumnSpec(name=str(name), kind=kind, dtype=str(series.dtype), max_null_ratio=max_null))
     if not any(s.kind != "datetime" for s in specs):
@@ -207,7 +230,14 @@ def _check_column(series: pd.Series, spec: ColumnSpec, contract: DataContract) -
         if len(values) and spec.min is not None and spec.max is not None:
             outside = float(((values < spec.min) | (values > spec.max)).mean())
             if outside > contract.max_out_of_range_ratio:
-                out.append(Breach(spec.name, "range", f"{outside:.2%} of values outside (observed [{values.min():g}, {values.max():g}])", f"[{spec.min:g}, {spec.max:g}] for >= {1 - contract.max_out_of_range_ratio:.0%}"))
+                out.append(
+                    Breach(
+                        spec.name,
+                        "range",
+                        f"{outside:.2%} of values outside (observed [{values.min():g}, {values.max():g}])",
+                        f"[{spec.min:g}, {spec.max:g}] for >= {1 - contract.max_out_of_range_ratio:.0%}",
+                    )
+                )
     elif spec.kind == "categorical":
         if pd.api.types.is_numeric_dtype(series) and spec.dtype in ("object", "string", "category", "str"):
             out.append(Breach(spec.name, "dtype", str(series.dtype), f"categorical ({spec.dtype})"))
@@ -218,12 +248,26 @@ def _check_column(series: pd.Series, spec: ColumnSpec, contract: DataContract) -
         ratio = float(unseen_mask.mean()) if len(as_str) else 0.0
         if ratio > contract.max_unseen_category_ratio:
             examples = sorted(as_str[unseen_mask].unique()[:3].tolist())
-            out.append(Breach(spec.name, "allowed_categories", f"{ratio:.2%} unseen (e.g. {examples})", f"<= {contract.max_unseen_category_ratio:.0%} outside {len(allowed)} known categories"))
+            out.append(
+                Breach(
+                    spec.name,
+                    "allowed_categories",
+                    f"{ratio:.2%} unseen (e.g. {examples})",
+                    f"<= {contract.max_unseen_category_ratio:.0%} outside {len(allowed)} known categories",
+                )
+            )
     elif spec.kind == "datetime":
         if not pd.api.types.is_datetime64_any_dtype(series):
             parsed = pd.to_datetime(present, errors="coerce")
             if parsed.isna().any():
-                out.append(Breach(spec.name, "dtype", f"{series.dtype} (unparseable e.g. {present[parsed.isna()].iloc[0]!r})", "datetime"))
+                out.append(
+                    Breach(
+                        spec.name,
+                        "dtype",
+                        f"{series.dtype} (unparseable e.g. {present[parsed.isna()].iloc[0]!r})",
+                        "datetime",
+                    )
+                )
     return out
 
 

@@ -11,13 +11,24 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
-from mlcycle.errors import DataError
 from mlcycle import defaults
+from mlcycle.errors import DataError
 
 DEMO_LABEL = "is_fraud"
 DEMO_TIMESTAMP = "timestamp"
 DEMO_SEGMENT = "channel"
-MERCHANT_CATEGORIES = ["grocery", "fuel", "restaurant", "travel", "electronics", "fashion", "gaming", "pharmacy", "utilities", "jewelry"]
+MERCHANT_CATEGORIES = [
+    "grocery",
+    "fuel",
+    "restaurant",
+    "travel",
+    "electronics",
+    "fashion",
+    "gaming",
+    "pharmacy",
+    "utilities",
+    "jewelry",
+]
 CHANNELS = ["pos", "online", "atm", "contactless"]
 COUNTRIES = ["KR", "US", "JP", "DE", "GB", "FR", "CN", "BR"]
 MIN_DEMO_ROWS, MAX_DEMO_ROWS = 1_000, 20_000_000
@@ -25,8 +36,9 @@ SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 DEMO_SOURCES = ("", "demo")  # a source naming the bundled demo data
 
 
-def make_demo_dataset(n_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEED, drift: float = 0.0,
-                      pattern: float = 0.0) -> pd.DataFrame:
+def make_demo_dataset(
+    n_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEED, drift: float = 0.0, pattern: float = 0.0
+) -> pd.DataFrame:
     """Synthetic card transactions with an ``is_fraud`` label (~3 % positives).
 
     Args:
@@ -112,7 +124,9 @@ def read_table(source: str, storage_options: dict | None = None) -> pd.DataFrame
     if parsed.scheme in ("", "file") and Path(parsed.path if parsed.scheme == "file" else source).is_dir():
         raise DataError(f"data source {source!r} is a directory; give one .csv or .parquet file")
     if suffix not in SUPPORTED_SUFFIXES:
-        raise DataError(f"unknown data format '{suffix or '(no extension)'}' for {source!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}")
+        raise DataError(
+            f"unknown data format '{suffix or '(no extension)'}' for {source!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
     if parsed.scheme == "s3":
         return _read_s3(source, suffix, storage_options)
     if parsed.scheme not in ("", "file"):
@@ -141,9 +155,8 @@ def _parse(fh, suffix: str, name: str) -> pd.DataFrame:
 def _read_s3(source: str, suffix: str, storage_options: dict | None) -> pd.DataFrame:
     import io
 
-    from mlcycle.registry.s3 import client_from_env
-
     from mlcycle.errors import RegistryError
+    from mlcycle.registry.s3 import client_from_env
 
     parsed = urlparse(source)
     try:

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlcycle import defaults
 from mlcycle.contract import DataContract
 from mlcycle.errors import DriftError
-from mlcycle import defaults
 
 PSI_EPS = 1e-4
 BACKENDS = ("alibi", "scipy")
@@ -66,8 +66,8 @@ def imputer_fill(train: pd.DataFrame, contract: DataContract) -> dict[str, float
         return {}
     fast, why = try_compile(build_preprocessor(contract).fit(model_input(train, contract.feature_names)))
     if fast is None:
-        raise MlcycleError(f"cannot read the model preprocessing's fill values: {why}")
-    return {name: float(v) for name, v in zip(fast.numeric, fast.fill)}
+        raise DriftError(f"cannot read the model preprocessing's fill values: {why}")
+    return {name: float(v) for name, v in zip(fast.numeric, fast.fill, strict=False)}
 
 
 class Encoder:
@@ -76,9 +76,12 @@ class Encoder:
         self.features = contract.features
         self.fill, self.fill_source = fill, fill_source
         # per categorical feature: training categories, then a missing bucket, then an unseen bucket
-        self.categorical = {i: len(c.categories or []) + 2
-                            for i, c in enumerate(self.features) if c.kind == "categorical"}
-        self.codes = {c.name: {v: i for i, v in enumerate(c.categories or [])} for c in self.features if c.kind == "categorical"}
+        self.categorical = {
+            i: len(c.categories or []) + 2 for i, c in enumerate(self.features) if c.kind == "categorical"
+        }
+        self.codes = {
+            c.name: {v: i for i, v in enumerate(c.categories or [])} for c in self.features if c.kind == "categorical"
+        }
 
     @property
     def medians(self) -> dict[str, float]:  # the name before fill values came from the model's imputer
@@ -89,8 +92,12 @@ class Encoder:
         return cls(contract, imputer_fill(train, contract))
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
-        columns = {s.name: pd.to_numeric(frame[s.name], errors="coerce").to_numpy(dtype=np.float64)
-                   if s.kind == "numeric" else frame[s.name].to_numpy(dtype=object) for s in self.features}
+        columns = {
+            s.name: pd.to_numeric(frame[s.name], errors="coerce").to_numpy(dtype=np.float64)
+            if s.kind == "numeric"
+            else frame[s.name].to_numpy(dtype=object)
+            for s in self.features
+        }
         return self.encode_columns(columns, len(frame))
 
     def encode_columns(self, columns: dict[str, np.ndarray], n: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -105,8 +112,10 @@ class Encoder:
             else:
                 codes = self.codes[spec.name]
                 missing, unseen = len(codes), len(codes) + 1
-                out[:, j] = [codes.get(v, unseen) if isinstance(v, str) else missing if v is None or v != v else unseen
-                             for v in values]
+                out[:, j] = [
+                    codes.get(v, unseen) if isinstance(v, str) else missing if v is None or v != v else unseen
+                    for v in values
+                ]
         return out
 
 
@@ -179,8 +188,9 @@ class ScipyBackend(Backend):
         super().__init__(encoder, x_ref, p_val)
         self._numeric = [j for j in range(x_ref.shape[1]) if j not in encoder.categorical]
         self._ref_sorted = np.sort(x_ref[:, self._numeric], axis=0)
-        self._ref_counts = {j: np.bincount(x_ref[:, j].astype(int), minlength=k)
-                            for j, k in encoder.categorical.items()}
+        self._ref_counts = {
+            j: np.bincount(x_ref[:, j].astype(int), minlength=k) for j, k in encoder.categorical.items()
+        }
 
     def _test(self, x: np.ndarray) -> DriftReport:
         from scipy.special import chdtrc
@@ -202,8 +212,9 @@ class ScipyBackend(Backend):
         for j, k in self.encoder.categorical.items():
             ref_counts, cur_counts = self._ref_counts[j], np.bincount(x[:, j].astype(int), minlength=k)
             size = max(len(ref_counts), len(cur_counts))
-            table = np.vstack([np.pad(ref_counts, (0, size - len(ref_counts))),
-                               np.pad(cur_counts, (0, size - len(cur_counts)))])
+            table = np.vstack(
+                [np.pad(ref_counts, (0, size - len(ref_counts))), np.pad(cur_counts, (0, size - len(cur_counts)))]
+            )
             table = table[:, table.sum(axis=0) > 0].astype(np.float64)
             if table.shape[1] < 2:
                 results[j] = (0.0, 1.0)
@@ -230,27 +241,38 @@ class AlibiBackend(Backend):
         if detector is None:
             from alibi_detect.cd import TabularDrift
 
-            detector = TabularDrift(x_ref, p_val=p_val, categories_per_feature={j: None for j in encoder.categorical}, correction="bonferroni")
+            detector = TabularDrift(
+                x_ref,
+                p_val=p_val,
+                categories_per_feature={j: None for j in encoder.categorical},
+                correction="bonferroni",
+            )
         self.detector = detector
 
     def _test(self, x: np.ndarray) -> DriftReport:
         data = self.detector.predict(x, drift_type="batch", return_p_val=True, return_distance=True)["data"]
         names = [f.name for f in self.encoder.features]
         threshold = float(data["threshold"])
-        p_values = {n: float(v) for n, v in zip(names, data["p_val"])}
-        distances = {n: float(v) for n, v in zip(names, data["distance"])}
+        p_values = {n: float(v) for n, v in zip(names, data["p_val"], strict=False)}
+        distances = {n: float(v) for n, v in zip(names, data["distance"], strict=False)}
         return DriftReport(bool(data["is_drift"]), len(x), threshold, p_values, distances)
 
 
-def build(reference: pd.DataFrame, contract: DataContract, backend: str = "alibi", p_val: float = 0.05,
-          train: pd.DataFrame | None = None) -> Backend:
+def build(
+    reference: pd.DataFrame,
+    contract: DataContract,
+    backend: str = "alibi",
+    p_val: float = 0.05,
+    train: pd.DataFrame | None = None,
+) -> Backend:
     """A detector whose reference is ``reference``; fill values from the model's preprocessing fitted on ``train``
     (the training split; without it, on ``reference`` itself, and ``fill_source`` says so)."""
     if backend not in BACKENDS:
         raise DriftError(f"unknown drift backend {backend!r}; choose {' or '.join(BACKENDS)}")
     if train is None:
-        encoder = Encoder(contract, imputer_fill(reference, contract),
-                          "model preprocessing fitted on the reference sample")
+        encoder = Encoder(
+            contract, imputer_fill(reference, contract), "model preprocessing fitted on the reference sample"
+        )
     else:
         encoder = Encoder(contract, imputer_fill(train, contract))
     x_ref = encoder.encode(reference)
@@ -262,9 +284,14 @@ def save(detector: Backend, directory: Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     np.save(directory / "reference.npy", detector.x_ref, allow_pickle=False)
-    config = {"backend": detector.name, "p_val": detector.p_val, "fill": detector.encoder.fill,
-              "fill_source": detector.encoder.fill_source, "categorical_buckets": "categories, missing, unseen",
-              "medians": detector.encoder.fill}  # the same values under the old name, for detectors before "fill"
+    config = {
+        "backend": detector.name,
+        "p_val": detector.p_val,
+        "fill": detector.encoder.fill,
+        "fill_source": detector.encoder.fill_source,
+        "categorical_buckets": "categories, missing, unseen",
+        "medians": detector.encoder.fill,
+    }  # the same values under the old name, for detectors before "fill"
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     if isinstance(detector, AlibiBackend):
         from alibi_detect.saving import save_detector

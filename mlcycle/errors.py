@@ -31,7 +31,12 @@ class Breach:
         return f"column '{self.column}': rule '{self.rule}' observed {observed}, allowed {self.allowed}"
 
     def as_dict(self) -> dict:
-        return {"column": self.column, "rule": self.rule, "observed": _plain(self.observed), "allowed": _plain(self.allowed)}
+        return {
+            "column": self.column,
+            "rule": self.rule,
+            "observed": _plain(self.observed),
+            "allowed": _plain(self.allowed),
+        }
 
 
 def _plain(value: object) -> object:

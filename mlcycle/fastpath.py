@@ -12,9 +12,10 @@ the entry is absent or the file is refused, saying why.
 """
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class FastPathUnavailable(ModelError):
 class OnnxScorer:
     """Scores preprocessed rows like ``ModelBundle.score_matrix`` (classification (n, k), regression (n,))."""
 
-    session: object
+    session: Any  # an onnxruntime.InferenceSession
     task: str
     input_name: str
     output: str
@@ -131,14 +132,14 @@ def parity(bundle, scorer: OnnxScorer, frame, replay=None) -> dict:
                 != apply_threshold(native, bundle.classes, bundle.threshold)
             )
         )
-    report = {
+    report: dict[str, Any] = {
         "rows": int(len(frame)),
         "max_abs_diff": float(err.max()),
         "label_mismatches": mismatched,
         "tolerance": TOLERANCE,
         "preprocessing": "numpy-replay" if replay is not None else "sklearn",
     }
-    if report["max_abs_diff"] > TOLERANCE or mismatched:
+    if float(err.max()) > TOLERANCE or mismatched:
         worst = int(err.reshape(len(frame), -1).max(axis=1).argmax())
         raise FastPathUnavailable(
             f"parity check failed on {report['rows']} rows: max difference {report['max_abs_diff']:.3g} "

@@ -37,7 +37,7 @@ class FastPreprocessor:
                 num = np.where(missing, self.fill, num)
             out[:, : len(self.numeric)] = (num - self.mean) / self.scale
         offset = len(self.numeric)
-        for name, lookup in zip(self.categorical, self.categories):
+        for name, lookup in zip(self.categorical, self.categories, strict=False):
             values = columns[name]
             for i in range(n):
                 value = values[i]
@@ -92,8 +92,9 @@ def _compile(ct) -> FastPreprocessor:
                 raise Unsupported(f"'num' steps are {steps}, not ['impute', 'scale']")
             imp, sc = pipe.named_steps["impute"], pipe.named_steps["scale"]
             if type(imp) is not SimpleImputer or type(sc) is not StandardScaler:
-                raise Unsupported(f"'num' is {type(imp).__name__} + {type(sc).__name__}, "
-                                  "not SimpleImputer + StandardScaler")
+                raise Unsupported(
+                    f"'num' is {type(imp).__name__} + {type(sc).__name__}, not SimpleImputer + StandardScaler"
+                )
             if imp.add_indicator or len(imp.statistics_) != len(cols) or np.isnan(imp.statistics_.astype(float)).any():
                 raise Unsupported("'num' imputer adds indicators or has no fill value for some column")
             numeric += list(cols)
@@ -105,14 +106,17 @@ def _compile(ct) -> FastPreprocessor:
                 raise Unsupported(f"'cat' steps are {steps}, not ['impute', 'onehot']")
             imp, oh = pipe.named_steps["impute"], pipe.named_steps["onehot"]
             if type(imp) is not SimpleImputer or type(oh) is not OneHotEncoder:
-                raise Unsupported(f"'cat' is {type(imp).__name__} + {type(oh).__name__}, "
-                                  "not SimpleImputer + OneHotEncoder")
+                raise Unsupported(
+                    f"'cat' is {type(imp).__name__} + {type(oh).__name__}, not SimpleImputer + OneHotEncoder"
+                )
             if imp.strategy != "constant" or imp.add_indicator:
-                raise Unsupported(f"'cat' imputer strategy {imp.strategy!r} "
-                                  f"(add_indicator={imp.add_indicator}), not 'constant'")
+                raise Unsupported(
+                    f"'cat' imputer strategy {imp.strategy!r} (add_indicator={imp.add_indicator}), not 'constant'"
+                )
             if oh.drop is not None or oh.handle_unknown != "ignore" or getattr(oh, "_infrequent_enabled", False):
-                raise Unsupported("'cat' one-hot encoder drops a category, refuses unknown ones "
-                                  "or groups infrequent ones")
+                raise Unsupported(
+                    "'cat' one-hot encoder drops a category, refuses unknown ones or groups infrequent ones"
+                )
             cat_fill = imp.fill_value
             categorical += list(cols)
             if any(not isinstance(v, str) for cats in oh.categories_ for v in cats):
@@ -124,8 +128,16 @@ def _compile(ct) -> FastPreprocessor:
     if order not in (["num", "cat"], ["num"], ["cat"]):
         raise Unsupported(f"transformers {order}, not 'num' then 'cat'")
     width = len(numeric) + sum(len(c) for c in categories)
-    return FastPreprocessor(numeric, np.array(fill, dtype=float), np.array(mean, dtype=float),
-                            np.array(scale, dtype=float), categorical, categories, str(cat_fill), width)
+    return FastPreprocessor(
+        numeric,
+        np.array(fill, dtype=float),
+        np.array(mean, dtype=float),
+        np.array(scale, dtype=float),
+        categorical,
+        categories,
+        str(cat_fill),
+        width,
+    )
 
 
 def _probe(fast: FastPreprocessor, ct) -> None:
@@ -137,7 +149,7 @@ def _probe(fast: FastPreprocessor, ct) -> None:
     for j, name in enumerate(fast.numeric):
         base = fast.fill[j] + fast.scale[j] * np.arange(n, dtype=np.float64)
         columns[name] = np.where(np.arange(n) == 1, np.nan, base)  # row 1: missing everywhere
-    for name, lookup in zip(fast.categorical, fast.categories):
+    for name, lookup in zip(fast.categorical, fast.categories, strict=False):
         values = np.empty(n, dtype=object)
         cats = list(lookup) + ["__mlcycle_unseen__"]
         for i in range(n):
@@ -150,5 +162,6 @@ def _probe(fast: FastPreprocessor, ct) -> None:
     expected = np.asarray(ct.transform(frame), dtype=np.float64)
     got = fast.transform(columns, n)
     if expected.shape != got.shape or not np.allclose(got, expected, rtol=0, atol=1e-9):
-        raise Unsupported(f"replay differs from the fitted preprocessor on probe rows "
-                          f"(shape {got.shape} vs {expected.shape})")
+        raise Unsupported(
+            f"replay differs from the fitted preprocessor on probe rows (shape {got.shape} vs {expected.shape})"
+        )

@@ -65,7 +65,9 @@ def verify_checksums(directory: Path, expected: dict[str, str]) -> None:
             raise IntegrityError(f"{directory} is incomplete: {rel} is missing")
         actual = sha256_file(target)
         if actual != digest:
-            raise IntegrityError(f"sha256 mismatch for {rel}: recorded {digest[:12]}…, found {actual[:12]}…; refusing to load")
+            raise IntegrityError(
+                f"sha256 mismatch for {rel}: recorded {digest[:12]}…, found {actual[:12]}…; refusing to load"
+            )
 
 
 def sha256_bytes(data: bytes) -> str:

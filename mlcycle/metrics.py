@@ -19,9 +19,19 @@ DEFAULT_PRIMARY = {"classification": "roc_auc", "regression": "rmse"}
 # Gate thresholds when the user gives none: clearly better than a constant prediction.
 DEFAULT_THRESHOLDS = {"classification": {"roc_auc": 0.7}, "regression": {"r2": 0.1}}
 # scikit-learn scorer names for the search (negated ones for lower-is-better metrics).
-SCORERS = {"roc_auc": "roc_auc", "pr_auc": "average_precision", "accuracy": "accuracy", "f1": "f1", "precision": "precision",
-           "recall": "recall", "log_loss": "neg_log_loss", "brier": "neg_brier_score", "rmse": "neg_root_mean_squared_error",
-           "mae": "neg_mean_absolute_error", "r2": "r2"}
+SCORERS = {
+    "roc_auc": "roc_auc",
+    "pr_auc": "average_precision",
+    "accuracy": "accuracy",
+    "f1": "f1",
+    "precision": "precision",
+    "recall": "recall",
+    "log_loss": "neg_log_loss",
+    "brier": "neg_brier_score",
+    "rmse": "neg_root_mean_squared_error",
+    "mae": "neg_mean_absolute_error",
+    "r2": "r2",
+}
 
 
 def check_metric(task: str, metric: str, what: str = "metric") -> str:
@@ -33,11 +43,16 @@ def check_metric(task: str, metric: str, what: str = "metric") -> str:
         other = next((t for t, names in TASK_METRICS.items() if metric in names), None)
         hint = f"'{metric}' is a {other} metric" if other else f"unknown metric '{metric}'"
         close = difflib.get_close_matches(metric, known, n=2)
-        raise ConfigError(f"{what} {hint}; {task} has: {', '.join(known)}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+        raise ConfigError(
+            f"{what} {hint}; {task} has: {', '.join(known)}"
+            + (f" (did you mean {' or '.join(close)}?)" if close else "")
+        )
     return metric
 
 
-def task_defaults(task: str, primary: str = "", thresholds: dict[str, float] | None = None) -> tuple[str, dict[str, float]]:
+def task_defaults(
+    task: str, primary: str = "", thresholds: dict[str, float] | None = None
+) -> tuple[str, dict[str, float]]:
     """The primary metric and gate thresholds for ``task``: the user's, checked, or the task's defaults."""
     primary = check_metric(task, primary or DEFAULT_PRIMARY[task], "primary metric")
     thresholds = dict(DEFAULT_THRESHOLDS[task] if thresholds is None or not thresholds else thresholds)
@@ -60,7 +75,9 @@ def apply_threshold(scores: np.ndarray, classes: list, threshold: float) -> np.n
     return np.asarray(classes)[scores.argmax(axis=1)]
 
 
-def classification_metrics(y_true: np.ndarray, scores: np.ndarray, classes: list, threshold: float = 0.5) -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, scores: np.ndarray, classes: list, threshold: float = 0.5
+) -> dict[str, float]:
     from sklearn import metrics as m
 
     binary = len(classes) == 2
@@ -104,14 +121,18 @@ def score_bundle(bundle, frame, label: str) -> dict[str, float]:
     return regression_metrics(y, scores)
 
 
-def metric_value(metric: str, task: str, y: np.ndarray, scores: np.ndarray, classes: list | None = None,
-                 threshold: float = 0.5) -> float:
+def metric_value(
+    metric: str, task: str, y: np.ndarray, scores: np.ndarray, classes: list | None = None, threshold: float = 0.5
+) -> float:
     """One metric of one model's scores (class scores for classification, predictions for regression)."""
     from sklearn import metrics as m
 
     if task == "regression":
-        fn = {"rmse": lambda: np.sqrt(m.mean_squared_error(y, scores)), "mae": lambda: m.mean_absolute_error(y, scores),
-              "r2": lambda: m.r2_score(y, scores)}
+        fn = {
+            "rmse": lambda: np.sqrt(m.mean_squared_error(y, scores)),
+            "mae": lambda: m.mean_absolute_error(y, scores),
+            "r2": lambda: m.r2_score(y, scores),
+        }
         return float(fn[metric]())
     classes = list(classes or [])
     binary = len(classes) == 2
@@ -126,9 +147,18 @@ def metric_value(metric: str, task: str, y: np.ndarray, scores: np.ndarray, clas
     return classification_metrics(y, scores, classes, threshold)[metric]
 
 
-def paired_bootstrap(metric: str, task: str, y: np.ndarray, challenger: np.ndarray, champion: np.ndarray,
-                     classes: list | None = None, thresholds: tuple[float, float] = (0.5, 0.5), confidence: float = 0.95,
-                     resamples: int = 1000, seed: int = 0) -> dict:
+def paired_bootstrap(
+    metric: str,
+    task: str,
+    y: np.ndarray,
+    challenger: np.ndarray,
+    champion: np.ndarray,
+    classes: list | None = None,
+    thresholds: tuple[float, float] = (0.5, 0.5),
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Confidence interval of the challenger's gain over the champion in ``metric`` (positive = challenger better),
     both models scored on the same resampled rows (a paired percentile bootstrap)."""
     if not 0 < confidence < 1:
@@ -146,7 +176,16 @@ def paired_bootstrap(metric: str, task: str, y: np.ndarray, challenger: np.ndarr
         raise ConfigError(f"bootstrap of {metric}: only {len(gains)} of {resamples} resamples had both classes")
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(gains, [tail, 100 - tail])
-    point = better(metric, metric_value(metric, task, y, challenger, classes, thresholds[0]),
-                   metric_value(metric, task, y, champion, classes, thresholds[1]))
-    return {"metric": metric, "gain": round(float(point), 6), "low": round(float(low), 6), "high": round(float(high), 6),
-            "confidence": confidence, "resamples": len(gains)}
+    point = better(
+        metric,
+        metric_value(metric, task, y, challenger, classes, thresholds[0]),
+        metric_value(metric, task, y, champion, classes, thresholds[1]),
+    )
+    return {
+        "metric": metric,
+        "gain": round(float(point), 6),
+        "low": round(float(low), 6),
+        "high": round(float(high), 6),
+        "confidence": confidence,
+        "resamples": len(gains),
+    }

@@ -20,8 +20,8 @@ import pandas as pd
 
 from mlcycle.contract import DataContract
 from mlcycle.errors import ConfigError, IntegrityError, ModelError
-from mlcycle.metrics import apply_threshold, score_bundle
 from mlcycle.fsutil import atomic_path, sha256_file
+from mlcycle.metrics import apply_threshold, score_bundle
 from mlcycle.schema import BundleSpec, VersionFiles, read_bundle, write_bundle
 
 FAMILIES = ("baseline", "logreg", "hgb", "xgboost")
@@ -42,19 +42,36 @@ def build_preprocessor(contract: DataContract):
     categorical = [c.name for c in contract.features if c.kind == "categorical"]
     parts = []
     if numeric:
-        parts.append(("num", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric))
+        parts.append(
+            ("num", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), numeric)
+        )
     if categorical:
-        parts.append(("cat", Pipeline([
-            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32)),
-        ]), categorical))
+        parts.append(
+            (
+                "cat",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32)),
+                    ]
+                ),
+                categorical,
+            )
+        )
     return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=True)
 
 
 # Every family's hyperparameters with their defaults: what a bundle records as its params is the merge of
 # these with the search's choice, so a model's params are its real ones.
 _HGB = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31, "min_samples_leaf": 20, "l2_regularization": 0.0}
-_XGB = {"n_estimators": 300, "learning_rate": 0.08, "max_depth": 5, "subsample": 0.9, "colsample_bytree": 0.9, "min_child_weight": 1}
+_XGB = {
+    "n_estimators": 300,
+    "learning_rate": 0.08,
+    "max_depth": 5,
+    "subsample": 0.9,
+    "colsample_bytree": 0.9,
+    "min_child_weight": 1,
+}
 FAMILY_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("baseline", "classification"): {"strategy": "prior"},
     ("baseline", "regression"): {"strategy": "mean"},
@@ -72,8 +89,12 @@ def check_families(families: list[str]) -> list[str]:
     if unknown or not families:
         import difflib
 
-        hints = "".join(f" ('{u}': did you mean {m[0]}?)" for u in unknown if (m := difflib.get_close_matches(u, FAMILIES, n=1)))
-        raise ConfigError(f"unknown or no model families {unknown or families}; choose from {', '.join(FAMILIES)}{hints}")
+        hints = "".join(
+            f" ('{u}': did you mean {m[0]}?)" for u in unknown if (m := difflib.get_close_matches(u, FAMILIES, n=1))
+        )
+        raise ConfigError(
+            f"unknown or no model families {unknown or families}; choose from {', '.join(FAMILIES)}{hints}"
+        )
     return list(families)
 
 
@@ -83,7 +104,9 @@ def effective_params(family: str, task: str, params: dict | None = None) -> dict
     defaults = FAMILY_DEFAULTS[(family, task)]
     unknown = sorted(set(params or {}) - set(defaults))
     if unknown:
-        raise ModelError(f"{family} ({task}) has no hyperparameter(s) {', '.join(unknown)}; it takes {', '.join(defaults)}")
+        raise ModelError(
+            f"{family} ({task}) has no hyperparameter(s) {', '.join(unknown)}; it takes {', '.join(defaults)}"
+        )
     return {**defaults, **(params or {})}
 
 
@@ -112,7 +135,9 @@ def build_estimator(family: str, task: str, seed: int, params: dict | None = Non
 def build_pipeline(family: str, contract: DataContract, seed: int, params: dict | None = None):
     from sklearn.pipeline import Pipeline
 
-    return Pipeline([("prep", build_preprocessor(contract)), ("model", build_estimator(family, contract.task, seed, params))])
+    return Pipeline(
+        [("prep", build_preprocessor(contract)), ("model", build_estimator(family, contract.task, seed, params))]
+    )
 
 
 def encode_labels(y: np.ndarray, contract: DataContract) -> np.ndarray:
@@ -121,7 +146,7 @@ def encode_labels(y: np.ndarray, contract: DataContract) -> np.ndarray:
     Every family is fitted on the indices, so a bundle's class order is always the contract's."""
     if contract.task != "classification":
         return y
-    index = {c: i for i, c in enumerate(contract.classes)}
+    index = {c: i for i, c in enumerate(contract.classes or [])}
     try:
         return np.fromiter((index[_plain(v)] for v in y), dtype=np.int64, count=len(y))
     except KeyError as e:
@@ -161,14 +186,27 @@ class ModelBundle:
     training: dict = field(default_factory=dict)  # seed, and how the decision threshold was chosen
 
     @classmethod
-    def fit(cls, family: str, frame: pd.DataFrame, contract: DataContract, seed: int, params: dict | None = None) -> "ModelBundle":
+    def fit(
+        cls, family: str, frame: pd.DataFrame, contract: DataContract, seed: int, params: dict | None = None
+    ) -> "ModelBundle":
         """Fit ``Pipeline(prep, model)`` on ``frame`` (labels encoded as class indices); params recorded in full."""
         x, y = split_xy(frame, contract)
         pipeline = build_pipeline(family, contract, seed, params).fit(x, encode_labels(y, contract))
         est = pipeline.named_steps["model"]
-        classes = [contract.classes[int(i)] for i in est.classes_] if contract.task == "classification" else None
-        return cls(family, contract.task, contract.feature_names, pipeline.named_steps["prep"], est, classes, 0.5,
-                   effective_params(family, contract.task, params), {"seed": seed})
+        classes = (
+            [(contract.classes or [])[int(i)] for i in est.classes_] if contract.task == "classification" else None
+        )
+        return cls(
+            family,
+            contract.task,
+            contract.feature_names,
+            pipeline.named_steps["prep"],
+            est,
+            classes,
+            0.5,
+            effective_params(family, contract.task, params),
+            {"seed": seed},
+        )
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         return self.preprocessor.transform(model_input(frame, self.features))
@@ -197,7 +235,7 @@ class ModelBundle:
         scores = self.score(frame)
         if self.task == "regression":
             return scores
-        return apply_threshold(scores, self.classes, self.threshold)
+        return apply_threshold(scores, self.classes or [], self.threshold)
 
     def save(self, directory: Path) -> dict[str, str]:
         """Write the bundle atomically; returns {file name: sha256}."""
@@ -214,9 +252,20 @@ class ModelBundle:
                 sio.dump(self.estimator, tmp / "estimator.skops")
                 est_file = "estimator.skops"
             files = {name: sha256_file(tmp / name) for name in ("preprocessor.skops", est_file)}
-            write_bundle(tmp, BundleSpec(family=self.family, task=self.task, features=self.features,
-                                         classes=self.classes, threshold=self.threshold, params=self.params,
-                                         training=self.training, estimator_file=est_file, sha256=files))
+            write_bundle(
+                tmp,
+                BundleSpec(
+                    family=self.family,
+                    task=self.task,
+                    features=self.features,
+                    classes=self.classes,
+                    threshold=self.threshold,
+                    params=self.params,
+                    training=self.training,
+                    estimator_file=est_file,
+                    sha256=files,
+                ),
+            )
         return files
 
     @classmethod
@@ -243,8 +292,17 @@ class ModelBundle:
             estimator.set_param({"nthread": nthread or 1})
         else:
             estimator = _skops_load(directory / spec.estimator_file)
-        return cls(spec.family, spec.task, spec.features, preprocessor, estimator, spec.classes, spec.threshold,
-                   spec.params, spec.training)
+        return cls(
+            spec.family,
+            spec.task,
+            spec.features,
+            preprocessor,
+            estimator,
+            spec.classes,
+            spec.threshold,
+            spec.params,
+            spec.training,
+        )
 
 
 def set_decision(directory: Path, threshold: float, training: dict) -> None:
@@ -273,8 +331,10 @@ def _is_booster(estimator) -> bool:
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
-def fit_bundle(family: str, train: pd.DataFrame, val: pd.DataFrame, contract: DataContract, seed: int,
-               params: dict | None = None) -> tuple[ModelBundle, dict[str, float]]:
+
+def fit_bundle(
+    family: str, train: pd.DataFrame, val: pd.DataFrame, contract: DataContract, seed: int, params: dict | None = None
+) -> tuple[ModelBundle, dict[str, float]]:
     """Fit one family on ``train`` and score it on ``val`` (decision threshold 0.5: the tune step chooses the
     real one on out-of-fold predictions, see mlcycle.thresholds)."""
     bundle = ModelBundle.fit(family, train, contract, seed, params)

@@ -7,7 +7,17 @@ from pathlib import Path
 
 from mlcycle import __version__
 
-TRACKED_LIBRARIES = ("mlcycle", "scikit-learn", "xgboost", "xgboost-cpu", "pandas", "numpy", "skops", "kfp", "alibi-detect")
+TRACKED_LIBRARIES = (
+    "mlcycle",
+    "scikit-learn",
+    "xgboost",
+    "xgboost-cpu",
+    "pandas",
+    "numpy",
+    "skops",
+    "kfp",
+    "alibi-detect",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -26,8 +36,15 @@ def code_version() -> str:
         return env
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return f"git:{sha}" + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return f"mlcycle=={__version__}"

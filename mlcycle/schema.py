@@ -70,6 +70,8 @@ class Lineage(BaseModel):
     pipeline_run_id: str
     code_version: str
     parent: str | None = None  # the production version the gate compared against, if any
+    trigger: str = "manual"  # why the run that made it started: drift | accuracy | schedule | new_data | manual
+    trigger_evidence: dict[str, Any] = Field(default_factory=dict)
 
 
 class VersionInfo(BaseModel):
@@ -90,6 +92,8 @@ class VersionInfo(BaseModel):
     lineage: Lineage | None = None
     libraries: dict[str, str] = Field(default_factory=dict)
     fast_path: dict[str, Any] | None = None  # a compiled serving path's record: {status, reason, file, ...}
+    semver: str | None = None  # MAJOR.MINOR.PATCH beside the immutable version id (mlcycle.semver)
+    semver_reason: str | None = None
 
 
 class VersionMetadata(_File, VersionInfo):
@@ -105,6 +109,7 @@ class VersionMetadata(_File, VersionInfo):
         checks its sha256 and falls back to the native model, reported, when it does not match)."""
         name = (self.fast_path or {}).get("file")
         return {name} if name else set()
+
     files: dict[str, FileEntry]
 
 
@@ -137,8 +142,10 @@ def validate(cls: type[M], data: object, where: str) -> M:
         raise FormatError(f"{where} is not a JSON object")
     found = data.get("format_version", FORMAT_VERSION)
     if isinstance(found, int) and found > FORMAT_VERSION:
-        raise FormatError(f"{where} has format_version {found}, newer than the {FORMAT_VERSION} this mlcycle reads: "
-                          "upgrade mlcycle to read it")
+        raise FormatError(
+            f"{where} has format_version {found}, newer than the {FORMAT_VERSION} this mlcycle reads: "
+            "upgrade mlcycle to read it"
+        )
     try:
         return cls.model_validate(data)
     except ValidationError as e:
@@ -179,6 +186,7 @@ class VersionFiles:
 
     @property
     def contract(self) -> DataContract:
+        assert self.metadata.contract is not None  # verified() refuses a version without one
         return self.metadata.contract
 
     @classmethod
@@ -197,8 +205,10 @@ class VersionFiles:
             entry = metadata.files.get(rel)
             if entry is None or entry.sha256 != digest:
                 recorded = entry.sha256[:12] + "…" if entry else "nothing"
-                raise IntegrityError(f"sha256 mismatch for {rel}: {BUNDLE_FILE} records {digest[:12]}…, "
-                                     f"{METADATA_FILE} {recorded}; refusing to load")
+                raise IntegrityError(
+                    f"sha256 mismatch for {rel}: {BUNDLE_FILE} records {digest[:12]}…, "
+                    f"{METADATA_FILE} {recorded}; refusing to load"
+                )
         return cls(directory, metadata, bundle)
 
 

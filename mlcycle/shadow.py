@@ -8,6 +8,7 @@ see nothing; production's answers are the ones it gave and logged.
 """
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -48,11 +49,14 @@ def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
     """The two-sample Kolmogorov-Smirnov statistic (largest gap between the empirical CDFs)."""
     a, b = np.sort(np.asarray(a, float)), np.sort(np.asarray(b, float))
     grid = np.concatenate([a, b])
-    return float(np.max(np.abs(np.searchsorted(a, grid, "right") / len(a) - np.searchsorted(b, grid, "right") / len(b))))
+    return float(
+        np.max(np.abs(np.searchsorted(a, grid, "right") / len(a) - np.searchsorted(b, grid, "right") / len(b)))
+    )
 
 
-def compare(production_labels, candidate_labels, production_scores, candidate_scores, latency_ms, errors: int,
-            truth=None) -> ShadowEvidence:
+def compare(
+    production_labels, candidate_labels, production_scores, candidate_scores, latency_ms, errors: int, truth=None
+) -> ShadowEvidence:
     """Evidence from paired answers: arrays over the requests both answered (``errors``: the candidate's failures,
     not in the arrays); ``truth``: late labels (NaN/None where none came yet)."""
     p_lab, c_lab = np.asarray(production_labels), np.asarray(candidate_labels)
@@ -60,17 +64,22 @@ def compare(production_labels, candidate_labels, production_scores, candidate_sc
     if n != len(c_lab) or n != len(production_scores) or n != len(candidate_scores):
         raise ValueError("shadow compare: production and candidate answers are not paired")
     total = n + errors
-    evidence = {"requests": total, "errors": errors,
-                "agreement": round(float(np.mean(p_lab == c_lab)), 6) if n else None,
-                "score_ks": round(ks_distance(production_scores, candidate_scores), 6) if n else None,
-                "p99_ms": round(float(np.percentile(latency_ms, 99)), 3) if len(latency_ms) else None}
+    evidence: dict[str, Any] = {
+        "requests": total,
+        "errors": errors,
+        "agreement": round(float(np.mean(p_lab == c_lab)), 6) if n else None,
+        "score_ks": round(ks_distance(production_scores, candidate_scores), 6) if n else None,
+        "p99_ms": round(float(np.percentile(latency_ms, 99)), 3) if len(latency_ms) else None,
+    }
     if truth is not None:
         t = np.asarray(truth, dtype=object)
         known = np.array([v is not None and not (isinstance(v, float) and np.isnan(v)) for v in t], dtype=bool)
         evidence["labelled"] = int(known.sum())
         if known.any():
-            evidence["accuracy"] = {"production": round(float(np.mean(p_lab[known] == t[known])), 6),
-                                    "candidate": round(float(np.mean(c_lab[known] == t[known])), 6)}
+            evidence["accuracy"] = {
+                "production": round(float(np.mean(p_lab[known] == t[known])), 6),
+                "candidate": round(float(np.mean(c_lab[known] == t[known])), 6),
+            }
     return ShadowEvidence(**evidence)
 
 
@@ -86,14 +95,24 @@ def decide(e: ShadowEvidence, policy: ShadowPolicy) -> ShadowDecision:
 
     rate = e.errors / e.requests
     check(rate <= policy.max_error_rate, f"candidate error rate {rate:.4f} (max {policy.max_error_rate})")
-    check(e.agreement is not None and e.agreement >= policy.min_agreement,
-          f"decision agreement {e.agreement} (min {policy.min_agreement})")
-    check(e.score_ks is not None and e.score_ks <= policy.max_score_ks, f"score KS distance {e.score_ks} (max {policy.max_score_ks})")
-    check(e.p99_ms is not None and e.p99_ms <= policy.max_p99_ms, f"candidate p99 {e.p99_ms} ms (max {policy.max_p99_ms})")
+    check(
+        e.agreement is not None and e.agreement >= policy.min_agreement,
+        f"decision agreement {e.agreement} (min {policy.min_agreement})",
+    )
+    check(
+        e.score_ks is not None and e.score_ks <= policy.max_score_ks,
+        f"score KS distance {e.score_ks} (max {policy.max_score_ks})",
+    )
+    check(
+        e.p99_ms is not None and e.p99_ms <= policy.max_p99_ms, f"candidate p99 {e.p99_ms} ms (max {policy.max_p99_ms})"
+    )
     if e.labelled >= policy.min_labels and e.accuracy:
         drop = e.accuracy["production"] - e.accuracy["candidate"]
-        check(drop <= policy.max_accuracy_drop, f"online accuracy candidate {e.accuracy['candidate']:.4f} vs production "
-              f"{e.accuracy['production']:.4f} on {e.labelled} labelled requests (max drop {policy.max_accuracy_drop})")
+        check(
+            drop <= policy.max_accuracy_drop,
+            f"online accuracy candidate {e.accuracy['candidate']:.4f} vs production "
+            f"{e.accuracy['production']:.4f} on {e.labelled} labelled requests (max drop {policy.max_accuracy_drop})",
+        )
     else:
         reasons.append(f"info {e.labelled} labelled requests < {policy.min_labels}: accuracy not compared yet")
     return ShadowDecision(passed, reasons, e)

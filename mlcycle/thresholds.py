@@ -100,5 +100,13 @@ def choose_threshold(positive: np.ndarray, proba: np.ndarray, policy: ThresholdP
         if n_pos < cost[best]:  # flagging nothing is cheaper still
             return ThresholdChoice(float(np.nextafter(scores[0], np.inf)), str(policy), 0.0, 0.0, 0.0, 0.0, len(proba))
     threshold = float(thresholds[best])
-    return ThresholdChoice(threshold, str(policy), float(precision[best]), float(recall[best]), float(f1[best]),
-                           float(fp[best] / n_neg), len(proba), met)
+    return ThresholdChoice(
+        threshold,
+        str(policy),
+        float(precision[best]),
+        float(recall[best]),
+        float(f1[best]),
+        float(fp[best] / n_neg),
+        len(proba),
+        met,
+    )

@@ -70,14 +70,26 @@ def _wanted(obs: Observation, state: TriggerState, policy: TriggerPolicy) -> tup
     if obs.labelled >= policy.min_samples:
         acc, fpr = obs.online.get("accuracy"), obs.online.get("false_positive_rate")
         if policy.min_accuracy is not None and acc is not None and acc < policy.min_accuracy:
-            return "accuracy", f"online accuracy {acc:.4f} < {policy.min_accuracy} on {obs.labelled} labelled requests", \
-                {"online": dict(obs.online), "labelled": obs.labelled}
+            return (
+                "accuracy",
+                f"online accuracy {acc:.4f} < {policy.min_accuracy} on {obs.labelled} labelled requests",
+                {"online": dict(obs.online), "labelled": obs.labelled},
+            )
         if policy.max_false_positive_rate is not None and fpr is not None and fpr > policy.max_false_positive_rate:
-            return "accuracy", (f"online false-positive rate {fpr:.4f} > {policy.max_false_positive_rate} on "
-                                f"{obs.labelled} labelled requests"), {"online": dict(obs.online), "labelled": obs.labelled}
+            return (
+                "accuracy",
+                (
+                    f"online false-positive rate {fpr:.4f} > {policy.max_false_positive_rate} on "
+                    f"{obs.labelled} labelled requests"
+                ),
+                {"online": dict(obs.online), "labelled": obs.labelled},
+            )
     if obs.drifted_windows >= policy.drift_windows:
-        return "drift", f"{obs.drifted_windows} consecutive drifted windows (>= {policy.drift_windows})", \
-            {"drifted_windows": obs.drifted_windows}
+        return (
+            "drift",
+            f"{obs.drifted_windows} consecutive drifted windows (>= {policy.drift_windows})",
+            {"drifted_windows": obs.drifted_windows},
+        )
     if policy.new_rows is not None and obs.new_rows >= policy.new_rows:
         return "new_data", f"{obs.new_rows} new labelled rows (>= {policy.new_rows})", {"new_rows": obs.new_rows}
     if policy.schedule_s is not None and obs.now - state.last_started >= policy.schedule_s:
@@ -97,13 +109,17 @@ def decide(state: TriggerState, obs: Observation, policy: TriggerPolicy) -> Deci
         left = policy.cooldown_s - (obs.now - state.last_started)
         return Decision(False, trigger, f"{reason}; not started: cooldown ({left:.0f} s left)", evidence)
     if obs.fingerprint and obs.fingerprint in state.fingerprints:
-        return Decision(False, trigger, f"{reason}; not started: already retrained on data {obs.fingerprint[:12]}", evidence)
+        return Decision(
+            False, trigger, f"{reason}; not started: already retrained on data {obs.fingerprint[:12]}", evidence
+        )
     return Decision(True, trigger, reason, evidence)
 
 
 def started(state: TriggerState, decision: Decision, now: float) -> TriggerState:
     prints = state.fingerprints + ((decision.evidence["fingerprint"],) if decision.evidence.get("fingerprint") else ())
-    return replace(state, running=decision.trigger, last_started=now, fingerprints=prints[-100:], retrains=state.retrains + 1)
+    return replace(
+        state, running=decision.trigger, last_started=now, fingerprints=prints[-100:], retrains=state.retrains + 1
+    )
 
 
 def finished(state: TriggerState) -> TriggerState:
@@ -114,8 +130,13 @@ class TriggerController:
     """``decide`` with its state in a JSON file (written atomically); ``launch(decision)`` starts the retrain and
     must call ``done()`` when it ends. ``record(decision)`` (e.g. the registry's audit log) sees every start."""
 
-    def __init__(self, state_path: Path, policy: TriggerPolicy, launch: Callable[[Decision], None],
-                 record: Callable[[Decision], None] | None = None):
+    def __init__(
+        self,
+        state_path: Path,
+        policy: TriggerPolicy,
+        launch: Callable[[Decision], None],
+        record: Callable[[Decision], None] | None = None,
+    ):
         self.path, self.policy, self.launch, self.record = Path(state_path), policy, launch, record
         self.restarted = False
         self.state = self._load()

@@ -12,40 +12,92 @@ import tempfile
 from pathlib import Path
 
 from inference.devserve import start_predictor
-from mlcycle.rollout import controller
 from inference.rollout.local import Backend, LocalAdapter, PrometheusServer, TrafficSplitter
-from mlcycle.rollout.metrics import PrometheusProvider
-from mlcycle.rollout.policy import MetricCheck, Policy
+from mlcycle import defaults
 from mlcycle.process import free_port
 from mlcycle.registry import open_registry
-from mlcycle import defaults
+from mlcycle.rollout import controller
+from mlcycle.rollout.metrics import PrometheusProvider
+from mlcycle.rollout.policy import MetricCheck, Policy
 from pipelines.direct import run_direct
 
-SAMPLE = {"instances": [{"amount": 42.5, "hour": 13, "card_age_days": 400, "distance_from_home_km": 3.2, "txn_count_24h": 2,
-                         "avg_amount_30d": 40.0, "is_foreign": 0, "merchant_category": "grocery", "channel": "pos", "country": "KR"}]}
-DEMO_POLICY = Policy(interval_s=3, threshold=2, step_weight=25, max_weight=50, min_requests=20, max_metric_errors=3, ready_timeout_s=60,
-                     metrics=(MetricCheck("error_rate", max=0.02), MetricCheck("p99_latency_ms", max=250.0)))
+SAMPLE = {
+    "instances": [
+        {
+            "amount": 42.5,
+            "hour": 13,
+            "card_age_days": 400,
+            "distance_from_home_km": 3.2,
+            "txn_count_24h": 2,
+            "avg_amount_30d": 40.0,
+            "is_foreign": 0,
+            "merchant_category": "grocery",
+            "channel": "pos",
+            "country": "KR",
+        }
+    ]
+}
+DEMO_POLICY = Policy(
+    interval_s=3,
+    threshold=2,
+    step_weight=25,
+    max_weight=50,
+    min_requests=20,
+    max_metric_errors=3,
+    ready_timeout_s=60,
+    metrics=(MetricCheck("error_rate", max=0.02), MetricCheck("p99_latency_ms", max=250.0)),
+)
 
 
 def train_candidate(registry, model: str, seed: int) -> str:
     """A new candidate version from a fresh batch of demo data, registered without promotion."""
     with tempfile.TemporaryDirectory() as tmp:
-        run = run_direct(registry, Path(tmp), run_id="canary-demo", seed=seed, model_name=model, families=["logreg", "xgboost"],
-                         n_trials=0, thresholds={"roc_auc": 0.75}, min_improvement=-0.05, drift_backend="scipy", auto_promote=False)
+        run = run_direct(
+            registry,
+            Path(tmp),
+            run_id="canary-demo",
+            seed=seed,
+            model_name=model,
+            families=["logreg", "xgboost"],
+            n_trials=0,
+            thresholds={"roc_auc": 0.75},
+            min_improvement=-0.05,
+            drift_backend="scipy",
+            auto_promote=False,
+        )
     if not run.passed:
         raise SystemExit("candidate failed the gate: " + "; ".join(run.reasons))
     return run.version
 
 
-def rollout(registry, registry_dir: str, model: str, stable_version: str, candidate: str, logs: Path, prometheus_dir: Path, *faults: str) -> str:
-    stable_proc = start_predictor(f"{registry_dir}#{model}@{stable_version}", model, free_port(), free_port(), logs / "stable.log")
-    canary_proc = start_predictor(f"{registry_dir}#{model}@{candidate}", model, free_port(), free_port(), logs / "canary.log", *faults)
+def rollout(
+    registry,
+    registry_dir: str,
+    model: str,
+    stable_version: str,
+    candidate: str,
+    logs: Path,
+    prometheus_dir: Path,
+    *faults: str,
+) -> str:
+    stable_proc = start_predictor(
+        f"{registry_dir}#{model}@{stable_version}", model, free_port(), free_port(), logs / "stable.log"
+    )
+    canary_proc = start_predictor(
+        f"{registry_dir}#{model}@{candidate}", model, free_port(), free_port(), logs / "canary.log", *faults
+    )
     splitter = TrafficSplitter(Backend(stable_version, stable_proc.url, model), SAMPLE, rate=40).start()
     prometheus = PrometheusServer(prometheus_dir, [f"127.0.0.1:{splitter.port}"]).start()
     try:
         adapter = LocalAdapter(splitter, Backend(candidate, canary_proc.url, model), registry, model)
         provider = PrometheusProvider(prometheus.url, window="6s")
-        final = controller.run(adapter, provider, DEMO_POLICY, stable_version, on_action=lambda a: print("  " + controller.describe(a), flush=True))
+        final = controller.run(
+            adapter,
+            provider,
+            DEMO_POLICY,
+            stable_version,
+            on_action=lambda a: print("  " + controller.describe(a), flush=True),
+        )
         print(f"  traffic sent: {splitter.sent}")
         return final.kind
     finally:
@@ -71,8 +123,20 @@ def main() -> int:
     stable = registry.resolve(args.model, "production")
     bad = train_candidate(registry, args.model, seed=8)
     print(f"\n[2] canary {bad} (deliberately broken: 30 % injected errors) vs stable {stable}", flush=True)
-    second = rollout(registry, registry_dir, args.model, stable, bad, logs, Path(tempfile.mkdtemp(prefix="prom-")), "--fault_error_rate", "0.3")
-    print(f"\nresult: healthy canary -> {first}; broken canary -> {second}; production now {registry.resolve(args.model, 'production')}")
+    second = rollout(
+        registry,
+        registry_dir,
+        args.model,
+        stable,
+        bad,
+        logs,
+        Path(tempfile.mkdtemp(prefix="prom-")),
+        "--fault_error_rate",
+        "0.3",
+    )
+    print(
+        f"\nresult: healthy canary -> {first}; broken canary -> {second}; production now {registry.resolve(args.model, 'production')}"
+    )
     return 0 if (first, second) == ("promote", "rollback") else 1
 
 

@@ -43,8 +43,14 @@ class DirectRun:
         return self.workdir / "tuned"
 
 
-def run_direct(registry: Registry, workdir: Path, run_id: str = "direct", log: Callable[[str], None] | None = None,
-               step_done: Callable[[str, float], None] | None = None, **params) -> DirectRun:
+def run_direct(
+    registry: Registry,
+    workdir: Path,
+    run_id: str = "direct",
+    log: Callable[[str], None] | None = None,
+    step_done: Callable[[str, float], None] | None = None,
+    **params,
+) -> DirectRun:
     """Run every step of ``training_pipeline(**params)`` (except deploy) against ``registry``, artifacts in ``workdir``."""
     from components.build_detector.logic import build_detector
     from components.evaluate.logic import run as evaluate
@@ -76,24 +82,51 @@ def run_direct(registry: Registry, workdir: Path, run_id: str = "direct", log: C
 
     fingerprint = ingest(p["source"], w / "data.parquet", demo_rows=p["demo_rows"], seed=p["seed"]).fingerprint
     lap("ingest")
-    contract: DataContract = validate(w / "data.parquet", w / "contract.json", w / "data-report.md", p["label"], p["task"],
-                                      p["timestamp_column"], registry, p["model_name"], p["max_categories"], w / "data-report.html").contract
+    contract: DataContract = validate(
+        w / "data.parquet",
+        w / "contract.json",
+        w / "data-report.md",
+        p["label"],
+        p["task"],
+        p["timestamp_column"],
+        registry,
+        p["model_name"],
+        p["max_categories"],
+        w / "data-report.html",
+    ).contract
     lap("validate-data")
     paths = (w / "train.parquet", w / "validation.parquet", w / "test.parquet")
     split(w / "data.parquet", contract, paths, p["val_fraction"], p["test_fraction"], p["seed"], p["timestamp_column"])
     lap("split")
     train_df, val_df, test_df = (pd.read_parquet(path) for path in paths)
-    family = train(train_df, val_df, contract, w / "model", list(p["families"]), p["seed"], p["primary_metric"], log=quiet).best_family
+    family = train(
+        train_df, val_df, contract, w / "model", list(p["families"]), p["seed"], p["primary_metric"], log=quiet
+    ).best_family
     lap("train")
-    tune(train_df, val_df, contract, family, w / "model", w / "tuned", p["n_trials"], p["cv_folds"], p["seed"],
-         primary_metric=p["primary_metric"], threshold_policy=p["threshold_policy"], log=quiet)
+    tune(
+        train_df,
+        val_df,
+        contract,
+        family,
+        w / "model",
+        w / "tuned",
+        p["n_trials"],
+        p["cv_folds"],
+        p["seed"],
+        primary_metric=p["primary_metric"],
+        threshold_policy=p["threshold_policy"],
+        log=quiet,
+    )
     lap("tune")
-    ev = evaluate(w / "tuned", paths[2], contract, w / "report.html", p["segment_column"], p["seed"], p["primary_metric"])
+    ev = evaluate(
+        w / "tuned", paths[2], contract, w / "report.html", p["segment_column"], p["seed"], p["primary_metric"]
+    )
     (w / "evaluation.json").write_text(json.dumps(asdict(ev), indent=2))
     evaluation = json.loads((w / "evaluation.json").read_text())  # what the register step reads
     lap("evaluate")
-    policy = resolve_policy(ev.task, p["primary_metric"], dict(p["thresholds"]), p["min_improvement"],
-                            p["min_improvement_confidence"])
+    policy = resolve_policy(
+        ev.task, p["primary_metric"], dict(p["thresholds"]), p["min_improvement"], p["min_improvement_confidence"]
+    )
     decision = gate(w / "tuned", test_df, p["label"], ev.metrics, policy, registry, p["model_name"])
     lap("gate")
     result = DirectRun(w, decision.passed, list(decision.reasons), dict(ev.metrics), seconds=seconds)
@@ -101,9 +134,22 @@ def run_direct(registry: Registry, workdir: Path, run_id: str = "direct", log: C
         return result
     build_detector(train_df, contract, w / "drift", backend=p["drift_backend"], p_val=p["drift_p_val"], seed=p["seed"])
     lap("build-detector")
-    registered = register(w / "tuned", contract, train_df, evaluation, decision.as_dict(), registry, p["model_name"], fingerprint,
-                          run_id, w / "report.html", p["auto_promote"], w / "drift",
-                          test=test_df)
+    registered = register(
+        w / "tuned",
+        contract,
+        train_df,
+        evaluation,
+        decision.as_dict(),
+        registry,
+        p["model_name"],
+        fingerprint,
+        run_id,
+        w / "report.html",
+        p["auto_promote"],
+        w / "drift",
+        trigger=p["trigger"],
+        test=test_df,
+    )
     lap("register")
     result.version, result.unchanged = registered.version, registered.unchanged
     return result

@@ -14,9 +14,9 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mlcycle.errors import PipelineError
 from pipelines.training import PIPELINE_NAME, training_pipeline
@@ -26,10 +26,15 @@ STARTED = re.compile(r"Executing task '([\w-]+)'")
 FINISHED = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
 INNER_FAILED = re.compile(r"Inner task failed: '([\w-]+)'")
 # The last line of a Python traceback in a step's log: "mlcycle.errors.DataError: label column ...".
-ERROR_LINE = re.compile(r"^\s*((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Violation|Exception|NotFound|Unavailable|Conflict|Version)): (.+)$")
+ERROR_LINE = re.compile(
+    r"^\s*((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Violation|Exception|NotFound|Unavailable|Conflict|Version)): (.+)$"
+)
 # Pages a run leaves for people: copied to the run directory under names a browser opens.
-PAGES = {"report.html": ("evaluate", "report"), "data-report.html": ("validate-data", "exploration"),
-         "gate-report.html": ("gate", "comparison")}
+PAGES = {
+    "report.html": ("evaluate", "report"),
+    "data-report.html": ("validate-data", "exploration"),
+    "gate-report.html": ("gate", "comparison"),
+}
 
 
 class StepFailed(PipelineError):
@@ -86,13 +91,18 @@ class _StepLog(io.TextIOBase):
             self.started[m.group(1)] = time.perf_counter()
         elif m := FINISHED.search(line):
             name, status = m.groups()
-            step = StepTime(name, "ok" if status == "SUCCESS" else status.lower(),
-                            round(time.perf_counter() - self.started.get(name, time.perf_counter()), 1))
+            step = StepTime(
+                name,
+                "ok" if status == "SUCCESS" else status.lower(),
+                round(time.perf_counter() - self.started.get(name, time.perf_counter()), 1),
+            )
             with contextlib.redirect_stdout(self.terminal):
                 self.progress(f"  {step.name:<16} {step.status:<8} {step.seconds:6.1f}s")
 
 
-def run_local(registry_uri: str, pipeline_root: Path, progress: Callable[[str], None] | None = None, **params) -> LocalRun:
+def run_local(
+    registry_uri: str, pipeline_root: Path, progress: Callable[[str], None] | None = None, **params
+) -> LocalRun:
     from kfp import local
 
     pipeline_root = Path(pipeline_root).resolve()
@@ -120,7 +130,10 @@ def run_local(registry_uri: str, pipeline_root: Path, progress: Callable[[str], 
     run_dir = new[-1] if new else None
     if log_path is not None and run_dir is not None:
         log_path = Path(shutil.move(log_path, run_dir / "pipeline.log"))
-    for name, (step, artifact) in PAGES.items():  # also after a failure: the data page shows a contract breach per column
+    for name, (
+        step,
+        artifact,
+    ) in PAGES.items():  # also after a failure: the data page shows a contract breach per column
         if run_dir is not None and (run_dir / step / artifact).is_file():
             shutil.copyfile(run_dir / step / artifact, run_dir / name)
     if failure is not None:

@@ -25,7 +25,9 @@ from mlcycle.triggers import Decision, Observation, TriggerController, TriggerPo
 
 def get_json(url: str, body: dict | None = None, timeout: float = 30) -> dict:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"content-type": "application/json"}, method="POST" if data else "GET")
+    req = urllib.request.Request(
+        url, data=data, headers={"content-type": "application/json"}, method="POST" if data else "GET"
+    )
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.loads(r.read())
 
@@ -71,10 +73,15 @@ class Loop:
         production = self.registry.resolve(self.model, "production")
         online = cap["online"].get(production, {})
         labelled = int(cap["counts"].get("labelled_rows", 0))
-        obs = Observation(now=time.time(), drifted_windows=int(drift.get("streak", 0)),
-                          online={k: v for k, v in online.items() if isinstance(v, (int, float)) and k != "labelled"},
-                          labelled=int(online.get("labelled", 0)), new_rows=labelled - self._rows_at_last_retrain(),
-                          fingerprint=f"labelled-rows-{labelled}", manual=manual)
+        obs = Observation(
+            now=time.time(),
+            drifted_windows=int(drift.get("streak", 0)),
+            online={k: v for k, v in online.items() if isinstance(v, (int, float)) and k != "labelled"},
+            labelled=int(online.get("labelled", 0)),
+            new_rows=labelled - self._rows_at_last_retrain(),
+            fingerprint=f"labelled-rows-{labelled}",
+            manual=manual,
+        )
         return self.triggers.observe(obs)
 
     def _rows_at_last_retrain(self) -> int:
@@ -96,12 +103,25 @@ class Loop:
         start = time.perf_counter()
         with open(run.log, "w") as out:
             try:
-                params = {"label": "is_fraud", **self.train_params, "source": source, "model_name": self.model,
-                          "auto_promote": False, "trigger": d.trigger}
-                result = run_local(self.registry_uri, self.state_dir / "runs", progress=lambda line: print(line, file=out, flush=True),
-                                   **params)
+                params = {
+                    "label": "is_fraud",
+                    **self.train_params,
+                    "source": source,
+                    "model_name": self.model,
+                    "auto_promote": False,
+                    "trigger": d.trigger,
+                }
+                result = run_local(
+                    self.registry_uri,
+                    self.state_dir / "runs",
+                    progress=lambda line: print(line, file=out, flush=True),
+                    **params,
+                )
                 if not result.decision.get("passed"):
-                    run.outcome, run.detail = "gate_failed", "; ".join(r for r in result.decision.get("reasons", []) if "FAIL" in r)
+                    run.outcome, run.detail = (
+                        "gate_failed",
+                        "; ".join(r for r in result.decision.get("reasons", []) if "FAIL" in r),
+                    )
                 elif result.version is None or result.version == self.registry.resolve(self.model, "production"):
                     run.outcome, run.detail = "unchanged", "identical to production"
                 else:
@@ -111,8 +131,13 @@ class Loop:
             except Exception as e:  # a retrain never takes the loop down; the reason is recorded
                 run.outcome, run.detail = "failed", f"{type(e).__name__}: {e}"
         run.seconds = round(time.perf_counter() - start, 1)
-        self.registry.audit(self.model, f"retrain_{run.outcome}", version=run.version, why=run.detail or d.reason,
-                            evidence={"trigger": d.trigger, "log": str(run.log), "seconds": run.seconds})
+        self.registry.audit(
+            self.model,
+            f"retrain_{run.outcome}",
+            version=run.version,
+            why=run.detail or d.reason,
+            evidence={"trigger": d.trigger, "log": str(run.log), "seconds": run.seconds},
+        )
         self.triggers.done()
 
     # shadow -----------------------------------------------------------------------------------------
@@ -125,12 +150,28 @@ class Loop:
         since = capture.utcnow() - timedelta(days=self.traffic_days)
         traffic = capture.read_traffic(self.registry_uri, self.model, since)
         traffic = traffic[traffic["model_version"] == production].tail(last)
-        labels = capture.CaptureStore(self.registry_uri, self.model).read(capture.LABELS, since, ["request_id", "row", "label"])
-        truth = traffic.merge(labels.drop_duplicates(["request_id", "row"]), on=["request_id", "row"], how="left")["label"]
+        labels = capture.CaptureStore(self.registry_uri, self.model).read(
+            capture.LABELS, since, ["request_id", "row", "label"]
+        )
+        truth = traffic.merge(labels.drop_duplicates(["request_id", "row"]), on=["request_id", "row"], how="left")[
+            "label"
+        ]
         features = [c for c in traffic.columns if c not in capture.RESERVED]
         rows = traffic[features].to_dict(orient="records")
-        decision, _ = shadow(rows, traffic["prediction"].to_numpy(), traffic["score"].to_numpy(float), candidate_url, self.model,
-                             self.shadow_policy, truth=np.where(truth.isna(), None, truth).tolist())
-        self.registry.audit(self.model, "shadow", version=version, why="passed" if decision.passed else "failed",
-                            evidence={"reasons": decision.reasons, **decision.evidence.as_dict()})
+        decision, _ = shadow(
+            rows,
+            traffic["prediction"].to_numpy(),
+            traffic["score"].to_numpy(float),
+            candidate_url,
+            self.model,
+            self.shadow_policy,
+            truth=np.where(truth.isna(), None, truth).tolist(),
+        )
+        self.registry.audit(
+            self.model,
+            "shadow",
+            version=version,
+            why="passed" if decision.passed else "failed",
+            evidence={"reasons": decision.reasons, **decision.evidence.as_dict()},
+        )
         return decision

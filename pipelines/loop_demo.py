@@ -32,11 +32,22 @@ from pipelines.direct import run_direct
 from pipelines.loop import Loop, get_json
 from pipelines.training import DEMO_THRESHOLDS
 
-FEATURES = ["amount", "hour", "card_age_days", "distance_from_home_km", "txn_count_24h", "avg_amount_30d", "is_foreign",
-            "merchant_category", "channel", "country"]
+FEATURES = [
+    "amount",
+    "hour",
+    "card_age_days",
+    "distance_from_home_km",
+    "txn_count_24h",
+    "avg_amount_30d",
+    "is_foreign",
+    "merchant_category",
+    "channel",
+    "country",
+]
 TRIGGERS = TriggerPolicy(drift_windows=2, min_accuracy=0.95, min_samples=300, cooldown_s=3600)
-SHADOW = ShadowPolicy(min_requests=300, min_agreement=0.9, max_score_ks=0.25, max_p99_ms=250, min_labels=200,
-                      max_accuracy_drop=0.0)
+SHADOW = ShadowPolicy(
+    min_requests=300, min_agreement=0.9, max_score_ks=0.25, max_p99_ms=250, min_labels=200, max_accuracy_drop=0.0
+)
 
 
 def say(text: str) -> None:
@@ -46,8 +57,25 @@ def say(text: str) -> None:
 def start_capture(registry: str, model: str, port: int, forward: str, state: Path, log: Path) -> Proc:
     import sys
 
-    argv = [sys.executable, "-m", "inference.capture", "--registry", registry, "--model", model, "--port", str(port),
-            "--state_dir", str(state), "--forward_url", forward, "--flush_rows", "200", "--flush_age_s", "2"]
+    argv = [
+        sys.executable,
+        "-m",
+        "inference.capture",
+        "--registry",
+        registry,
+        "--model",
+        model,
+        "--port",
+        str(port),
+        "--state_dir",
+        str(state),
+        "--forward_url",
+        forward,
+        "--flush_rows",
+        "200",
+        "--flush_age_s",
+        "2",
+    ]
     return _spawn(argv, f"http://127.0.0.1:{port}", "/healthz", log, 60)
 
 
@@ -56,12 +84,32 @@ def send(url: str, model: str, rows: list[dict], first_id: int) -> list[str]:
     for i, row in enumerate(rows):
         rid = f"req-{first_id + i}"
         body = json.dumps({"instances": [row]}).encode()
-        req = urllib.request.Request(f"{url}/v1/models/{model}:predict", data=body, method="POST",
-                                     headers={"content-type": "application/json", "x-request-id": rid})
+        req = urllib.request.Request(
+            f"{url}/v1/models/{model}:predict",
+            data=body,
+            method="POST",
+            headers={"content-type": "application/json", "x-request-id": rid},
+        )
         with urllib.request.urlopen(req, timeout=30) as r:
             r.read()
         ids.append(rid)
     return ids
+
+
+def wait_for_version(url: str, model: str, version: str, row: dict, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(
+            f"{url}/v1/models/{model}:predict",
+            data=json.dumps({"instances": [row]}).encode(),
+            headers={"content-type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            if json.loads(r.read()).get("model_version") == version:
+                return True
+        time.sleep(0.5)
+    return False
 
 
 def records(frame) -> list[dict]:
@@ -82,27 +130,71 @@ def main() -> int:
     logs = work / "logs"
 
     say("1. production model (bundled demo data, reference fraud pattern)")
-    first = run_direct(registry, work / "initial", run_id="loop-initial", model_name=model, families=["logreg", "xgboost"],
-                       n_trials=0, thresholds=DEMO_THRESHOLDS, drift_backend="scipy", auto_promote=True)
+    first = run_direct(
+        registry,
+        work / "initial",
+        run_id="loop-initial",
+        model_name=model,
+        families=["logreg", "xgboost"],
+        n_trials=0,
+        thresholds=DEMO_THRESHOLDS,
+        drift_backend="scipy",
+        auto_promote=True,
+    )
     say(f"   production {first.version}: roc_auc {first.metrics['roc_auc']:.3f}")
 
     procs: list[Proc] = []
     try:
-        drift = start_drift(f"{registry_uri}#{model}@production", free_port(), logs / "drift.log", "--window_size", "200",
-                            "--consecutive", "2", "--backend", "scipy")
+        drift = start_drift(
+            f"{registry_uri}#{model}@production",
+            free_port(),
+            logs / "drift.log",
+            "--window_size",
+            "200",
+            "--consecutive",
+            "2",
+            "--backend",
+            "scipy",
+        )
         procs.append(drift)
-        cap = start_capture(registry_uri, model, free_port(), f"{drift.url}/events", work / "capture", logs / "capture.log")
+        cap = start_capture(
+            registry_uri, model, free_port(), f"{drift.url}/events", work / "capture", logs / "capture.log"
+        )
         procs.append(cap)
         import os
 
         os.environ["MLCYCLE_PAYLOAD_LOG_MODE"] = "all"
-        predictor = start_predictor(f"{registry_uri}#{model}@production", model, free_port(), free_port(), logs / "predictor.log",
-                                    "--payload_log_url", f"{cap.url}/events")
+        predictor = start_predictor(
+            f"{registry_uri}#{model}@production",
+            model,
+            free_port(),
+            free_port(),
+            logs / "predictor.log",
+            "--payload_log_url",
+            f"{cap.url}/events",
+            "--follow_s",
+            "1",
+        )
         procs.append(predictor)
-        loop = Loop(registry, registry_uri, model, drift.url, cap.url, work / "loop", TRIGGERS, SHADOW,
-                    train_params={"label": DEMO_LABEL, "families": ["logreg", "xgboost"], "n_trials": 0,
-                                  "thresholds": DEMO_THRESHOLDS, "min_improvement": 0.0, "drift_backend": "scipy"},
-                    log=say)
+        loop = Loop(
+            registry,
+            registry_uri,
+            model,
+            drift.url,
+            cap.url,
+            work / "loop",
+            TRIGGERS,
+            SHADOW,
+            train_params={
+                "label": DEMO_LABEL,
+                "families": ["logreg", "xgboost"],
+                "n_trials": 0,
+                "thresholds": DEMO_THRESHOLDS,
+                "min_improvement": 0.0,
+                "drift_backend": "scipy",
+            },
+            log=say,
+        )
 
         say("2. traffic: 600 normal requests, then drifted traffic; labels arrive late, 200 requests behind")
         normal = make_demo_dataset(1000, seed=101).head(600)
@@ -112,10 +204,10 @@ def main() -> int:
         decision, next_id = None, 0
         for frame, phase in frames:
             for start in range(0, len(frame), 100):
-                chunk = frame.iloc[start:start + 100]
+                chunk = frame.iloc[start : start + 100]
                 ids = send(predictor.url, model, records(chunk), next_id)
                 next_id += len(ids)
-                sent += list(zip(ids, chunk[DEMO_LABEL].astype(int).tolist()))
+                sent += list(zip(ids, chunk[DEMO_LABEL].astype(int).tolist(), strict=False))
                 late = sent[:-200] if len(sent) > 200 else []
                 if late:
                     get_json(f"{cap.url}/v1/feedback", {"labels": [{"request_id": r, "label": y} for r, y in late]})
@@ -132,8 +224,10 @@ def main() -> int:
             raise SystemExit("no retrain was triggered: the drifted traffic was not detected")
 
         run = loop.retrains[-1]
-        say(f"3. retrain ({run.trigger}) on captured, labelled traffic: {run.outcome} {run.version or run.detail} "
-            f"in {run.seconds:.0f}s (log {run.log})")
+        say(
+            f"3. retrain ({run.trigger}) on captured, labelled traffic: {run.outcome} {run.version or run.detail} "
+            f"in {run.seconds:.0f}s (log {run.log})"
+        )
         if run.outcome != "candidate":
             raise SystemExit(f"the retrain did not produce a candidate: {run.detail}")
 
@@ -141,29 +235,59 @@ def main() -> int:
         say(f"4. shadow: captured production requests replayed against candidate {run.version}")
         outcome = shadow_then_canary(loop, registry, registry_uri, model, production, run.version, logs, work)
 
+        promoted = registry.resolve(model, "production")
+        if not wait_for_version(predictor.url, model, promoted, records(drifted.head(1))[0]):
+            raise SystemExit(f"the predictor did not switch to the new production {promoted}")
+        say(f"   the predictor follows the alias: now answering with {promoted}")
+        more = make_demo_dataset(1000, seed=404, drift=0.5, pattern=1.0).head(600)
+        ids = send(predictor.url, model, records(more), next_id)
+        get_json(
+            f"{cap.url}/v1/feedback",
+            {"labels": [{"request_id": r, "label": int(y)} for r, y in zip(ids, more[DEMO_LABEL], strict=False)]},
+        )
+        say(f"   {len(ids)} more requests served by {promoted}, their labels returned")
+
         say("5. a worse candidate: retrained on stale data from before the drift")
-        stale = run_direct(registry, work / "stale", run_id="loop-stale", seed=303, model_name=model, families=["logreg"],
-                           n_trials=0, thresholds=DEMO_THRESHOLDS, min_improvement=-0.05, drift_backend="scipy",
-                           auto_promote=False)
+        stale = run_direct(
+            registry,
+            work / "stale",
+            run_id="loop-stale",
+            seed=303,
+            model_name=model,
+            families=["logreg"],
+            n_trials=0,
+            thresholds=DEMO_THRESHOLDS,
+            min_improvement=-0.05,
+            drift_backend="scipy",
+            auto_promote=False,
+        )
         if not stale.passed:
             raise SystemExit("the stale candidate did not pass the offline gate: " + "; ".join(stale.reasons))
-        say(f"   candidate {stale.version} passed the offline gate (roc_auc {stale.metrics['roc_auc']:.3f} on its own test set)")
-        bad = shadow_then_canary(loop, registry, registry_uri, model, registry.resolve(model, "production"), stale.version, logs,
-                                 work)
+        say(
+            f"   candidate {stale.version} passed the offline gate (roc_auc {stale.metrics['roc_auc']:.3f} on its own test set)"
+        )
+        bad = shadow_then_canary(
+            loop, registry, registry_uri, model, registry.resolve(model, "production"), stale.version, logs, work
+        )
 
         aliases, _ = registry.aliases(model)
-        say(f"summary ({time.perf_counter() - started:.0f}s): versions {', '.join(registry.list_versions(model))}; "
-            f"aliases {json.dumps(aliases)}; first candidate: {outcome}; stale candidate: {bad}")
+        say(
+            f"summary ({time.perf_counter() - started:.0f}s): versions {', '.join(registry.list_versions(model))}; "
+            f"aliases {json.dumps(aliases)}; first candidate: {outcome}; stale candidate: {bad}"
+        )
         return 0 if outcome == "promote" and bad != "promote" else 1
     finally:
         for proc in reversed(procs):
             proc.stop()
 
 
-def shadow_then_canary(loop: Loop, registry, registry_uri: str, model: str, production: str, version: str, logs: Path,
-                       work: Path) -> str:
+def shadow_then_canary(
+    loop: Loop, registry, registry_uri: str, model: str, production: str, version: str, logs: Path, work: Path
+) -> str:
     registry.set_alias(model, "candidate", version, why="retrained; entering shadow")
-    candidate = start_predictor(f"{registry_uri}#{model}@{version}", model, free_port(), free_port(), logs / f"shadow-{version}.log")
+    candidate = start_predictor(
+        f"{registry_uri}#{model}@{version}", model, free_port(), free_port(), logs / f"shadow-{version}.log"
+    )
     try:
         decision = loop.shadow(candidate.url, version)
     finally:
@@ -171,8 +295,12 @@ def shadow_then_canary(loop: Loop, registry, registry_uri: str, model: str, prod
     for line in decision.reasons:
         say(f"   {line}")
     if not decision.passed:
-        registry.clear_alias(model, "candidate", why="stopped at shadow: " + "; ".join(r for r in decision.reasons if "FAIL" in r))
-        registry.audit(model, "rollback", version=version, why="shadow gate failed", evidence={"reasons": decision.reasons})
+        registry.clear_alias(
+            model, "candidate", why="stopped at shadow: " + "; ".join(r for r in decision.reasons if "FAIL" in r)
+        )
+        registry.audit(
+            model, "rollback", version=version, why="shadow gate failed", evidence={"reasons": decision.reasons}
+        )
         say(f"   SHADOW FAILED: {version} stopped; candidate alias cleared, production stays {production}")
         return "stopped at shadow"
     say(f"   canary: {version} against production {production}")

@@ -33,8 +33,10 @@ def fitted_bundles(splits, contract):
 
     train, val, _ = splits
     params = {"xgboost": {"n_estimators": 60}}
-    return {family: fit_bundle(family, train, val, contract, seed=7, params=params.get(family))[0]
-            for family in ("baseline", "logreg", "hgb", "xgboost")}
+    return {
+        family: fit_bundle(family, train, val, contract, seed=7, params=params.get(family))[0]
+        for family in ("baseline", "logreg", "hgb", "xgboost")
+    }
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +72,22 @@ def served(tmp_path_factory, splits, contract, model_dirs):
     train, _, _ = splits
     build_detector(train, contract, root / "drift", backend="alibi")
     registry = open_registry(root / "registry")
-    result = register(model_dirs["xgboost"], contract, train, {"metrics": {}}, {"passed": True, "reasons": []}, registry,
-                      "fraud", "f" * 64, "test", auto_promote=True, drift_dir=root / "drift")
-    return {"source": f"{root / 'registry'}#fraud@production", "version": result.version, "root": root, "model_dir": model_dirs["xgboost"]}
+    result = register(
+        model_dirs["xgboost"],
+        contract,
+        train,
+        {"metrics": {}},
+        {"passed": True, "reasons": []},
+        registry,
+        "fraud",
+        "f" * 64,
+        "test",
+        auto_promote=True,
+        drift_dir=root / "drift",
+    )
+    return {
+        "source": f"{root / 'registry'}#fraud@production",
+        "version": result.version,
+        "root": root,
+        "model_dir": model_dirs["xgboost"],
+    }

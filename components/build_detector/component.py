@@ -30,5 +30,12 @@ def build_detector(
     from components.build_detector.logic import build_detector as run
     from mlcycle.contract import DataContract
 
-    built = run(pd.read_parquet(train.path), DataContract.model_validate_json(Path(contract.path).read_text()), Path(detector.path), backend, p_val, seed)
+    built = run(
+        pd.read_parquet(train.path),
+        DataContract.model_validate_json(Path(contract.path).read_text()),
+        Path(detector.path),
+        backend,
+        p_val,
+        seed,
+    )
     detector.metadata.update({"backend": built.name, "reference_rows": int(built.x_ref.shape[0])})

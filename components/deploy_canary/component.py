@@ -37,8 +37,16 @@ def deploy_canary(
     Returns:
         "promote" or "rollback".
     """
-    from components.deploy_canary.logic import default_policy, deploy_canary as run
+    from components.deploy_canary.logic import default_policy
+    from components.deploy_canary.logic import deploy_canary as run
     from mlcycle.registry import open_registry
 
-    return run(open_registry(registry_uri), model_name, version, inference_service, namespace, prometheus_url,
-               default_policy(interval_s, threshold, step_weight, max_weight, max_error_rate, max_p99_ms))
+    return run(
+        open_registry(registry_uri),
+        model_name,
+        version,
+        inference_service,
+        namespace,
+        prometheus_url,
+        default_policy(interval_s, threshold, step_weight, max_weight, max_error_rate, max_p99_ms),
+    )

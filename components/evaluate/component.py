@@ -38,8 +38,15 @@ def evaluate(
     from components.evaluate.logic import run
     from mlcycle.contract import DataContract
 
-    ev = run(Path(model.path), Path(test.path), DataContract.model_validate_json(Path(contract.path).read_text()),
-             Path(report.path), segment_column, seed, primary_metric)
+    ev = run(
+        Path(model.path),
+        Path(test.path),
+        DataContract.model_validate_json(Path(contract.path).read_text()),
+        Path(report.path),
+        segment_column,
+        seed,
+        primary_metric,
+    )
     for name, value in ev.metrics.items():
         metrics.log_metric(name, value)
     if ev.confusion:

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlcycle import defaults
 from mlcycle.contract import DataContract
 from mlcycle.errors import DataError
 from mlcycle.fsutil import write_text_atomic
 from mlcycle.htmlpage import figure, page, png, pyplot
 from mlcycle.metrics import better, score_bundle, task_defaults
 from mlcycle.models import ModelBundle
-from mlcycle import defaults
 
 MAX_CURVE_POINTS = 200
 MIN_SEGMENT_ROWS = 30
@@ -35,15 +35,29 @@ class Evaluation:
     primary_metric: str = ""
 
 
-def evaluate(bundle: ModelBundle, test: pd.DataFrame, contract: DataContract, segment_column: str = "", seed: int = defaults.SEED,
-             primary_metric: str = "") -> Evaluation:
+def evaluate(
+    bundle: ModelBundle,
+    test: pd.DataFrame,
+    contract: DataContract,
+    segment_column: str = "",
+    seed: int = defaults.SEED,
+    primary_metric: str = "",
+) -> Evaluation:
     from sklearn.metrics import confusion_matrix, roc_curve
 
     if segment_column and segment_column not in test.columns:
-        raise DataError(f"segment column '{segment_column}' not found in the test data; columns are: {', '.join(map(str, test.columns))}")
+        raise DataError(
+            f"segment column '{segment_column}' not found in the test data; columns are: {', '.join(map(str, test.columns))}"
+        )
     primary, _ = task_defaults(bundle.task, primary_metric)
-    ev = Evaluation(score_bundle(bundle, test, contract.label), bundle.task, bundle.family, bundle.classes,
-                    threshold=bundle.training.get("threshold"), primary_metric=primary)
+    ev = Evaluation(
+        score_bundle(bundle, test, contract.label),
+        bundle.task,
+        bundle.family,
+        bundle.classes,
+        threshold=bundle.training.get("threshold"),
+        primary_metric=primary,
+    )
     y = test[contract.label].to_numpy()
     if bundle.task == "classification":
         ev.confusion = confusion_matrix(y, bundle.predict(test), labels=bundle.classes).tolist()
@@ -59,8 +73,15 @@ def evaluate(bundle: ModelBundle, test: pd.DataFrame, contract: DataContract, se
     return ev
 
 
-def permutation_importance(bundle: ModelBundle, test: pd.DataFrame, contract: DataContract, seed: int, primary: str,
-                           rows: int = 3000, repeats: int = 3) -> dict[str, float]:
+def permutation_importance(
+    bundle: ModelBundle,
+    test: pd.DataFrame,
+    contract: DataContract,
+    seed: int,
+    primary: str,
+    rows: int = 3000,
+    repeats: int = 3,
+) -> dict[str, float]:
     """Drop of the primary metric when one raw feature is shuffled (model-agnostic, in input terms)."""
     sample = test.sample(n=min(rows, len(test)), random_state=seed).reset_index(drop=True)
     base = score_bundle(bundle, sample, contract.label).get(primary)
@@ -112,8 +133,15 @@ def _plots(bundle: ModelBundle, test: pd.DataFrame, contract: DataContract, ev: 
         for i, row in enumerate(ev.confusion):
             for j, v in enumerate(row):
                 ax.text(j, i, str(v), ha="center", va="center")
-        ax.set(xticks=range(len(ev.classes)), yticks=range(len(ev.classes)), xticklabels=ev.classes, yticklabels=ev.classes,
-               xlabel="predicted", ylabel="actual", title=f"Confusion (threshold {bundle.threshold:.3f})")
+        ax.set(
+            xticks=range(len(ev.classes)),
+            yticks=range(len(ev.classes)),
+            xticklabels=ev.classes,
+            yticklabels=ev.classes,
+            xlabel="predicted",
+            ylabel="actual",
+            title=f"Confusion (threshold {bundle.threshold:.3f})",
+        )
         plots.append(("Confusion matrix", png(fig)))
     if bundle.task == "regression":
         fig, ax = plt.subplots(figsize=(4, 4))
@@ -129,7 +157,9 @@ def _plots(bundle: ModelBundle, test: pd.DataFrame, contract: DataContract, ev: 
     return plots
 
 
-def render_html(bundle: ModelBundle, test: pd.DataFrame, contract: DataContract, ev: Evaluation, segment_column: str) -> str:
+def render_html(
+    bundle: ModelBundle, test: pd.DataFrame, contract: DataContract, ev: Evaluation, segment_column: str
+) -> str:
     esc = html.escape
     rows = "".join(f"<tr><td>{esc(k)}</td><td>{v:.4f}</td></tr>" for k, v in ev.metrics.items())
     seg = ""
@@ -137,29 +167,42 @@ def render_html(bundle: ModelBundle, test: pd.DataFrame, contract: DataContract,
         keys = [k for k in next(iter(ev.segments.values())) if k != "rows"]
         head = "".join(f"<th>{esc(k)}</th>" for k in keys)
         body = "".join(
-            f"<tr><td>{esc(name)}</td><td>{m['rows']}</td>" + "".join(f"<td>{m.get(k, float('nan')):.4f}</td>" for k in keys) + "</tr>"
+            f"<tr><td>{esc(name)}</td><td>{m['rows']}</td>"
+            + "".join(f"<td>{m.get(k, float('nan')):.4f}</td>" for k in keys)
+            + "</tr>"
             for name, m in ev.segments.items()
         )
         seg = f"<h2>Per-segment metrics: {esc(segment_column)}</h2><table><tr><th>segment</th><th>rows</th>{head}</tr>{body}</table>"
     figs = "".join(figure(title, img) for title, img in _plots(bundle, test, contract, ev))
-    return page("mlcycle evaluation",
+    return page(
+        "mlcycle evaluation",
         f"<h1>Evaluation: {esc(ev.family)} ({esc(ev.task)})</h1><p>test rows: {len(test)}; primary metric: {esc(ev.primary_metric)}; "
         f"params: {esc(json.dumps(bundle.params, sort_keys=True))}</p>{_threshold_html(ev.threshold)}"
-        f"<h2>Test metrics</h2><table>{rows}</table>{seg}<h2>Plots</h2>{figs}")
+        f"<h2>Test metrics</h2><table>{rows}</table>{seg}<h2>Plots</h2>{figs}",
+    )
 
 
 def _threshold_html(choice: dict | None) -> str:
     if not choice:
         return ""
     met = "" if choice.get("target_met", True) else " <b>(target not reachable: the closest threshold was taken)</b>"
-    return (f"<h2>Decision threshold</h2><p><b>{choice['threshold']:.4f}</b> chosen by policy <code>{html.escape(choice['policy'])}</code>"
-            f" on {choice['rows']} out-of-fold rows (cross-validation over train + validation){met}. Out-of-fold estimate: "
-            f"precision {choice['precision']:.3f}, recall {choice['recall']:.3f}, F1 {choice['f1']:.3f}, "
-            f"false-positive rate {choice['false_positive_rate']:.4f}.</p>")
+    return (
+        f"<h2>Decision threshold</h2><p><b>{choice['threshold']:.4f}</b> chosen by policy <code>{html.escape(choice['policy'])}</code>"
+        f" on {choice['rows']} out-of-fold rows (cross-validation over train + validation){met}. Out-of-fold estimate: "
+        f"precision {choice['precision']:.3f}, recall {choice['recall']:.3f}, F1 {choice['f1']:.3f}, "
+        f"false-positive rate {choice['false_positive_rate']:.4f}.</p>"
+    )
 
 
-def run(model_dir: Path, test_path: Path, contract: DataContract, report_path: Path, segment_column: str = "", seed: int = defaults.SEED,
-        primary_metric: str = "") -> Evaluation:
+def run(
+    model_dir: Path,
+    test_path: Path,
+    contract: DataContract,
+    report_path: Path,
+    segment_column: str = "",
+    seed: int = defaults.SEED,
+    primary_metric: str = "",
+) -> Evaluation:
     bundle = ModelBundle.load(model_dir)
     test = pd.read_parquet(test_path)
     ev = evaluate(bundle, test, contract, segment_column, seed, primary_metric)

@@ -1,5 +1,3 @@
-from typing import Dict
-
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Model, Output
 
@@ -15,7 +13,7 @@ def gate(
     registry_uri: str,
     model_name: str,
     primary_metric: str,
-    thresholds: Dict[str, float],
+    thresholds: dict[str, float],
     min_improvement: float,
     confidence: float,
     decision: Output[Artifact],
@@ -45,12 +43,20 @@ def gate(
 
     import pandas as pd
 
-    from components.gate.logic import gate as run, render_comparison, resolve_policy
+    from components.gate.logic import gate as run
+    from components.gate.logic import render_comparison, resolve_policy
     from mlcycle.registry import open_registry
 
     ev = json.loads(Path(evaluation.path).read_text())
-    result = run(Path(model.path), pd.read_parquet(test.path), label, ev["metrics"],
-                 resolve_policy(ev["task"], primary_metric, dict(thresholds), min_improvement, confidence), open_registry(registry_uri), model_name)
+    result = run(
+        Path(model.path),
+        pd.read_parquet(test.path),
+        label,
+        ev["metrics"],
+        resolve_policy(ev["task"], primary_metric, dict(thresholds), min_improvement, confidence),
+        open_registry(registry_uri),
+        model_name,
+    )
     Path(decision.path).write_text(json.dumps(result.as_dict(), indent=2))
     Path(comparison.path).write_text(render_comparison(result))
     decision.metadata["passed"] = result.passed

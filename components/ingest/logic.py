@@ -5,12 +5,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlcycle.capture import SCHEME as TRAFFIC_SCHEME, read_traffic_source
+from mlcycle import defaults
+from mlcycle.capture import SCHEME as TRAFFIC_SCHEME
+from mlcycle.capture import read_traffic_source
 from mlcycle.data import DEMO_SOURCES, fingerprint, make_demo_dataset, read_table
 from mlcycle.fsutil import atomic_path
-from mlcycle import defaults
-
-
 
 
 @dataclass(frozen=True)
@@ -20,7 +19,9 @@ class IngestResult:
     fingerprint: str
 
 
-def load(source: str, demo_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEED, demo_drift: float = 0.0) -> pd.DataFrame:
+def load(
+    source: str, demo_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEED, demo_drift: float = 0.0
+) -> pd.DataFrame:
     if source in DEMO_SOURCES:
         return make_demo_dataset(n_rows=demo_rows, seed=seed, drift=demo_drift)
     if source.startswith(TRAFFIC_SCHEME):  # captured, labelled traffic: traffic://<registry>#<model>?days=N
@@ -28,7 +29,9 @@ def load(source: str, demo_rows: int = defaults.DEMO_ROWS, seed: int = defaults.
     return read_table(source)
 
 
-def ingest(source: str, out_path: Path, demo_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEED, demo_drift: float = 0.0) -> IngestResult:
+def ingest(
+    source: str, out_path: Path, demo_rows: int = defaults.DEMO_ROWS, seed: int = defaults.SEED, demo_drift: float = 0.0
+) -> IngestResult:
     """Read ``source`` (or make the demo data) and write it to ``out_path`` as Parquet.
 
     Args:

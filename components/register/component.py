@@ -19,6 +19,7 @@ def register(
     dataset_fingerprint: str,
     run_id: str,
     auto_promote: bool,
+    trigger: str,
     registered: Output[Model],
 ) -> str:
     """Write the model version (files, contract, reference sample, metadata, checksums) to the registry.
@@ -37,6 +38,7 @@ def register(
         dataset_fingerprint: sha256 of the training table.
         run_id: Pipeline run id (lineage).
         auto_promote: Move the production alias right away (no canary rollout).
+        trigger: Why this run started (drift, accuracy, schedule, new_data or manual), kept in the version's lineage.
         registered: Metadata of the registered version (version id, URI, promoted).
 
     Returns:
@@ -51,13 +53,29 @@ def register(
     from mlcycle.contract import DataContract
     from mlcycle.registry import open_registry
 
-    result = run(Path(model.path), DataContract.model_validate_json(Path(contract.path).read_text()), pd.read_parquet(train.path),
-                 json.loads(Path(evaluation.path).read_text()), json.loads(Path(decision.path).read_text()), open_registry(registry_uri),
-                 model_name, dataset_fingerprint, run_id, Path(report.path), auto_promote, Path(drift_detector.path),
-                 test=pd.read_parquet(test.path))
-    registered.metadata.update({"version": result.version, "uri": result.uri, "promoted": result.promoted, "unchanged": result.unchanged})
+    result = run(
+        Path(model.path),
+        DataContract.model_validate_json(Path(contract.path).read_text()),
+        pd.read_parquet(train.path),
+        json.loads(Path(evaluation.path).read_text()),
+        json.loads(Path(decision.path).read_text()),
+        open_registry(registry_uri),
+        model_name,
+        dataset_fingerprint,
+        run_id,
+        Path(report.path),
+        auto_promote,
+        Path(drift_detector.path),
+        test=pd.read_parquet(test.path),
+        trigger=trigger,
+    )
+    registered.metadata.update(
+        {"version": result.version, "uri": result.uri, "promoted": result.promoted, "unchanged": result.unchanged}
+    )
     if result.unchanged:
-        print(f"unchanged: identical to production {result.uri} (same data fingerprint, code version and model); no new version")
+        print(
+            f"unchanged: identical to production {result.uri} (same data fingerprint, code version and model); no new version"
+        )
     else:
         print(f"registered {result.uri} (production: {'yes' if result.promoted else 'no, candidate'})")
     return result.version

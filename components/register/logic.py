@@ -9,15 +9,34 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlcycle.drift import reference_sample
+from mlcycle import defaults, fastpath, semver
 from mlcycle.contract import DataContract
+from mlcycle.drift import reference_sample
 from mlcycle.errors import RegistryError, VersionNotFound
-from mlcycle import fastpath
 from mlcycle.models import ModelBundle
 from mlcycle.provenance import code_version, library_versions
 from mlcycle.registry import Registry
 from mlcycle.schema import BundleSpec, Lineage, ModelFormat, VersionInfo, VersionMetadata, read_bundle
-from mlcycle import defaults
+from mlcycle.triggers import TRIGGERS
+
+
+def _semver(
+    registry: Registry, model: str, production: VersionMetadata | None, contract: DataContract, bundle: BundleSpec
+) -> tuple[str, str]:
+    """MAJOR.MINOR.PATCH against production (mlcycle.semver), past every number the model already used; and why."""
+    existing = []
+    for version in registry.list_versions(model):
+        meta = registry.metadata(model, version)
+        if meta.semver:
+            existing.append(meta.semver)
+    if production is None or not production.semver:
+        return semver.next_version(
+            existing, None, "first"
+        ), "first version" if production is None else "production has none"
+    part, why = semver.change(
+        production.contract, contract, (production.family, production.params), (bundle.family, bundle.params)
+    )
+    return semver.next_version(existing, production.semver, part), why
 
 
 @dataclass(frozen=True)
@@ -31,13 +50,26 @@ class RegisterResult:
 def identical_to(meta: VersionMetadata, bundle: BundleSpec, dataset_fingerprint: str, code: str) -> bool:
     """Whether a registered version was trained on the same data by the same code into the same model."""
     lineage = meta.lineage
-    return (lineage is not None and lineage.dataset_fingerprint == dataset_fingerprint and lineage.code_version == code
-            and meta.family == bundle.family and meta.params == bundle.params
-            and meta.threshold == bundle.threshold and meta.training == bundle.training)
+    return (
+        lineage is not None
+        and lineage.dataset_fingerprint == dataset_fingerprint
+        and lineage.code_version == code
+        and meta.family == bundle.family
+        and meta.params == bundle.params
+        and meta.threshold == bundle.threshold
+        and meta.training == bundle.training
+    )
 
 
-def stage_version(stage: Path, model_dir: Path, contract: DataContract, train: pd.DataFrame, report_path: Path | None,
-                  evaluation: dict, seed: int = defaults.SEED) -> None:
+def stage_version(
+    stage: Path,
+    model_dir: Path,
+    contract: DataContract,
+    train: pd.DataFrame,
+    report_path: Path | None,
+    evaluation: dict,
+    seed: int = defaults.SEED,
+) -> None:
     """Lay out a version directory: model bundle files at the top, so a model server can load it directly. The data
     contract is recorded in the version's manifest (``VersionInfo.contract``), not as a file of its own."""
     for item in Path(model_dir).iterdir():
@@ -49,12 +81,31 @@ def stage_version(stage: Path, model_dir: Path, contract: DataContract, train: p
         shutil.copyfile(report_path, stage / "report.html")
 
 
-def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evaluation: dict, decision: dict, registry: Registry,
-             model_name: str, dataset_fingerprint: str, run_id: str, report_path: Path | None = None, auto_promote: bool = False,
-             drift_dir: Path | None = None, test: pd.DataFrame | None = None) -> RegisterResult:
-    """``test``: the rows the compiled fast path is parity-checked on (mlcycle.fastpath); else the training rows."""
+def register(
+    model_dir: Path,
+    contract: DataContract,
+    train: pd.DataFrame,
+    evaluation: dict,
+    decision: dict,
+    registry: Registry,
+    model_name: str,
+    dataset_fingerprint: str,
+    run_id: str,
+    report_path: Path | None = None,
+    auto_promote: bool = False,
+    drift_dir: Path | None = None,
+    test: pd.DataFrame | None = None,
+    trigger: str = "manual",
+    trigger_evidence: dict | None = None,
+) -> RegisterResult:
+    """``test``: the rows the compiled fast path is parity-checked on (mlcycle.fastpath); else the training rows.
+    ``trigger``: why the run started (mlcycle.triggers.TRIGGERS), kept in the version's lineage with its evidence."""
+    if trigger not in TRIGGERS:
+        raise RegistryError(f"unknown trigger {trigger!r}; one of {', '.join(TRIGGERS)}")
     if not decision.get("passed"):
-        raise RegistryError(f"refusing to register {model_name}: the gate did not pass ({'; '.join(decision.get('reasons', []))})")
+        raise RegistryError(
+            f"refusing to register {model_name}: the gate did not pass ({'; '.join(decision.get('reasons', []))})"
+        )
     bundle = read_bundle(Path(model_dir), verify=False)  # its files are hashed once, by the upload
     code = code_version()
     try:
@@ -71,25 +122,40 @@ def register(model_dir: Path, contract: DataContract, train: pd.DataFrame, evalu
         stage_version(stage, Path(model_dir), contract, train, report_path, evaluation, seed)
         if drift_dir is not None:
             shutil.copytree(drift_dir, stage / "drift")
+        number, why = _semver(registry, model_name, production, contract, bundle)
         fast_path = fastpath.build(ModelBundle.load(Path(model_dir), nthread=1), train if test is None else test, stage)
         metadata = VersionInfo(
             task=contract.task,
             family=bundle.family,
-            format=ModelFormat(preprocessor="skops",
-                               estimator="xgboost-ubj" if bundle.estimator_file.endswith(".ubj") else "skops"),
+            format=ModelFormat(
+                preprocessor="skops", estimator="xgboost-ubj" if bundle.estimator_file.endswith(".ubj") else "skops"
+            ),
             metrics=evaluation.get("metrics", {}),
             params=bundle.params,
             threshold=bundle.threshold,
             training=bundle.training,
             gate=decision,
             contract=contract,
-            lineage=Lineage(dataset_fingerprint=dataset_fingerprint, pipeline_run_id=run_id, code_version=code,
-                            parent=decision.get("champion_version")),
+            lineage=Lineage(
+                dataset_fingerprint=dataset_fingerprint,
+                pipeline_run_id=run_id,
+                code_version=code,
+                parent=decision.get("champion_version"),
+                trigger=trigger,
+                trigger_evidence=trigger_evidence or {},
+            ),
             libraries=library_versions(),
             fast_path={**fast_path, "checked_on": "train" if test is None else "test"},
+            semver=number,
+            semver_reason=why,
         )
         version = registry.register(model_name, stage, metadata)
     registry.set_alias(model_name, "candidate", version, why="passed the gate")
     if auto_promote:
-        registry.promote(model_name, version, why="auto_promote (no canary rollout in this run)", evidence={"gate": decision.get("reasons", [])})
+        registry.promote(
+            model_name,
+            version,
+            why="auto_promote (no canary rollout in this run)",
+            evidence={"gate": decision.get("reasons", [])},
+        )
     return RegisterResult(version, auto_promote, f"{registry.uri}/{model_name}/{version}")

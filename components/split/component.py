@@ -34,6 +34,15 @@ def split(
     from components.split.logic import run
     from mlcycle.contract import DataContract
 
-    result = run(Path(dataset.path), DataContract.model_validate_json(Path(contract.path).read_text()),
-                 (Path(train.path), Path(validation.path), Path(test.path)), val_fraction, test_fraction, seed, timestamp_column)
-    print(f"split ({result.strategy}): train {result.train_rows}, validation {result.validation_rows}, test {result.test_rows}")
+    result = run(
+        Path(dataset.path),
+        DataContract.model_validate_json(Path(contract.path).read_text()),
+        (Path(train.path), Path(validation.path), Path(test.path)),
+        val_fraction,
+        test_fraction,
+        seed,
+        timestamp_column,
+    )
+    print(
+        f"split ({result.strategy}): train {result.train_rows}, validation {result.validation_rows}, test {result.test_rows}"
+    )

@@ -1,5 +1,3 @@
-from typing import List
-
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
@@ -11,7 +9,7 @@ def train(
     train: Input[Dataset],
     validation: Input[Dataset],
     contract: Input[Artifact],
-    families: List[str],
+    families: list[str],
     seed: int,
     primary_metric: str,
     model: Output[Model],
@@ -39,11 +37,19 @@ def train(
     from components.train.logic import train as run
     from mlcycle.contract import DataContract
 
-    result = run(pd.read_parquet(train.path), pd.read_parquet(validation.path),
-                 DataContract.model_validate_json(Path(contract.path).read_text()), Path(model.path), families, seed,
-                 primary_metric)
+    result = run(
+        pd.read_parquet(train.path),
+        pd.read_parquet(validation.path),
+        DataContract.model_validate_json(Path(contract.path).read_text()),
+        Path(model.path),
+        families,
+        seed,
+        primary_metric,
+    )
     for cand in result.leaderboard:
         if result.primary_metric in cand.metrics:
             leaderboard.log_metric(f"{cand.family}_{result.primary_metric}", cand.metrics[result.primary_metric])
-    model.metadata.update({"family": result.best_family, "framework": "xgboost" if result.best_family == "xgboost" else "sklearn"})
+    model.metadata.update(
+        {"family": result.best_family, "framework": "xgboost" if result.best_family == "xgboost" else "sklearn"}
+    )
     return result.best_family

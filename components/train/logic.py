@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlcycle import defaults
 from mlcycle.contract import DataContract
 from mlcycle.errors import ModelError
 from mlcycle.metrics import better, task_defaults
 from mlcycle.models import FAMILIES, ModelBundle, check_families, fit_bundle
-from mlcycle import defaults
 
 
 @dataclass
@@ -28,10 +28,17 @@ class TrainResult:
     leaderboard: list[Candidate] = field(default_factory=list)
 
 
-
-def train(train_df: pd.DataFrame, val_df: pd.DataFrame, contract: DataContract, out_dir: Path,
-          families: list[str] = list(FAMILIES), seed: int = defaults.SEED, primary_metric: str = "", log=print) -> TrainResult:
-    families = check_families(families)
+def train(
+    train_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    contract: DataContract,
+    out_dir: Path,
+    families: list[str] | None = None,
+    seed: int = defaults.SEED,
+    primary_metric: str = "",
+    log=print,
+) -> TrainResult:
+    families = check_families(families or list(FAMILIES))
     primary, _ = task_defaults(contract.task, primary_metric)
     result = TrainResult(best_family="", primary_metric=primary)
     best: tuple[ModelBundle, float] | None = None

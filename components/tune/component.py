@@ -46,9 +46,19 @@ def tune(
     from components.tune.logic import tune as run
     from mlcycle.contract import DataContract
 
-    result = run(pd.read_parquet(train.path), pd.read_parquet(validation.path), DataContract.model_validate_json(Path(contract.path).read_text()),
-                 family, Path(trained_model.path), Path(model.path), n_trials, cv_folds, seed, primary_metric=primary_metric,
-                 threshold_policy=threshold_policy)
+    result = run(
+        pd.read_parquet(train.path),
+        pd.read_parquet(validation.path),
+        DataContract.model_validate_json(Path(contract.path).read_text()),
+        family,
+        Path(trained_model.path),
+        Path(model.path),
+        n_trials,
+        cv_folds,
+        seed,
+        primary_metric=primary_metric,
+        threshold_policy=threshold_policy,
+    )
     Path(trial_log.path).write_text("".join(json.dumps(asdict(t)) + "\n" for t in result.trials))
     trials.log_metric("trials", len(result.trials))
     if result.tuned_val is not None:

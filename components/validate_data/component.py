@@ -36,6 +36,16 @@ def validate_data(
     from components.validate_data.logic import run
     from mlcycle.registry import open_registry
 
-    result = run(Path(dataset.path), Path(contract.path), Path(report.path), label, task, timestamp_column,
-                 open_registry(registry_uri), model_name, max_categories, Path(exploration.path))
+    result = run(
+        Path(dataset.path),
+        Path(contract.path),
+        Path(report.path),
+        label,
+        task,
+        timestamp_column,
+        open_registry(registry_uri),
+        model_name,
+        max_categories,
+        Path(exploration.path),
+    )
     print(f"data valid: {len(result.contract.columns)} columns; production contract: {result.reference_version}")

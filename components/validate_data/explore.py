@@ -20,7 +20,10 @@ def render(frame: pd.DataFrame, contract: DataContract, reference_version: str |
     plt = pyplot()
     label = contract.label
     y = frame[label]
-    figs = [figure("Missing values per column", _missing(plt, frame)), figure(f"Target: {label}", _target(plt, y, contract))]
+    figs = [
+        figure("Missing values per column", _missing(plt, frame)),
+        figure(f"Target: {label}", _target(plt, y, contract)),
+    ]
     for spec in contract.features[:MAX_PLOTTED]:
         figs.append(figure(f"{spec.name} ({spec.kind})", _feature(plt, frame[spec.name], spec.kind, y, contract)))
     corr = _correlation(plt, frame, contract)
@@ -33,7 +36,11 @@ def render(frame: pd.DataFrame, contract: DataContract, reference_version: str |
     for spec in contract.columns:
         bad = by_column.get(spec.name, [])
         if bad:
-            verdict = "<span class='bad'>" + "; ".join(esc(f"{b.rule}: observed {b.observed}, allowed {b.allowed}") for b in bad) + "</span>"
+            verdict = (
+                "<span class='bad'>"
+                + "; ".join(esc(f"{b.rule}: observed {b.observed}, allowed {b.allowed}") for b in bad)
+                + "</span>"
+            )
         else:
             verdict = "<span class='ok'>ok</span>" if reference_version else "new (first contract)"
         nulls = float(frame[spec.name].isna().mean())
@@ -44,18 +51,32 @@ def render(frame: pd.DataFrame, contract: DataContract, reference_version: str |
             detail = esc(", ".join(cats[:8]) + (f" … ({len(cats)})" if len(cats) > 8 else ""))
         else:
             detail = ""
-        rows.append(f"<tr><td>{esc(spec.name)}</td><td>{spec.kind}</td><td>{esc(spec.dtype)}</td><td>{nulls:.2%}</td>"
-                    f"<td>{detail}</td><td>{verdict}</td></tr>")
+        rows.append(
+            f"<tr><td>{esc(spec.name)}</td><td>{spec.kind}</td><td>{esc(spec.dtype)}</td><td>{nulls:.2%}</td>"
+            f"<td>{detail}</td><td>{verdict}</td></tr>"
+        )
     table_wide = [b for b in breaches if b.column not in {c.name for c in contract.columns}]
     extra = "".join(f"<li class='bad'>{esc(str(b))}</li>" for b in table_wide)
-    against = f"production contract <b>{esc(reference_version)}</b>" if reference_version else "no production contract (first model)"
-    verdict = f"<p class='bad'>{len(breaches)} breach(es): the run stops here.</p>" if breaches else "<p class='ok'>passed</p>"
-    return page("mlcycle data exploration", (
-        f"<h1>Data exploration and validation</h1><p>{len(frame)} rows, {len(frame.columns)} columns, label <code>{esc(label)}</code> "
-        f"({contract.task}); checked against {against}; duplicate rows {frame.duplicated().mean():.2%}</p>{verdict}"
-        + (f"<ul>{extra}</ul>" if extra else "")
-        + "<h2>Columns and contract verdict</h2><table><tr><th>column</th><th>kind</th><th>dtype</th><th>missing</th>"
-        f"<th>range / categories</th><th>verdict</th></tr>{''.join(rows)}</table><h2>Plots</h2>{''.join(figs)}"))
+    against = (
+        f"production contract <b>{esc(reference_version)}</b>"
+        if reference_version
+        else "no production contract (first model)"
+    )
+    verdict = (
+        f"<p class='bad'>{len(breaches)} breach(es): the run stops here.</p>"
+        if breaches
+        else "<p class='ok'>passed</p>"
+    )
+    return page(
+        "mlcycle data exploration",
+        (
+            f"<h1>Data exploration and validation</h1><p>{len(frame)} rows, {len(frame.columns)} columns, label <code>{esc(label)}</code> "
+            f"({contract.task}); checked against {against}; duplicate rows {frame.duplicated().mean():.2%}</p>{verdict}"
+            + (f"<ul>{extra}</ul>" if extra else "")
+            + "<h2>Columns and contract verdict</h2><table><tr><th>column</th><th>kind</th><th>dtype</th><th>missing</th>"
+            f"<th>range / categories</th><th>verdict</th></tr>{''.join(rows)}</table><h2>Plots</h2>{''.join(figs)}"
+        ),
+    )
 
 
 def _missing(plt, frame: pd.DataFrame) -> str:
@@ -82,7 +103,11 @@ def _feature(plt, x: pd.Series, kind: str, y: pd.Series, contract: DataContract)
     """The feature's distribution (left) and its relationship to the target (right)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(7, 2.6))
     binary = contract.task == "classification" and len(contract.classes or []) == 2
-    target = (y == contract.classes[1]).astype(float) if binary else (y.astype(float) if contract.task == "regression" else None)
+    target = (
+        (y == contract.classes[1]).astype(float)
+        if binary
+        else (y.astype(float) if contract.task == "regression" else None)
+    )
     if kind == "numeric":
         values = x.to_numpy(dtype=float, na_value=np.nan)
         finite = np.isfinite(values)

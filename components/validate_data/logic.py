@@ -32,9 +32,16 @@ def production_contract(registry: Registry | None, model_name: str) -> tuple[Dat
     return meta.contract, meta.version
 
 
-def validate(frame: pd.DataFrame, label: str, task: str = "classification", timestamp: str | None = None,
-             reference: DataContract | None = None, reference_version: str | None = None, max_categories: int = MAX_CATEGORIES,
-             min_rows: int = 100) -> ValidationResult:
+def validate(
+    frame: pd.DataFrame,
+    label: str,
+    task: str = "classification",
+    timestamp: str | None = None,
+    reference: DataContract | None = None,
+    reference_version: str | None = None,
+    max_categories: int = MAX_CATEGORIES,
+    min_rows: int = 100,
+) -> ValidationResult:
     """Raise DataError / ContractViolation naming column, rule and observed value; else the new contract."""
     result = assess(frame, label, task, timestamp, reference, reference_version, max_categories, min_rows)
     if result.skew_breaches:
@@ -54,7 +61,9 @@ def assess(
 ) -> ValidationResult:
     """Raise DataError naming column, rule and observed value for unusable data; else the new contract and every
     breach of the production contract (``run`` refuses the data when there is any)."""
-    contract = infer_contract(frame, label, task=task, timestamp=timestamp or None, max_categories=max_categories, min_rows=min_rows)
+    contract = infer_contract(
+        frame, label, task=task, timestamp=timestamp or None, max_categories=max_categories, min_rows=min_rows
+    )
     enforce(frame, contract)  # min rows, duplicates
     skew = check(frame, reference) if reference is not None else []
     return ValidationResult(contract, reference_version, skew, render_report(frame, contract, reference_version))
@@ -85,9 +94,18 @@ def render_report(frame: pd.DataFrame, contract: DataContract, reference_version
     return "\n".join(lines) + "\n"
 
 
-def run(dataset_path: Path, contract_path: Path, report_path: Path, label: str, task: str, timestamp: str,
-        registry: Registry | None, model_name: str, max_categories: int = MAX_CATEGORIES,
-        exploration_path: Path | None = None) -> ValidationResult:
+def run(
+    dataset_path: Path,
+    contract_path: Path,
+    report_path: Path,
+    label: str,
+    task: str,
+    timestamp: str,
+    registry: Registry | None,
+    model_name: str,
+    max_categories: int = MAX_CATEGORIES,
+    exploration_path: Path | None = None,
+) -> ValidationResult:
     """Validate; the exploration page is written even when the data breaches production's contract (it shows
     the breaches per column), the contract only when the data is valid."""
     from components.validate_data.explore import render

@@ -25,8 +25,11 @@ def main() -> None:
     p.add_argument("--model", default=defaults.MODEL_NAME)
     p.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in a container)")
     p.add_argument("--port", type=int, default=8091)
-    p.add_argument("--state_dir", default=os.environ.get("MLCYCLE_CAPTURE_STATE", ".mlcycle/capture"),
-                   help="journal and counters (a persistent volume in a cluster)")
+    p.add_argument(
+        "--state_dir",
+        default=os.environ.get("MLCYCLE_CAPTURE_STATE", ".mlcycle/capture"),
+        help="journal and counters (a persistent volume in a cluster)",
+    )
     p.add_argument("--flush_rows", type=int, default=1000, help="write a part once this many rows are buffered")
     p.add_argument("--flush_age_s", type=float, default=60.0, help="... or once the oldest buffered row is this old")
     p.add_argument("--max_buffer_rows", type=int, default=100_000, help="refuse (503) and count rows beyond this")
@@ -34,8 +37,11 @@ def main() -> None:
     p.add_argument("--label_window_days", type=float, default=7.0, help="labels accepted for requests this recent")
     p.add_argument("--retention_days", type=float, default=30.0, help="delete parts older than this (0: keep)")
     p.add_argument("--retention_bytes", type=int, default=0, help="keep at most this many bytes of traffic (0: no cap)")
-    p.add_argument("--forward_url", default=os.environ.get("MLCYCLE_CAPTURE_FORWARD_URL"),
-                   help="pass request events on to this URL (the drift detector's /events)")
+    p.add_argument(
+        "--forward_url",
+        default=os.environ.get("MLCYCLE_CAPTURE_FORWARD_URL"),
+        help="pass request events on to this URL (the drift detector's /events)",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     store = CaptureStore(args.registry, args.model)
@@ -44,9 +50,19 @@ def main() -> None:
         features = store.registry.metadata(args.model, "production").contract.feature_names
     except Exception as e:
         logging.getLogger("mlcycle.capture").warning("no production contract (%s): V1 list rows will be refused", e)
-    service = CaptureService(store, Path(args.state_dir), args.flush_rows, args.flush_age_s, args.max_buffer_rows,
-                             args.join_timeout_s, args.label_window_days, args.retention_days or None,
-                             args.retention_bytes or None, features, args.forward_url)
+    service = CaptureService(
+        store,
+        Path(args.state_dir),
+        args.flush_rows,
+        args.flush_age_s,
+        args.max_buffer_rows,
+        args.join_timeout_s,
+        args.label_window_days,
+        args.retention_days or None,
+        args.retention_bytes or None,
+        features,
+        args.forward_url,
+    )
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
 
 

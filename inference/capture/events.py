@@ -119,7 +119,7 @@ def request_rows(data: dict, features: list[str] | None) -> list[dict]:
     if all(isinstance(r, list) for r in items):
         if not features or any(len(r) != len(features) for r in items):
             raise BadEvent("'instances' given as lists need the model's feature order; send records")
-        return [dict(zip(features, r)) for r in items]
+        return [dict(zip(features, r, strict=False)) for r in items]
     raise BadEvent("'instances' must be all records or all lists")
 
 
@@ -151,8 +151,11 @@ def _response(event: Event, data: dict) -> None:
         event.predictions = data["predictions"]
         probabilities = data.get("probabilities")
         event.classes = data.get("classes") if isinstance(data.get("classes"), list) else None
-        event.scores = _scores(probabilities, len(event.predictions)) if probabilities is not None else \
-            [p if _number(p) else None for p in event.predictions]
+        event.scores = (
+            _scores(probabilities, len(event.predictions))
+            if probabilities is not None
+            else [p if _number(p) else None for p in event.predictions]
+        )
         return
     if isinstance(data.get("outputs"), list):  # V2
         outputs = {o.get("name"): o for o in data["outputs"] if isinstance(o, dict)}
@@ -166,13 +169,13 @@ def _response(event: Event, data: dict) -> None:
         probs = outputs.get("probabilities") or {}
         shape = probs.get("shape") or []
         flat = _flat(probs.get("data") or [])
-        names = ((probs.get("parameters") or {}).get("classes"))
+        names = (probs.get("parameters") or {}).get("classes")
         if isinstance(names, str) and names:
             numeric = outputs["label"].get("datatype", "").startswith(("INT", "UINT"))
             event.classes = [int(c) if numeric else c for c in names.split(",")]
         if len(shape) == 2 and shape[1] and len(flat) == shape[0] * shape[1]:
             k = shape[1]
-            event.scores = _scores([flat[i * k:(i + 1) * k] for i in range(shape[0])], len(event.predictions))
+            event.scores = _scores([flat[i * k : (i + 1) * k] for i in range(shape[0])], len(event.predictions))
         else:
             event.scores = [None] * len(event.predictions)
         return

@@ -24,25 +24,50 @@ import math
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from inference.capture.events import BadEvent, Event, decode
-from mlcycle.errors import MlcycleError
 from mlcycle.capture import LABELS, RESERVED, TRAFFIC, CaptureStore, utcnow
+from mlcycle.errors import MlcycleError
 from mlcycle.fsutil import write_text_atomic
 
 log = logging.getLogger("mlcycle.capture")
 MAX_FEEDBACK = 10_000
-REFUSALS = ("malformed", "unknown_request_id", "pending", "row_required", "unknown_row", "duplicate", "wrong_type",
-            "unknown_class")
-COUNTS = ("events_request", "events_response", "events_rejected", "events_duplicate", "rows_captured", "rows_written",
-          "rows_dropped", "parts_written", "flush_failures", "orphan_responses", "unanswered_requests",
-          "mismatched_responses", "journal_errors", "labels_accepted", "labels_refused", "label_write_failures",
-          "forwarded", "forward_failed", "forward_dropped")
+REFUSALS = (
+    "malformed",
+    "unknown_request_id",
+    "pending",
+    "row_required",
+    "unknown_row",
+    "duplicate",
+    "wrong_type",
+    "unknown_class",
+)
+COUNTS = (
+    "events_request",
+    "events_response",
+    "events_rejected",
+    "events_duplicate",
+    "rows_captured",
+    "rows_written",
+    "rows_dropped",
+    "parts_written",
+    "flush_failures",
+    "orphan_responses",
+    "unanswered_requests",
+    "mismatched_responses",
+    "journal_errors",
+    "labels_accepted",
+    "labels_refused",
+    "label_write_failures",
+    "forwarded",
+    "forward_failed",
+    "forward_dropped",
+)
 
 
 @dataclass
@@ -58,32 +83,53 @@ class Metrics:
     def __init__(self, model: str):
         self.registry = r = CollectorRegistry()
         self.events = Counter("mlcycle_capture_events_total", "Accepted payload-log events", ["type"], registry=r)
-        self.rejected = Counter("mlcycle_capture_events_rejected_total", "Events refused as malformed (400)",
-                                registry=r)
+        self.rejected = Counter(
+            "mlcycle_capture_events_rejected_total", "Events refused as malformed (400)", registry=r
+        )
         self.rows = Counter("mlcycle_capture_rows_written_total", "Captured rows stored as Parquet", registry=r)
-        self.dropped = Counter("mlcycle_capture_rows_dropped_total", "Captured rows lost, by reason", ["reason"],
-                               registry=r)
-        self.flush_failures = Counter("mlcycle_capture_flush_failures_total", "Failed part writes (rows kept)",
-                                      registry=r)
+        self.dropped = Counter(
+            "mlcycle_capture_rows_dropped_total", "Captured rows lost, by reason", ["reason"], registry=r
+        )
+        self.flush_failures = Counter(
+            "mlcycle_capture_flush_failures_total", "Failed part writes (rows kept)", registry=r
+        )
         self.buffer = Gauge("mlcycle_capture_buffer_rows", "Rows waiting to be written", registry=r)
-        self.pending = Gauge("mlcycle_capture_pending_events", "Request/response halves waiting for the other",
-                             registry=r)
+        self.pending = Gauge(
+            "mlcycle_capture_pending_events", "Request/response halves waiting for the other", registry=r
+        )
         self.restarts = Gauge("mlcycle_capture_restarts", "Times this service started on existing state", registry=r)
         self.labels = Counter("mlcycle_feedback_labels_total", "Labels accepted", ["model", "version"], registry=r)
         self.refused = Counter("mlcycle_feedback_refused_total", "Labels refused, by reason", ["reason"], registry=r)
         self.labelled = Gauge("mlcycle_online_labelled_rows", "Labelled predictions", ["model", "version"], registry=r)
-        self.gauges = {name: Gauge(f"mlcycle_online_{name}", f"Online {name.replace('_', ' ')} from late labels",
-                                   ["model", "version"], registry=r)
-                       for name in ("accuracy", "precision", "recall", "false_positive_rate", "mae")}
+        self.gauges = {
+            name: Gauge(
+                f"mlcycle_online_{name}",
+                f"Online {name.replace('_', ' ')} from late labels",
+                ["model", "version"],
+                registry=r,
+            )
+            for name in ("accuracy", "precision", "recall", "false_positive_rate", "mae")
+        }
         self.model = model
 
 
 class CaptureService:
-    def __init__(self, store: CaptureStore, state_dir: Path, flush_rows: int = 1000, flush_age_s: float = 60.0,
-                 max_buffer_rows: int = 100_000, join_timeout_s: float = 60.0, label_window_days: float = 7.0,
-                 retention_days: float | None = 30.0, retention_bytes: int | None = None,
-                 features: list[str] | None = None, forward_url: str | None = None, forward_queue: int = 1000,
-                 retention_interval_s: float = 300.0):
+    def __init__(
+        self,
+        store: CaptureStore,
+        state_dir: Path,
+        flush_rows: int = 1000,
+        flush_age_s: float = 60.0,
+        max_buffer_rows: int = 100_000,
+        join_timeout_s: float = 60.0,
+        label_window_days: float = 7.0,
+        retention_days: float | None = 30.0,
+        retention_bytes: int | None = None,
+        features: list[str] | None = None,
+        forward_url: str | None = None,
+        forward_queue: int = 1000,
+        retention_interval_s: float = 300.0,
+    ):
         self.store, self.model = store, store.model
         self.state_dir = Path(state_dir)
         self.flush_rows, self.flush_age_s, self.max_buffer_rows = flush_rows, flush_age_s, max_buffer_rows
@@ -145,19 +191,28 @@ class CaptureService:
                 if k in self.refusals:
                     self.refusals[k] = int(v)
             self.classes.update(previous.get("classes") or {})
-            self.restart = {"restarted": True, "restarts": int(previous.get("restarts", 0)) + 1,
-                            "previous_started_at": previous.get("started_at"),
-                            "previous_shutdown": "clean" if previous.get("clean_shutdown") else "unclean",
-                            "counters": "unreadable, restarted from zero" if previous.get("unreadable")
-                            else "restored from the last checkpoint"}
+            self.restart = {
+                "restarted": True,
+                "restarts": int(previous.get("restarts", 0)) + 1,
+                "previous_started_at": previous.get("started_at"),
+                "previous_shutdown": "clean" if previous.get("clean_shutdown") else "unclean",
+                "counters": "unreadable, restarted from zero"
+                if previous.get("unreadable")
+                else "restored from the last checkpoint",
+            }
         self._restore_counters()
         self._rebuild_from_storage()
         recovered = self._replay_journal((previous or {}).get("saved_at"))
         if previous is not None:
             self.restart["recovered_events"] = recovered
         elif recovered:
-            self.restart = {"restarted": True, "restarts": 1, "previous_shutdown": "unclean",
-                            "counters": "no checkpoint: restarted from zero", "recovered_events": recovered}
+            self.restart = {
+                "restarted": True,
+                "restarts": 1,
+                "previous_shutdown": "unclean",
+                "counters": "no checkpoint: restarted from zero",
+                "recovered_events": recovered,
+            }
         self.started_at = utcnow().isoformat()
         self._checkpoint(clean=False)
 
@@ -178,8 +233,9 @@ class CaptureService:
     def _rebuild_from_storage(self) -> None:
         since = utcnow() - self.label_window
         try:
-            traffic = self.store.read(TRAFFIC, since, columns=["request_id", "event_id", "row", "model_version",
-                                                               "prediction", "received_at"])
+            traffic = self.store.read(
+                TRAFFIC, since, columns=["request_id", "event_id", "row", "model_version", "prediction", "received_at"]
+            )
             labels = self.store.read(LABELS, since)
         except Exception as e:  # storage down at start: serve anyway, labels for older rows are refused as unknown
             log.error("cannot read captured traffic/labels to rebuild the label index: %s", e)
@@ -190,9 +246,13 @@ class CaptureService:
             for rid, group in traffic.groupby("request_id", sort=False):
                 first = group.iloc[0]
                 version = first["model_version"] if isinstance(first["model_version"], str) else ""
-                self.index[rid] = Entry(first["event_id"], int(group["row"].max()) + 1, version,
-                                        [_plain(p) for p in group["prediction"]],
-                                        pd.Timestamp(first["received_at"]).to_pydatetime())
+                self.index[rid] = Entry(
+                    first["event_id"],
+                    int(group["row"].max()) + 1,
+                    version,
+                    [_plain(p) for p in group["prediction"]],
+                    pd.Timestamp(first["received_at"]).to_pydatetime(),
+                )
                 self.by_event[first["event_id"]] = rid
         for record in labels.to_dict("records"):
             self.labelled.add((record["request_id"], int(record["row"])))
@@ -252,9 +312,15 @@ class CaptureService:
 
     def _checkpoint(self, clean: bool) -> None:
         self._last_checkpoint = time.monotonic()
-        state = {"counts": self.counts, "refusals": self.refusals, "classes": self.classes,
-                 "restarts": self.restart.get("restarts", 0), "started_at": getattr(self, "started_at", None),
-                 "clean_shutdown": clean, "saved_at": utcnow().isoformat(timespec="microseconds")}
+        state = {
+            "counts": self.counts,
+            "refusals": self.refusals,
+            "classes": self.classes,
+            "restarts": self.restart.get("restarts", 0),
+            "started_at": getattr(self, "started_at", None),
+            "clean_shutdown": clean,
+            "saved_at": utcnow().isoformat(timespec="microseconds"),
+        }
         try:
             write_text_atomic(self._state_file, json.dumps(state, default=str))
         except OSError as e:
@@ -273,11 +339,20 @@ class CaptureService:
             return 400, {"error": str(e)}
         if event.kind == "request" and self.buffered_rows() + len(event.rows) > self.max_buffer_rows:
             self._drop(len(event.rows), "buffer_full")
-            return 503, {"error": f"capture buffer full ({self.max_buffer_rows} rows; storage: {self.last_error}): "
-                                  f"{len(event.rows)} row(s) dropped and counted"}
-        keep = {k: v for k, v in {k.lower(): v for k, v in headers.items()}.items()
-                if k.startswith("ce-") or k == "content-type"}
-        raw = {"headers": keep, "body": body.decode("utf-8", "replace"), "at": utcnow().isoformat(timespec="microseconds")}
+            return 503, {
+                "error": f"capture buffer full ({self.max_buffer_rows} rows; storage: {self.last_error}): "
+                f"{len(event.rows)} row(s) dropped and counted"
+            }
+        keep = {
+            k: v
+            for k, v in {k.lower(): v for k, v in headers.items()}.items()
+            if k.startswith("ce-") or k == "content-type"
+        }
+        raw = {
+            "headers": keep,
+            "body": body.decode("utf-8", "replace"),
+            "at": utcnow().isoformat(timespec="microseconds"),
+        }
         self._journal_write(raw)
         self.counts[f"events_{event.kind}"] += 1
         self.metrics.events.labels(event.kind).inc()
@@ -327,9 +402,19 @@ class CaptureService:
         if not self.rows:
             self.oldest_row = time.monotonic()
         for i, features in enumerate(request.rows):
-            self.rows.append({**features, "request_id": request.request_id, "event_id": request.event_id, "row": i,
-                              "model_version": version, "endpoint": request.endpoint, "received_at": at,
-                              "prediction": predictions[i], "score": scores[i]})
+            self.rows.append(
+                {
+                    **features,
+                    "request_id": request.request_id,
+                    "event_id": request.event_id,
+                    "row": i,
+                    "model_version": version,
+                    "endpoint": request.endpoint,
+                    "received_at": at,
+                    "prediction": predictions[i],
+                    "score": scores[i],
+                }
+            )
         if not self._replaying:  # rows completed before the crash were counted then (up to the last checkpoint)
             self.counts["rows_captured"] += n
         self.index[request.request_id] = Entry(request.event_id, n, version, list(predictions), at)
@@ -412,8 +497,13 @@ class CaptureService:
             data = json.loads(body) if body else None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             return self._refuse_all(f"body is not valid JSON: {e}")
-        items = data.get("labels") if isinstance(data, dict) and "labels" in data else \
-            [data] if isinstance(data, dict) else data
+        items = (
+            data.get("labels")
+            if isinstance(data, dict) and "labels" in data
+            else [data]
+            if isinstance(data, dict)
+            else data
+        )
         if not isinstance(items, list) or not items:
             return self._refuse_all('send {"labels": [{"request_id": "...", "label": ...}, ...]} (a non-empty list)')
         if len(items) > MAX_FEEDBACK:
@@ -423,8 +513,14 @@ class CaptureService:
         for i, item in enumerate(items):
             reason, detail, row = self._check_label(item, keys)
             if reason:
-                refused.append({"index": i, "request_id": item.get("request_id") if isinstance(item, dict) else None,
-                                "reason": reason, "detail": detail})
+                refused.append(
+                    {
+                        "index": i,
+                        "request_id": item.get("request_id") if isinstance(item, dict) else None,
+                        "reason": reason,
+                        "detail": detail,
+                    }
+                )
                 continue
             keys.add(row["key"])
             accepted.append(row)
@@ -437,8 +533,12 @@ class CaptureService:
             except Exception as e:
                 self.counts["label_write_failures"] += 1
                 self.last_error = f"{type(e).__name__}: {e}"
-                return 503, {"error": f"label storage unavailable ({type(e).__name__}: {e}); nothing was stored, "
-                                      "send the same batch again", "accepted": 0, "stored": False}
+                return 503, {
+                    "error": f"label storage unavailable ({type(e).__name__}: {e}); nothing was stored, "
+                    "send the same batch again",
+                    "accepted": 0,
+                    "stored": False,
+                }
             finally:
                 self.reserved -= keys
             self.labelled |= keys
@@ -496,8 +596,18 @@ class CaptureService:
         if problem:
             return problem[0], problem[1], None
         prediction = entry.predictions[row] if entry.predictions else None
-        return None, "", {"key": key, "request_id": canonical, "row": row, "label": label,
-                          "model_version": entry.model_version, "prediction": prediction}
+        return (
+            None,
+            "",
+            {
+                "key": key,
+                "request_id": canonical,
+                "row": row,
+                "label": label,
+                "model_version": entry.model_version,
+                "prediction": prediction,
+            },
+        )
 
     def _classes_from_registry(self, version: str) -> list | None:
         try:
@@ -531,10 +641,16 @@ class CaptureService:
                 pos, neg = classes[1], classes[0]
                 tp, fp = tally[(pos, pos)], tally[(neg, pos)]
                 fn, tn = tally[(pos, neg)], tally[(neg, neg)]
-                metrics.update(positive_class=pos, tp=tp, fp=fp, fn=fn, tn=tn,
-                               precision=tp / (tp + fp) if tp + fp else None,
-                               recall=tp / (tp + fn) if tp + fn else None,
-                               false_positive_rate=fp / (fp + tn) if fp + tn else None)
+                metrics.update(
+                    positive_class=pos,
+                    tp=tp,
+                    fp=fp,
+                    fn=fn,
+                    tn=tn,
+                    precision=tp / (tp + fp) if tp + fp else None,
+                    recall=tp / (tp + fn) if tp + fn else None,
+                    false_positive_rate=fp / (fp + tn) if fp + tn else None,
+                )
             out[version or "(unknown)"] = metrics
         for version, errors in self.errors.items():
             out.setdefault(version or "(unknown)", {}).update(labelled=len(errors), mae=sum(errors) / len(errors))
@@ -596,17 +712,32 @@ class CaptureService:
 
     def status(self) -> dict:
         return {
-            "model": self.model, "store": self.store.uri, "restart": self.restart, "started_at": self.started_at,
-            "counts": {**self.counts, "buffered_rows": len(self.rows), "pending_requests": len(self.requests),
-                       "pending_responses": len(self.responses), "indexed_requests": len(self.index),
-                       "labelled_rows": len(self.labelled)},
-            "refusals": self.refusals, "last_error": self.last_error, "last_flush": self.last_flush,
+            "model": self.model,
+            "store": self.store.uri,
+            "restart": self.restart,
+            "started_at": self.started_at,
+            "counts": {
+                **self.counts,
+                "buffered_rows": len(self.rows),
+                "pending_requests": len(self.requests),
+                "pending_responses": len(self.responses),
+                "indexed_requests": len(self.index),
+                "labelled_rows": len(self.labelled),
+            },
+            "refusals": self.refusals,
+            "last_error": self.last_error,
+            "last_flush": self.last_flush,
             "online": self.online(),
-            "config": {"flush_rows": self.flush_rows, "flush_age_s": self.flush_age_s,
-                       "max_buffer_rows": self.max_buffer_rows, "join_timeout_s": self.join_timeout_s,
-                       "label_window_days": self.label_window.total_seconds() / 86400,
-                       "retention_days": self.retention_age.total_seconds() / 86400 if self.retention_age else None,
-                       "retention_bytes": self.retention_bytes, "forward_url": self.forward_url},
+            "config": {
+                "flush_rows": self.flush_rows,
+                "flush_age_s": self.flush_age_s,
+                "max_buffer_rows": self.max_buffer_rows,
+                "join_timeout_s": self.join_timeout_s,
+                "label_window_days": self.label_window.total_seconds() / 86400,
+                "retention_days": self.retention_age.total_seconds() / 86400 if self.retention_age else None,
+                "retention_bytes": self.retention_bytes,
+                "forward_url": self.forward_url,
+            },
         }
 
 

@@ -6,15 +6,16 @@ Service URL.
 """
 
 import argparse
+import json
 import logging
 import os
 
 import uvicorn
 
-from mlcycle import drift as stats
-from inference.drift_detector.hooks import CommandHook, KfpHook
+from inference.drift_detector.hooks import CommandHook, KfpHook, retrain_params
 from inference.drift_detector.server import DriftService, create_app
 from inference.loader import materialize
+from mlcycle import drift as stats
 from mlcycle.schema import VersionFiles
 
 
@@ -28,27 +29,76 @@ def load_detector(version: VersionFiles, backend: str | None) -> stats.Backend:
     return stats.build(pd.read_parquet(directory / "reference.parquet"), contract, backend or "alibi")
 
 
+def _registry_of(storage_uri: str) -> str:
+    """s3://bucket/<model>/<version>/ (KServe's storageUri) and s3://bucket#model@alias name the registry s3://bucket."""
+    if storage_uri.startswith("s3://"):
+        return "s3://" + storage_uri[5:].split("#", 1)[0].split("/", 1)[0]
+    return storage_uri.split("#", 1)[0]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--storage_uri", default=os.environ.get("STORAGE_URI", "/mnt/models"))
     p.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in a container)")
     p.add_argument("--port", type=int, default=8090)
-    p.add_argument("--backend", choices=stats.BACKENDS, default=os.environ.get("MLCYCLE_DRIFT_BACKEND"), help="default: as saved (alibi)")
+    p.add_argument(
+        "--backend",
+        choices=stats.BACKENDS,
+        default=os.environ.get("MLCYCLE_DRIFT_BACKEND"),
+        help="default: as saved (alibi)",
+    )
     p.add_argument("--window_size", type=int, default=500)
     p.add_argument("--max_age_s", type=float, default=60.0)
     p.add_argument("--min_window", type=int, default=50)
     p.add_argument("--queue_size", type=int, default=10_000)
     p.add_argument("--consecutive", type=int, default=3, help="drifted windows in a row before the retrain hook runs")
-    p.add_argument("--retrain_command", default=os.environ.get("MLCYCLE_RETRAIN_COMMAND"), help="local hook: a command to run")
+    p.add_argument(
+        "--retrain_command", default=os.environ.get("MLCYCLE_RETRAIN_COMMAND"), help="local hook: a command to run"
+    )
     p.add_argument("--kfp_host", default=os.environ.get("KFP_HOST"), help="KFP hook: the KFP API endpoint")
-    p.add_argument("--kfp_package", default=os.environ.get("KFP_PIPELINE_PACKAGE", "/app/pipelines/mlcycle-training.yaml"))
+    p.add_argument(
+        "--kfp_package", default=os.environ.get("KFP_PIPELINE_PACKAGE", "/app/pipelines/mlcycle-training.yaml")
+    )
+    p.add_argument(
+        "--registry",
+        default=os.environ.get("MLCYCLE_REGISTRY"),
+        help="KFP hook: the s3:// registry holding the captured traffic (default: from an s3:// storage_uri)",
+    )
+    p.add_argument(
+        "--retrain_days",
+        type=float,
+        default=float(os.environ.get("MLCYCLE_RETRAIN_DAYS", "7")),
+        help="KFP hook: retrain on the captured, labelled traffic of this many days",
+    )
+    p.add_argument(
+        "--retrain_params",
+        default=os.environ.get("MLCYCLE_RETRAIN_PARAMS", "{}"),
+        help="KFP hook: JSON of further training_pipeline arguments (e.g. namespace, inference_service)",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     version = materialize(args.storage_uri)
     detector = load_detector(version, args.backend)
-    hook = KfpHook(args.kfp_host, args.kfp_package) if args.kfp_host else CommandHook(args.retrain_command) if args.retrain_command else None
-    service = DriftService(detector, version.metadata.model, version.metadata.version, args.window_size, args.max_age_s,
-                           args.min_window, args.queue_size, args.consecutive, hook)
+    hook = None
+    if args.kfp_host:
+        registry = args.registry or _registry_of(args.storage_uri)
+        params = retrain_params(
+            version.contract, version.metadata.model, registry, args.retrain_days, json.loads(args.retrain_params)
+        )
+        hook = KfpHook(args.kfp_host, args.kfp_package, params=params)
+    elif args.retrain_command:
+        hook = CommandHook(args.retrain_command)
+    service = DriftService(
+        detector,
+        version.metadata.model,
+        version.metadata.version,
+        args.window_size,
+        args.max_age_s,
+        args.min_window,
+        args.queue_size,
+        args.consecutive,
+        hook,
+    )
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
 
 

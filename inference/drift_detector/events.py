@@ -14,7 +14,6 @@ import json
 from kserve.errors import InvalidInput
 
 from inference.predictor.codec import Batch, Codec
-
 from mlcycle.errors import MlcycleError
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
@@ -62,11 +61,14 @@ def request_data(headers: dict[str, str], body: bytes):
         data = _json(body, "event body")
     missing = [k for k, v in attrs.items() if not v]
     if missing:
-        raise BadEvent(f"not a CloudEvent: missing attribute(s) {', '.join(missing)} (binary mode needs ce-* headers)",
-                       "not_cloudevent")
+        raise BadEvent(
+            f"not a CloudEvent: missing attribute(s) {', '.join(missing)} (binary mode needs ce-* headers)",
+            "not_cloudevent",
+        )
     if attrs["type"] != REQUEST_TYPE:
-        raise BadEvent(f"ce-type {attrs['type']!r} is not {REQUEST_TYPE!r}; configure the logger with mode: request",
-                       "wrong_type")
+        raise BadEvent(
+            f"ce-type {attrs['type']!r} is not {REQUEST_TYPE!r}; configure the logger with mode: request", "wrong_type"
+        )
     return data
 
 
@@ -83,8 +85,9 @@ def request_batch(data, codec: Codec, model_name: str = "model") -> Batch:
     """A V1 (``instances``, or ``inputs`` as records) or V2 (``inputs`` as named tensors) REST request body,
     decoded by the predictor's codec."""
     if not isinstance(data, dict):
-        raise BadEvent("inference request must be a JSON object with 'instances' (V1) or 'inputs' (V2)",
-                       "not_inference_request")
+        raise BadEvent(
+            "inference request must be a JSON object with 'instances' (V1) or 'inputs' (V2)", "not_inference_request"
+        )
     features = codec.names
     if isinstance(data.get("instances"), list) or (isinstance(data.get("inputs"), list) and not _is_v2(data["inputs"])):
         items = data["instances"] if isinstance(data.get("instances"), list) else data["inputs"]
@@ -98,8 +101,9 @@ def request_batch(data, codec: Codec, model_name: str = "model") -> Batch:
                 if missing:
                     raise BadEvent(f"event rows lack feature(s) {', '.join(missing)}", rows=len(items)) from e
             elif not all(isinstance(r, list) and len(r) == len(features) for r in items):
-                raise BadEvent(f"'instances' must be records or lists of {len(features)} values in feature order",
-                               rows=len(items)) from e
+                raise BadEvent(
+                    f"'instances' must be records or lists of {len(features)} values in feature order", rows=len(items)
+                ) from e
             raise BadEvent(str(e), "invalid_input", len(items)) from e
     if isinstance(data.get("inputs"), list):
         lengths = {len(inp["data"]) for inp in data["inputs"]}
@@ -118,8 +122,9 @@ def request_batch(data, codec: Codec, model_name: str = "model") -> Batch:
 
 
 def _is_v2(inputs: list) -> bool:
-    return bool(inputs) and all(isinstance(i, dict) and isinstance(i.get("name"), str)
-                                and isinstance(i.get("data"), list) for i in inputs)
+    return bool(inputs) and all(
+        isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("data"), list) for i in inputs
+    )
 
 
 def _v2_request(data: dict, model_name: str):
@@ -131,8 +136,8 @@ def _v2_request(data: dict, model_name: str):
     try:
         request = InferenceRequest.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err.get('loc', ())) or 'body'}: {err.get('msg')}"
-                             for err in e.errors()[:5])
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ())) or 'body'}: {err.get('msg')}" for err in e.errors()[:5]
+        )
         raise InvalidInput(f"invalid request body: {problems}") from e
     return InferRequest.from_inference_request(request, model_name)
-

@@ -9,6 +9,10 @@ import shlex
 import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
+
+from mlcycle.contract import DataContract
+from mlcycle.errors import ConfigError
 
 log = logging.getLogger("mlcycle.drift")
 
@@ -24,7 +28,9 @@ class CommandHook:
     def __call__(self, report: dict) -> str:
         if self._running is not None and self._running.poll() is None:
             return "skipped: a retraining run is still in progress"
-        self._running = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self._running = subprocess.Popen(
+            self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         threading.Thread(target=self._wait, args=(self._running,), daemon=True).start()
         return f"started local retraining (pid {self._running.pid}): {' '.join(self.argv)}"
 
@@ -40,6 +46,11 @@ class KfpHook:
     """Submit a run of the compiled training pipeline to Kubeflow Pipelines."""
 
     def __init__(self, host: str, package: str, experiment: str = "mlcycle-retrain", params: dict | None = None):
+        if not Path(package).is_file():
+            raise ConfigError(
+                f"KFP hook: no compiled pipeline at {package} (the drift image carries "
+                "/app/pipelines/mlcycle-training.yaml; --kfp_package names another)"
+            )
         self.host, self.package, self.experiment, self.params = host, package, experiment, params or {}
         self.on_failure: Callable[[str], None] | None = None
 
@@ -49,8 +60,12 @@ class KfpHook:
         def submit():
             try:
                 client = kfp.Client(host=self.host)
-                run = client.create_run_from_pipeline_package(self.package, arguments=self.params, experiment_name=self.experiment,
-                                                              run_name="drift-retrain")
+                run = client.create_run_from_pipeline_package(
+                    self.package,
+                    arguments=self.params,
+                    experiment_name=self.experiment,
+                    run_name=f"retrain-{self.params.get('trigger', 'drift')}",
+                )
                 log.info("submitted KFP retraining run %s", run.run_id)
             except Exception as e:  # the detector keeps running; the failure is logged and reported to on_failure
                 log.exception("KFP retraining submission failed")
@@ -59,3 +74,26 @@ class KfpHook:
 
         threading.Thread(target=submit, daemon=True).start()
         return f"submitting KFP run of {self.package} to {self.host}"
+
+
+def retrain_params(
+    contract: DataContract, model: str, registry_uri: str, days: float = 7.0, overrides: dict | None = None
+) -> dict:
+    """The training pipeline's arguments for a drift-triggered retrain: the captured, labelled traffic of the last
+    ``days`` as the source, the served version's label/task/timestamp, a canary rollout (``deploy``), the trigger."""
+    if not registry_uri.startswith("s3://"):
+        raise ConfigError(
+            f"KFP hook: the cluster's pipeline reads the captured traffic from an s3:// registry, not {registry_uri!r}"
+        )
+    params = {
+        "source": f"traffic://{registry_uri}#{model}?days={days:g}",
+        "label": contract.label,
+        "task": contract.task,
+        "timestamp_column": contract.timestamp or "",
+        "registry_uri": registry_uri,
+        "model_name": model,
+        "deploy": True,
+        "auto_promote": False,
+        "trigger": "drift",
+    }
+    return {**params, **(overrides or {})}

@@ -33,26 +33,49 @@ class Metrics:
     def __init__(self):
         self.registry = r = CollectorRegistry()
         self.events = Counter("mlcycle_drift_events_received_total", "Accepted CloudEvents", registry=r)
-        self.processed = Counter("mlcycle_drift_events_processed_total", "Events whose rows reached a window", registry=r)
-        self.dropped = Counter("mlcycle_drift_events_dropped_total", "Events shed because the queue was full", registry=r)
-        self.rejected = Counter("mlcycle_drift_events_rejected_total",
-                                "Events refused (HTTP 400) by reason; none of their rows enters a window", ["reason"],
-                                registry=r)
-        self.rows_rejected = Counter("mlcycle_drift_rows_rejected_total",
-                                     "Rows of refused events (where the count is known)", ["reason"], registry=r)
+        self.processed = Counter(
+            "mlcycle_drift_events_processed_total", "Events whose rows reached a window", registry=r
+        )
+        self.dropped = Counter(
+            "mlcycle_drift_events_dropped_total", "Events shed because the queue was full", registry=r
+        )
+        self.rejected = Counter(
+            "mlcycle_drift_events_rejected_total",
+            "Events refused (HTTP 400) by reason; none of their rows enters a window",
+            ["reason"],
+            registry=r,
+        )
+        self.rows_rejected = Counter(
+            "mlcycle_drift_rows_rejected_total",
+            "Rows of refused events (where the count is known)",
+            ["reason"],
+            registry=r,
+        )
         for reason in REASONS:
             self.rejected.labels(reason)
             self.rows_rejected.labels(reason)
         self.rows = Counter("mlcycle_drift_rows_total", "Rows tested for drift", registry=r)
         self.windows = Counter("mlcycle_drift_windows_total", "Windows tested", ["drift"], registry=r)
         self.flag = Gauge("mlcycle_drift_detected", "1 if the last window drifted", registry=r)
-        self.p_value = Gauge("mlcycle_drift_feature_p_value", "Per-feature p-value of the last window", ["feature"], registry=r)
-        self.distance = Gauge("mlcycle_drift_feature_distance", "Per-feature test statistic of the last window", ["feature"], registry=r)
-        self.psi = Gauge("mlcycle_drift_feature_psi", "Per-feature population stability index of the last window", ["feature"], registry=r)
+        self.p_value = Gauge(
+            "mlcycle_drift_feature_p_value", "Per-feature p-value of the last window", ["feature"], registry=r
+        )
+        self.distance = Gauge(
+            "mlcycle_drift_feature_distance", "Per-feature test statistic of the last window", ["feature"], registry=r
+        )
+        self.psi = Gauge(
+            "mlcycle_drift_feature_psi",
+            "Per-feature population stability index of the last window",
+            ["feature"],
+            registry=r,
+        )
         self.queue = Gauge("mlcycle_drift_queue_depth", "Events waiting", registry=r)
         self.retrains = Counter("mlcycle_drift_retrain_triggers_total", "Retrain hook calls", registry=r)
-        self.retrain_failures = Counter("mlcycle_drift_retrain_failures_total",
-                                        "Retrain hook calls that raised, or whose run failed later", registry=r)
+        self.retrain_failures = Counter(
+            "mlcycle_drift_retrain_failures_total",
+            "Retrain hook calls that raised, or whose run failed later",
+            registry=r,
+        )
 
 
 class Window:
@@ -77,20 +100,30 @@ class Window:
             self.started = time.monotonic()
         columns = batch.columns
         if start or take < batch.n:
-            columns = {k: v[start:start + take] for k, v in columns.items()}
-        self.encoder.encode_columns(columns, take, out=self.x[self.n:self.n + take])
+            columns = {k: v[start : start + take] for k, v in columns.items()}
+        self.encoder.encode_columns(columns, take, out=self.x[self.n : self.n + take])
         self.n += take
         return take
 
     @property
     def rows(self) -> np.ndarray:
-        return self.x[:self.n]
+        return self.x[: self.n]
 
 
 class DriftService:
-    def __init__(self, detector: Backend, model: str, version: str, window_size: int = 500, max_age_s: float = 60.0,
-                 min_window: int = 50, queue_size: int = 10_000, consecutive: int = 3, hook=None,
-                 max_batch_rows: int = 10_000):
+    def __init__(
+        self,
+        detector: Backend,
+        model: str,
+        version: str,
+        window_size: int = 500,
+        max_age_s: float = 60.0,
+        min_window: int = 50,
+        queue_size: int = 10_000,
+        consecutive: int = 3,
+        hook=None,
+        max_batch_rows: int = 10_000,
+    ):
         self.detector, self.model, self.version = detector, model, version
         self.codec = Codec(detector.encoder.contract, max_batch_rows)  # the predictor's own decoder and rules
         self.features = [f.name for f in detector.encoder.features]
@@ -109,12 +142,12 @@ class DriftService:
         self._rotating = asyncio.Lock()
         self._testing: asyncio.Task | None = None
         self._detector_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-detect")
+        if hasattr(hook, "on_failure"):  # what a hook started may fail after it returned
+            hook.on_failure = self.hook_failed
 
     @property
     def buffered(self) -> int:
         return self.window.n
-        if hasattr(hook, "on_failure"):  # what a hook started may fail after it returned
-            hook.on_failure = self.hook_failed
 
     # request path ---------------------------------------------------------------------------
     def offer(self, headers: dict, body: bytes) -> tuple[int, dict]:
@@ -140,8 +173,11 @@ class DriftService:
 
     # background -----------------------------------------------------------------------------
     def start(self) -> None:
-        log.info("drift windows of %d rows; numeric fill values from the %s", self.window_size,
-                 self.detector.encoder.fill_source)
+        log.info(
+            "drift windows of %d rows; numeric fill values from the %s",
+            self.window_size,
+            self.detector.encoder.fill_source,
+        )
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._consume()), loop.create_task(self._tick())]
 
@@ -222,11 +258,18 @@ class DriftService:
     def status(self) -> dict:
         last = self.history[-1] if self.history else None
         return {
-            "model": self.model, "version": self.version, "backend": self.detector.name, "features": self.features,
-            "window_size": self.window_size, "max_age_s": self.max_age_s, "consecutive_for_retrain": self.consecutive,
+            "model": self.model,
+            "version": self.version,
+            "backend": self.detector.name,
+            "features": self.features,
+            "window_size": self.window_size,
+            "max_age_s": self.max_age_s,
+            "consecutive_for_retrain": self.consecutive,
             "counts": {**self.counts, "queued": self.queue.qsize(), "buffered_rows": self.buffered},
             "rejected_by_reason": dict(self.rejected_by_reason),
-            "drift": bool(last and last["is_drift"]), "streak": self.streak, "last_window": last,
+            "drift": bool(last and last["is_drift"]),
+            "streak": self.streak,
+            "last_window": last,
             "recent_windows": [{"at": h["at"], "n": h["n"], "is_drift": h["is_drift"]} for h in self.history],
             "retrain": list(self.hook_results),
         }

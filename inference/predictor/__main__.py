@@ -18,38 +18,92 @@ DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
 
 parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
-parser.add_argument("--storage_uri", default=os.environ.get("STORAGE_URI", "/mnt/models"), help="model version to serve")
-parser.add_argument("--max_batch_rows", type=int, default=10_000, help="refuse larger batches (400) before any model work")
-parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY, help="refuse larger REST bodies (413); gRPC uses --grpc_max_receive_message_length")
-parser.add_argument("--payload_log_url", default=os.environ.get("MLCYCLE_PAYLOAD_LOG_URL"), help="embedded mode: forward requests as CloudEvents here")
-parser.add_argument("--inline_rows", type=int, default=1000,
-                    help="score batches up to this many rows on the event loop (no thread hop); larger in a thread")
-parser.add_argument("--fast_path_max_rows", type=int, default=32,
-                    help="batches up to this many rows on the compiled fast path, larger ones on the native booster")
-parser.add_argument("--access_log", action=argparse.BooleanOptionalAction, default=False,
-                    help="log one line per request (off by default: it costs more than scoring a row)")
-parser.add_argument("--fast_rest", action=argparse.BooleanOptionalAction, default=True,
-                    help="answer plain JSON V1/V2 predict requests without FastAPI's per-request models (fastrest.py)")
-parser.add_argument("--fault_delay_ms", type=float, default=0.0, help="resilience testing only: sleep this long in every scoring call")
-parser.add_argument("--fault_error_rate", type=float, default=0.0, help="resilience testing only: fail this share of predictions with 500")
+parser.add_argument(
+    "--storage_uri", default=os.environ.get("STORAGE_URI", "/mnt/models"), help="model version to serve"
+)
+parser.add_argument(
+    "--max_batch_rows", type=int, default=10_000, help="refuse larger batches (400) before any model work"
+)
+parser.add_argument(
+    "--max_body_bytes",
+    type=int,
+    default=DEFAULT_MAX_BODY,
+    help="refuse larger REST bodies (413); gRPC uses --grpc_max_receive_message_length",
+)
+parser.add_argument(
+    "--payload_log_url",
+    default=os.environ.get("MLCYCLE_PAYLOAD_LOG_URL"),
+    help="embedded mode: forward requests as CloudEvents here",
+)
+parser.add_argument(
+    "--inline_rows",
+    type=int,
+    default=1000,
+    help="score batches up to this many rows on the event loop (no thread hop); larger in a thread",
+)
+parser.add_argument(
+    "--fast_path_max_rows",
+    type=int,
+    default=32,
+    help="batches up to this many rows on the compiled fast path, larger ones on the native booster",
+)
+parser.add_argument(
+    "--access_log",
+    action=argparse.BooleanOptionalAction,
+    default=False,
+    help="log one line per request (off by default: it costs more than scoring a row)",
+)
+parser.add_argument(
+    "--fast_rest",
+    action=argparse.BooleanOptionalAction,
+    default=True,
+    help="answer plain JSON V1/V2 predict requests without FastAPI's per-request models (fastrest.py)",
+)
+parser.add_argument(
+    "--follow_s",
+    type=float,
+    default=10.0,
+    help="serving registry#model@alias: check the alias this often and load the version it moves to (0: off)",
+)
+parser.add_argument(
+    "--fault_delay_ms", type=float, default=0.0, help="resilience testing only: sleep this long in every scoring call"
+)
+parser.add_argument(
+    "--fault_error_rate",
+    type=float,
+    default=0.0,
+    help="resilience testing only: fail this share of predictions with 500",
+)
 
 
 def main() -> None:
     args, _ = parser.parse_known_args()
-    model = MlcycleModel(args.model_name, args.storage_uri, args.max_batch_rows, args.payload_log_url, args.fault_delay_ms,
-                         fault_error_rate=args.fault_error_rate, inline_rows=args.inline_rows,
-                         fast_path_max_rows=args.fast_path_max_rows)
+    model = MlcycleModel(
+        args.model_name,
+        args.storage_uri,
+        args.max_batch_rows,
+        args.payload_log_url,
+        args.fault_delay_ms,
+        fault_error_rate=args.fault_error_rate,
+        inline_rows=args.inline_rows,
+        fast_path_max_rows=args.fast_path_max_rows,
+    )
     try:
         model.load()
     except Exception:
         logging.getLogger("mlcycle").exception("model load failed; refusing to serve %s", args.storage_uri)
-        raise SystemExit(3)
-    from inference.predictor.fastrest import configure_rest
+        raise SystemExit(3) from None
     from kserve.model_server import app
 
-    model.rest_options = {"max_body_bytes": args.max_body_bytes, "fast_rest": args.fast_rest,
-                          "access_log": args.access_log}
+    from inference.predictor.fastrest import configure_rest
+
+    model.rest_options = {
+        "max_body_bytes": args.max_body_bytes,
+        "fast_rest": args.fast_rest,
+        "access_log": args.access_log,
+    }
     configure_rest(app, model, **model.rest_options)
+    model.follow(args.follow_s)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port)
     quiet_access_log(args.access_log)
     server.start([model])

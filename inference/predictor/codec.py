@@ -75,10 +75,14 @@ class Codec:
         elif all(isinstance(r, list) for r in rows):
             for i, r in enumerate(rows):
                 if len(r) != len(self.names):
-                    raise InvalidInput(f"instance {i}: {len(r)} values, expected {len(self.names)} in order {', '.join(self.names)}")
+                    raise InvalidInput(
+                        f"instance {i}: {len(r)} values, expected {len(self.names)} in order {', '.join(self.names)}"
+                    )
             columns = {name: [r[j] for r in rows] for j, name in enumerate(self.names)}
         else:
-            raise InvalidInput("instances must all be records (objects keyed by feature name) or all be lists in feature order")
+            raise InvalidInput(
+                "instances must all be records (objects keyed by feature name) or all be lists in feature order"
+            )
         return Batch({name: self._column(name, values) for name, values in columns.items()}, len(rows))
 
     def _decode_v2(self, request: InferRequest) -> Batch:
@@ -108,9 +112,13 @@ class Codec:
                 raise InvalidInput(f"input '{name}': {shape[0]} rows, but other inputs have {n}")
             kind = self.specs[name].kind
             if kind == "numeric" and inp.datatype not in NUMERIC_V2:
-                raise InvalidInput(f"input '{name}': datatype {inp.datatype} not allowed for a numeric feature (use FP64, FP32 or INT*)")
+                raise InvalidInput(
+                    f"input '{name}': datatype {inp.datatype} not allowed for a numeric feature (use FP64, FP32 or INT*)"
+                )
             if kind == "categorical" and inp.datatype != "BYTES":
-                raise InvalidInput(f"input '{name}': datatype {inp.datatype} not allowed for a categorical feature (use BYTES)")
+                raise InvalidInput(
+                    f"input '{name}': datatype {inp.datatype} not allowed for a categorical feature (use BYTES)"
+                )
             if kind == "numeric":
                 _check_numbers(name, inp)
             _check_integer_range(name, inp)
@@ -122,7 +130,9 @@ class Codec:
             except InvalidInput:
                 raise
             except (ValueError, TypeError, OverflowError) as e:
-                raise InvalidInput(f"input '{name}': data does not match shape {shape} / datatype {inp.datatype}: {e}") from e
+                raise InvalidInput(
+                    f"input '{name}': data does not match shape {shape} / datatype {inp.datatype}: {e}"
+                ) from e
             values = values.reshape(-1)
             if values.size != n:
                 raise InvalidInput(f"input '{name}': {values.size} values for shape {shape}")
@@ -145,15 +155,21 @@ class Codec:
                     if v is None:
                         out[i] = np.nan
                     elif isinstance(v, bool) or not isinstance(v, (int, float)):
-                        raise InvalidInput(f"feature '{name}' row {i}: expected a number, got {type(v).__name__} {_short(v)}")
+                        raise InvalidInput(
+                            f"feature '{name}' row {i}: expected a number, got {type(v).__name__} {_short(v)}"
+                        )
                     else:
                         out[i] = v
             if np.isfinite(out).all():  # the common case in one pass
                 return out
             if np.isinf(out).any():
-                raise InvalidInput(f"feature '{name}' row {int(np.flatnonzero(np.isinf(out))[0])}: infinity is not allowed")
+                raise InvalidInput(
+                    f"feature '{name}' row {int(np.flatnonzero(np.isinf(out))[0])}: infinity is not allowed"
+                )
             if name not in self.nullable and np.isnan(out).any():
-                raise InvalidInput(f"feature '{name}' row {int(np.flatnonzero(np.isnan(out))[0])}: null/NaN not allowed (never missing in training)")
+                raise InvalidInput(
+                    f"feature '{name}' row {int(np.flatnonzero(np.isnan(out))[0])}: null/NaN not allowed (never missing in training)"
+                )
             return out
         allowed = self.allowed[name]
         out = np.empty(len(values), dtype=object)
@@ -168,9 +184,13 @@ class Codec:
                     raise InvalidInput(f"feature '{name}' row {i}: null not allowed (never missing in training)")
                 out[i] = None
             elif not isinstance(v, str):
-                raise InvalidInput(f"feature '{name}' row {i}: expected a string category, got {type(v).__name__} {_short(v)}")
+                raise InvalidInput(
+                    f"feature '{name}' row {i}: expected a string category, got {type(v).__name__} {_short(v)}"
+                )
             elif v not in allowed:
-                raise InvalidInput(f"feature '{name}' row {i}: unknown category {_short(v)}; allowed: {', '.join(sorted(allowed))}")
+                raise InvalidInput(
+                    f"feature '{name}' row {i}: unknown category {_short(v)}; allowed: {', '.join(sorted(allowed))}"
+                )
             else:
                 out[i] = v
         return out
@@ -179,41 +199,81 @@ class Codec:
     def encode_v1(self, scores: np.ndarray, labels, classes, version: str) -> dict:
         if self.contract.task == "regression":
             return {"predictions": scores.tolist(), "model_version": version}
-        return {"predictions": list(labels), "probabilities": scores.tolist(), "classes": classes, "model_version": version}
+        return {
+            "predictions": list(labels),
+            "probabilities": scores.tolist(),
+            "classes": classes,
+            "model_version": version,
+        }
 
-    def encode_v2(self, request: InferRequest, model_name: str, scores: np.ndarray, labels, classes, version: str) -> InferResponse:
+    def encode_v2(
+        self, request: InferRequest, model_name: str, scores: np.ndarray, labels, classes, version: str
+    ) -> InferResponse:
         n = len(scores)
         if self.contract.task == "regression":
             outputs = [InferOutput("value", [n], "FP64", scores.astype(np.float64).tolist())]
         else:
             numeric = all(isinstance(c, int) for c in classes)
             outputs = [
-                InferOutput("label", [n], "INT64" if numeric else "BYTES", [int(x) if numeric else str(x) for x in labels]),
-                InferOutput("probabilities", [n, len(classes)], "FP64", scores.astype(np.float64).reshape(-1).tolist(),
-                            parameters={"classes": ",".join(map(str, classes))}),
+                InferOutput(
+                    "label", [n], "INT64" if numeric else "BYTES", [int(x) if numeric else str(x) for x in labels]
+                ),
+                InferOutput(
+                    "probabilities",
+                    [n, len(classes)],
+                    "FP64",
+                    scores.astype(np.float64).reshape(-1).tolist(),
+                    parameters={"classes": ",".join(map(str, classes))},
+                ),
             ]
-        return InferResponse(response_id=request.id or "", model_name=model_name, infer_outputs=outputs, model_version=version,
-                             from_grpc=request.from_grpc)
+        return InferResponse(
+            response_id=request.id or "",
+            model_name=model_name,
+            infer_outputs=outputs,
+            model_version=version,
+            from_grpc=request.from_grpc,
+        )
 
-
-    def encode_v2_rest(self, request_id: str | None, model_name: str, scores: np.ndarray, labels, classes,
-                       version: str) -> dict:
+    def encode_v2_rest(
+        self, request_id: str | None, model_name: str, scores: np.ndarray, labels, classes, version: str
+    ) -> dict:
         """The JSON body KServe's REST endpoint writes for ``encode_v2(...)``, built directly (the lean REST front)."""
         n = len(scores)
         if self.contract.task == "regression":
-            outputs = [{"name": "value", "shape": [n], "datatype": "FP64", "parameters": None,
-                        "data": scores.astype(np.float64).tolist()}]
+            outputs = [
+                {
+                    "name": "value",
+                    "shape": [n],
+                    "datatype": "FP64",
+                    "parameters": None,
+                    "data": scores.astype(np.float64).tolist(),
+                }
+            ]
         else:
             numeric = all(isinstance(c, int) for c in classes)
             outputs = [
-                {"name": "label", "shape": [n], "datatype": "INT64" if numeric else "BYTES", "parameters": None,
-                 "data": [int(x) if numeric else str(x) for x in labels]},
-                {"name": "probabilities", "shape": [n, len(classes)], "datatype": "FP64",
-                 "parameters": {"classes": ",".join(map(str, classes))},
-                 "data": scores.astype(np.float64).reshape(-1).tolist()},
+                {
+                    "name": "label",
+                    "shape": [n],
+                    "datatype": "INT64" if numeric else "BYTES",
+                    "parameters": None,
+                    "data": [int(x) if numeric else str(x) for x in labels],
+                },
+                {
+                    "name": "probabilities",
+                    "shape": [n, len(classes)],
+                    "datatype": "FP64",
+                    "parameters": {"classes": ",".join(map(str, classes))},
+                    "data": scores.astype(np.float64).reshape(-1).tolist(),
+                },
             ]
-        return {"model_name": model_name, "model_version": version, "id": request_id or "", "parameters": None,
-                "outputs": outputs}
+        return {
+            "model_name": model_name,
+            "model_version": version,
+            "id": request_id or "",
+            "parameters": None,
+            "outputs": outputs,
+        }
 
 
 def _check_numbers(name: str, inp) -> None:
@@ -230,8 +290,10 @@ def _check_numbers(name: str, inp) -> None:
             stack.extend(reversed(item))
             continue
         if item is not None and (isinstance(item, bool) or not isinstance(item, (int, float))):
-            raise InvalidInput(f"input '{name}' value {index}: expected a number for datatype {inp.datatype}, "
-                               f"got {type(item).__name__} {_short(item)}")
+            raise InvalidInput(
+                f"input '{name}' value {index}: expected a number for datatype {inp.datatype}, "
+                f"got {type(item).__name__} {_short(item)}"
+            )
         index += 1
 
 

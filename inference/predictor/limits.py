@@ -21,7 +21,9 @@ class BodyLimitMiddleware:
             except ValueError:
                 return await _reply(send, 400, "invalid Content-Length header")
             if too_big:
-                return await _reply(send, 413, f"request body of {int(length)} bytes exceeds the limit of {self.max_bytes} bytes")
+                return await _reply(
+                    send, 413, f"request body of {int(length)} bytes exceeds the limit of {self.max_bytes} bytes"
+                )
         seen = 0
         replied = False
 
@@ -49,7 +51,13 @@ class BodyTooLarge(MlcycleError):
 
 async def _reply(send, status: int, message: str) -> None:
     body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -57,6 +65,7 @@ async def request_validation_handler(_, exc):
     """FastAPI answers a malformed V2 body with 422 and pydantic internals; answer 400 with one readable line."""
     from fastapi.responses import JSONResponse
 
-    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}"
-                         for e in exc.errors()[:5])
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in exc.errors()[:5]
+    )
     return JSONResponse({"error": f"invalid request body: {problems}"}, status_code=400)

@@ -5,7 +5,6 @@ The model runs on the compiled fast path (mlcycle.fastpath, ONNX) when the versi
 on the native booster; which one, and why, is logged at start-up and exported as ``mlcycle_scoring_path``."""
 
 import asyncio
-import logging
 import random
 import time
 import uuid
@@ -23,29 +22,63 @@ from inference.predictor.codec import Codec
 from mlcycle import fastpath
 from mlcycle.fastprep import try_compile
 from mlcycle.models import ModelBundle
+from mlcycle.registry import ALIAS_NAMES, open_registry
 
 PREDICTIONS = Counter("mlcycle_predictions_total", "Rows scored, by predicted class", ["model", "version", "label"])
-SCORES = Histogram("mlcycle_prediction_score", "Positive-class probability (classification) or predicted value",
-                   ["model", "version"], buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0, 10, 100, 1000, float("inf")))
+SCORES = Histogram(
+    "mlcycle_prediction_score",
+    "Positive-class probability (classification) or predicted value",
+    ["model", "version"],
+    buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0, 10, 100, 1000, float("inf")),
+)
 INVALID = Counter("mlcycle_invalid_requests_total", "Requests refused by input validation", ["model"])
 # Per-version request outcome and latency: the rollout's evidence in KServe's Standard mode, which has no
 # Knative queue-proxy metrics (mlcycle/rollout/metrics.py STANDARD_QUERIES).
-REQUESTS = Counter("mlcycle_requests_total", "Predict requests by model version and outcome (ok, invalid, error)",
-                   ["model", "version", "outcome"])
-LATENCY = Histogram("mlcycle_request_seconds", "Predict latency inside the model server, by model version", ["model", "version"],
-                    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))
-SCORING_PATH = Gauge("mlcycle_scoring_path", "1 for the scoring path in use: fast (compiled ONNX) or native "
-                     "(the model's own library); reason says why the fast path is not used",
-                     ["model", "version", "path", "reason"])
-PREPROCESS_PATH = Gauge("mlcycle_preprocess_path", "1 on the preprocessing path in use: numpy (the fastprep replay) or "
-                        "sklearn (fallback: the replay cannot reproduce this preprocessor)", ["model", "version", "path"])
-log = logging.getLogger("mlcycle")
+REQUESTS = Counter(
+    "mlcycle_requests_total",
+    "Predict requests by model version and outcome (ok, invalid, error)",
+    ["model", "version", "outcome"],
+)
+LATENCY = Histogram(
+    "mlcycle_request_seconds",
+    "Predict latency inside the model server, by model version",
+    ["model", "version"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
+SCORING_PATH = Gauge(
+    "mlcycle_scoring_path",
+    "1 for the scoring path in use: fast (compiled ONNX) or native "
+    "(the model's own library); reason says why the fast path is not used",
+    ["model", "version", "path", "reason"],
+)
+PREPROCESS_PATH = Gauge(
+    "mlcycle_preprocess_path",
+    "1 on the preprocessing path in use: numpy (the fastprep replay) or "
+    "sklearn (fallback: the replay cannot reproduce this preprocessor)",
+    ["model", "version", "path"],
+)
+SERVED_VERSION = Gauge(
+    "mlcycle_served_version", "1 for the model version this server answers with", ["model", "version"]
+)
+FOLLOW_FAILURES = Counter(
+    "mlcycle_follow_failures_total",
+    "Alias moves to a version that failed to load (the old one kept serving)",
+    ["model"],
+)
 
 
 class MlcycleModel(kserve.Model):
-    def __init__(self, name: str, source: str, max_batch_rows: int = 10_000, payload_log_url: str | None = None,
-                 fault_delay_ms: float = 0.0, fault_error_rate: float = 0.0, inline_rows: int = 1000,
-                 fast_path_max_rows: int = 32):
+    def __init__(
+        self,
+        name: str,
+        source: str,
+        max_batch_rows: int = 10_000,
+        payload_log_url: str | None = None,
+        fault_delay_ms: float = 0.0,
+        fault_error_rate: float = 0.0,
+        inline_rows: int = 1000,
+        fast_path_max_rows: int = 32,
+    ):
         super().__init__(name, return_response_headers=True)  # the request id goes back as x-request-id
         self.source = source
         self.max_batch_rows = max_batch_rows
@@ -75,30 +108,96 @@ class MlcycleModel(kserve.Model):
     def load(self) -> bool:
         """Download (if remote), verify every sha256, then deserialize. Ready only on success."""
         self.ready = False
-        version = materialize(self.source)
-        self.bundle = ModelBundle.from_version(version)
-        self.codec = Codec(version.contract, self.max_batch_rows)
-        self.fast, self.preprocess_why = try_compile(self.bundle.preprocessor)
-        self.version = version.metadata.version
-        self.preprocess_path = "numpy" if self.fast is not None else "sklearn"
-        for path in ("numpy", "sklearn"):
-            PREPROCESS_PATH.labels(self.name, self.version, path).set(1 if path == self.preprocess_path else 0)
-        onnx, self.fast_path_reason = fastpath.load(version.directory, version.metadata.fast_path, self.bundle.task)
-        self.scorer, self.scoring_path = (onnx, "fast") if onnx is not None else (self.bundle, "native")
-        SCORING_PATH.labels(self.name, self.version, self.scoring_path, self.fast_path_reason).set(1)
-        self._metrics = _Metrics(self.name, self.version)
+        self._install(self._prepare(materialize(self.source)))
         self.ready = True
         return self.ready
+
+    def _prepare(self, version) -> dict:
+        """Everything a version needs to serve, built aside (nothing served changes here)."""
+        bundle = ModelBundle.from_version(version)
+        fast, why = try_compile(bundle.preprocessor)
+        onnx, fast_reason = fastpath.load(version.directory, version.metadata.fast_path, bundle.task)
+        return {
+            "bundle": bundle,
+            "codec": Codec(version.contract, self.max_batch_rows),
+            "fast": fast,
+            "preprocess_why": why,
+            "version": version.metadata.version,
+            "preprocess_path": "numpy" if fast is not None else "sklearn",
+            "scorer": onnx if onnx is not None else bundle,
+            "scoring_path": "fast" if onnx is not None else "native",
+            "fast_path_reason": fast_reason,
+        }
+
+    def _install(self, state: dict) -> None:
+        """Switch to a prepared version in one step (on the event loop once serving: no request sees half of it)."""
+        old, old_scoring = self.version, self._old_scoring
+        self.__dict__.update(state)
+        for path in ("numpy", "sklearn"):
+            PREPROCESS_PATH.labels(self.name, self.version, path).set(1 if path == self.preprocess_path else 0)
+        SCORING_PATH.labels(self.name, self.version, self.scoring_path, self.fast_path_reason).set(1)
+        SERVED_VERSION.labels(self.name, self.version).set(1)
+        if old and old != self.version:  # the old version's gauges say it no longer serves
+            SCORING_PATH.labels(self.name, old, *old_scoring).set(0)
+            SERVED_VERSION.labels(self.name, old).set(0)
+        self._old_scoring = (self.scoring_path, self.fast_path_reason)
+        self._metrics = _Metrics(self.name, self.version)
+
+    def follow(self, interval_s: float) -> None:
+        """When serving an alias of a registry (``uri#model@production``), load the version it moves to: verified
+        first, the old one served until the new one is ready, never a failed request. A version that fails to load
+        is reported (log, ``mlcycle_follow_failures_total``, ``follow_error``) and the old one keeps serving."""
+        import threading
+
+        ref = self.source.split("#", 1)[1] if "#" in self.source else ""
+        model, _, alias = ref.partition("@")
+        if not ref or (alias or "production") not in ALIAS_NAMES or interval_s <= 0:
+            return
+        registry = open_registry(self.source.split("#", 1)[0])
+
+        def run():
+            failed = None
+            while True:
+                time.sleep(interval_s)
+                try:
+                    target = registry.resolve(model, alias or "production")
+                except Exception as e:  # the registry is unreachable: keep serving, try again
+                    log.warning("follow %s: cannot resolve the alias: %s", self.source, e)
+                    continue
+                if target == self.version or target == failed:
+                    continue
+                try:
+                    state = self._prepare(materialize(f"{self.source.split('#', 1)[0]}#{model}@{target}"))
+                except Exception as e:
+                    failed, self.follow_error = target, f"{target}: {type(e).__name__}: {e}"
+                    FOLLOW_FAILURES.labels(self.name).inc()
+                    log.error("follow %s: %s refused, still serving %s: %s", self.source, target, self.version, e)
+                    continue
+                loop = self._loop
+                if loop is not None and loop.is_running():
+                    loop.call_soon_threadsafe(self._install, state)
+                else:
+                    self._install(state)
+                failed, self.follow_error = None, ""
+                log.info("follow %s: now serving %s", self.source, target)
+
+        threading.Thread(target=run, name="follow-alias", daemon=True).start()
 
     def start(self) -> None:
         """Called by kserve's ModelServer once its logging is configured: say which paths serve."""
         super().start()
         if self.fast is None:
-            log.warning("preprocessing path: sklearn (fallback) for %s %s: %s", self.name, self.version, self.preprocess_why)
+            log.warning(
+                "preprocessing path: sklearn (fallback) for %s %s: %s", self.name, self.version, self.preprocess_why
+            )
         else:
             log.info("preprocessing path: numpy (fastprep replay) for %s %s", self.name, self.version)
         if self.scoring_path == "fast":
-            log.info("%s %s: scoring on the fast path (compiled ONNX, parity-checked at registration)", self.name, self.version)
+            log.info(
+                "%s %s: scoring on the fast path (compiled ONNX, parity-checked at registration)",
+                self.name,
+                self.version,
+            )
         else:
             log.warning("%s %s: scoring on the native model: %s", self.name, self.version, self.fast_path_reason)
 
@@ -118,15 +217,19 @@ class MlcycleModel(kserve.Model):
             SCORING_PATH.labels(self.name, self.version, self.scoring_path, self.fast_path_reason).set(1)
             self._metrics = _Metrics(self.name, self.version)
         if self.rest_options is not None:  # this process's FastAPI app is a fresh import: give it the same REST front
-            from inference.predictor.fastrest import configure_rest
             from kserve.model_server import app
+
+            from inference.predictor.fastrest import configure_rest
 
             configure_rest(app, self, **self.rest_options)
 
     def get_input_types(self) -> list[dict]:
         if self.codec is None:
             return []
-        return [{"name": c.name, "datatype": "FP64" if c.kind == "numeric" else "BYTES", "shape": [-1]} for c in self.codec.contract.features]
+        return [
+            {"name": c.name, "datatype": "FP64" if c.kind == "numeric" else "BYTES", "shape": [-1]}
+            for c in self.codec.contract.features
+        ]
 
     def get_output_types(self) -> list[dict]:
         if self.bundle is None:
@@ -134,8 +237,10 @@ class MlcycleModel(kserve.Model):
         if self.bundle.task == "regression":
             return [{"name": "value", "datatype": "FP64", "shape": [-1]}]
         numeric = all(isinstance(c, int) for c in self.bundle.classes)
-        return [{"name": "label", "datatype": "INT64" if numeric else "BYTES", "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(self.bundle.classes)]}]
+        return [
+            {"name": "label", "datatype": "INT64" if numeric else "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(self.bundle.classes)]},
+        ]
 
     def score_batch(self, batch) -> tuple[np.ndarray, list]:
         if self.fault_delay_ms:
@@ -189,10 +294,9 @@ class MlcycleModel(kserve.Model):
             body = payload.to_rest()[0] if isinstance(payload, InferRequest) else payload
             self.payload_logger.log(body, request_id, response)
 
-
     async def score(self, payload) -> tuple[np.ndarray, list]:
         """Validate, score and record one request (V1 dict or V2 InferRequest); encoding is the caller's."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         start = time.perf_counter()
         m = self._metrics
         # An injected delay stands for a slow model: that one must stay off the event loop.

@@ -24,8 +24,9 @@ FAILED = Counter("mlcycle_payload_log_failed_total", "Payload-log events the sin
 
 
 class PayloadLogger:
-    def __init__(self, url: str, model_name: str, queue_size: int = 1000, timeout: float = 2.0,
-                 mode: str | None = None):
+    def __init__(
+        self, url: str, model_name: str, queue_size: int = 1000, timeout: float = 2.0, mode: str | None = None
+    ):
         self.url, self.model_name, self.timeout = url, model_name, timeout
         self.mode = mode or os.environ.get("MLCYCLE_PAYLOAD_LOG_MODE", "request")
         self.queue: asyncio.Queue | None = None
@@ -53,8 +54,11 @@ class PayloadLogger:
             while True:
                 request_id, event_type, body = await self.queue.get()
                 headers = {
-                    "content-type": "application/json", "ce-specversion": "1.0", "ce-id": request_id,
-                    "ce-type": event_type, "ce-source": f"http://localhost/mlcycle/{self.model_name}",
+                    "content-type": "application/json",
+                    "ce-specversion": "1.0",
+                    "ce-id": request_id,
+                    "ce-type": event_type,
+                    "ce-source": f"http://localhost/mlcycle/{self.model_name}",
                     "ce-inferenceservicename": self.model_name,
                 }
                 try:

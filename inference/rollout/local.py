@@ -13,10 +13,9 @@ from pathlib import Path
 import requests
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from mlcycle.rollout.policy import Action
-from mlcycle.process import free_port
 from mlcycle.errors import ToolMissing
-from mlcycle.process import wait_http_ok
+from mlcycle.process import free_port, wait_http_ok
+from mlcycle.rollout.policy import Action
 
 
 class Backend:
@@ -36,9 +35,16 @@ class TrafficSplitter:
         self.payload, self.rate = payload, rate
         self.lock = threading.Lock()
         self.registry = CollectorRegistry()
-        self.requests = Counter("mlcycle_lb_requests", "Requests by revision and status", ["revision", "code"], registry=self.registry)
-        self.latency = Histogram("mlcycle_lb_request_seconds", "Latency by revision", ["revision"], registry=self.registry,
-                                 buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0))
+        self.requests = Counter(
+            "mlcycle_lb_requests", "Requests by revision and status", ["revision", "code"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "mlcycle_lb_request_seconds",
+            "Latency by revision",
+            ["revision"],
+            registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+        )
         self.sent: dict[str, int] = {}
         self.port = free_port()
         self._server = None
@@ -115,12 +121,26 @@ class PrometheusServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "prometheus.yml"
         targets = ", ".join(f"'{t}'" for t in self.targets)
-        config.write_text(f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mlcycle\n    static_configs:\n      - targets: [{targets}]\n")
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            f"scrape_configs:\n  - job_name: mlcycle\n    static_configs:\n      - targets: [{targets}]\n"
+        )
         log = open(self.workdir / "prometheus.log", "ab")
-        self.proc = subprocess.Popen([self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'data'}",
-                                      f"--web.listen-address=127.0.0.1:{self.port}"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
-        wait_http_ok(f"{self.url}/-/ready", timeout, "Prometheus", self.proc, f"; see {self.workdir / 'prometheus.log'}")
+        wait_http_ok(
+            f"{self.url}/-/ready", timeout, "Prometheus", self.proc, f"; see {self.workdir / 'prometheus.log'}"
+        )
         return self
 
     def stop(self) -> None:
@@ -158,10 +178,22 @@ class LocalAdapter:
         elif action.kind == "rollback":
             self.splitter.route(None, 0)
             if self.registry is not None:
-                self.registry.audit(self.model, "rollback", version=action.state.canary, actor="rollout-controller", why=action.reason,
-                                    evidence=action.evidence)
+                self.registry.audit(
+                    self.model,
+                    "rollback",
+                    version=action.state.canary,
+                    actor="rollout-controller",
+                    why=action.reason,
+                    evidence=action.evidence,
+                )
         elif action.kind == "promote":
             self.splitter.route(self.canary, 100)
             self.splitter.promote()
             if self.registry is not None:
-                self.registry.promote(self.model, action.state.canary, actor="rollout-controller", why=action.reason, evidence=action.evidence)
+                self.registry.promote(
+                    self.model,
+                    action.state.canary,
+                    actor="rollout-controller",
+                    why=action.reason,
+                    evidence=action.evidence,
+                )

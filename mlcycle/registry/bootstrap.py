@@ -18,7 +18,10 @@ from minio.minioadmin import MinioAdmin
 
 from mlcycle.registry.s3 import client_from_env
 
-POLICY_DIR = Path(os.environ.get("MLCYCLE_POLICY_DIR") or Path(__file__).resolve().parents[2] / "manifests" / "base" / "minio" / "policies")
+POLICY_DIR = Path(
+    os.environ.get("MLCYCLE_POLICY_DIR")
+    or Path(__file__).resolve().parents[2] / "manifests" / "base" / "minio" / "policies"
+)
 POLICIES = ("pipeline-writer", "serving-reader")
 
 
@@ -33,7 +36,9 @@ def bootstrap(endpoint: str, admin_key: str, admin_secret: str, bucket: str, use
     if not client.bucket_exists(bucket):
         client.make_bucket(bucket)
     parsed = urlparse(endpoint)
-    admin = MinioAdmin(endpoint=parsed.netloc, credentials=StaticProvider(admin_key, admin_secret), secure=parsed.scheme == "https")
+    admin = MinioAdmin(
+        endpoint=parsed.netloc, credentials=StaticProvider(admin_key, admin_secret), secure=parsed.scheme == "https"
+    )
     for policy, (key, secret) in users.items():
         name = f"mlcycle-{policy}-{bucket}"
         admin.policy_add(name, policy=load_policy(policy, bucket))
@@ -47,8 +52,13 @@ def main() -> int:
     for policy, prefix in (("pipeline-writer", "PIPELINE"), ("serving-reader", "SERVING")):
         if env.get(f"{prefix}_ACCESS_KEY"):
             users[policy] = (env[f"{prefix}_ACCESS_KEY"], env[f"{prefix}_SECRET_KEY"])
-    bootstrap(env.get("AWS_ENDPOINT_URL") or f"http://{env['S3_ENDPOINT']}", env["MINIO_ROOT_USER"], env["MINIO_ROOT_PASSWORD"],
-              env.get("MLCYCLE_BUCKET", "mlcycle-models"), users)
+    bootstrap(
+        env.get("AWS_ENDPOINT_URL") or f"http://{env['S3_ENDPOINT']}",
+        env["MINIO_ROOT_USER"],
+        env["MINIO_ROOT_PASSWORD"],
+        env.get("MLCYCLE_BUCKET", "mlcycle-models"),
+        users,
+    )
     print(f"bucket and users ready: {', '.join(users) or 'no users requested'}")
     return 0
 

@@ -17,34 +17,51 @@ import os
 import re
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from mlcycle.errors import (AliasConflict, IntegrityError, ObjectNotFound, ProtectedVersion, RegistryError,
-                            VersionNotFound)
+from mlcycle.errors import (
+    AliasConflict,
+    IntegrityError,
+    ObjectNotFound,
+    ProtectedVersion,
+    RegistryError,
+    VersionNotFound,
+)
 from mlcycle.fsutil import atomic_path
 from mlcycle.registry.store import ABSENT, LocalStore, ObjectStore
-from mlcycle.schema import (FORMAT_VERSION, VersionFiles, VersionInfo, VersionMetadata, metadata_key,
-                            parse_metadata, validate, write_metadata)
+from mlcycle.schema import (
+    FORMAT_VERSION,
+    VersionFiles,
+    VersionInfo,
+    VersionMetadata,
+    metadata_key,
+    parse_metadata,
+    validate,
+    write_metadata,
+)
 from mlcycle.schema import METADATA_FILE as MANIFEST
+
 ALIASES = "_aliases.json"
 ALIAS_NAMES = ("production", "candidate", "previous")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def check_model_name(name: str) -> str:
     if not _NAME.match(name or ""):
-        raise RegistryError(f"invalid model name {name!r}: use lowercase letters, digits and '-' (a DNS-1123 label, max 63)")
+        raise RegistryError(
+            f"invalid model name {name!r}: use lowercase letters, digits and '-' (a DNS-1123 label, max 63)"
+        )
     return name
 
 
 def new_version_id() -> str:
-    return "v" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + secrets.token_hex(3)
+    return "v" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + secrets.token_hex(3)
 
 
 class Registry:
@@ -73,13 +90,20 @@ class Registry:
             raise RegistryError(f"cannot register {src_dir}: it holds no files")
         version = new_version_id()
         files = {}
-        for rel, path in zip(rels, paths):  # checksums are computed in the upload pass itself
+        for rel, path in zip(rels, paths, strict=False):  # checksums are computed in the upload pass itself
             files[rel] = {"sha256": self.store.put_file(f"{model}/{version}/{rel}", path), "size": path.stat().st_size}
-        manifest = VersionMetadata(**dict(info), format_version=FORMAT_VERSION, model=model, version=version,
-                                   created_at=_now(), files=files)
+        manifest = VersionMetadata(
+            **dict(info), format_version=FORMAT_VERSION, model=model, version=version, created_at=_now(), files=files
+        )
         self.store.put_bytes(metadata_key(model, version), manifest.dumps().encode(), if_match=ABSENT)
-        self.audit(model, "register", version=version, actor=actor, why="new version",
-                   evidence={"metrics": info.metrics, "gate": info.gate})
+        self.audit(
+            model,
+            "register",
+            version=version,
+            actor=actor,
+            why="new version",
+            evidence={"metrics": info.metrics, "gate": info.gate},
+        )
         return version
 
     def list_models(self) -> list[str]:
@@ -130,18 +154,22 @@ class Registry:
                 try:
                     actual = self.store.get_file(f"{where}/{rel}", tmp / rel)
                 except ObjectNotFound as e:
-                    raise VersionNotFound(f"{where}/{rel} is missing from {self.uri}: the version was deleted "
-                                          "meanwhile or is damaged") from e
+                    raise VersionNotFound(
+                        f"{where}/{rel} is missing from {self.uri}: the version was deleted meanwhile or is damaged"
+                    ) from e
                 if actual != info.sha256 and rel not in meta.optional_files:
-                    raise IntegrityError(f"sha256 mismatch for {where}/{rel}: recorded {info.sha256[:12]}…, "
-                                         f"downloaded {actual[:12]}…")
+                    raise IntegrityError(
+                        f"sha256 mismatch for {where}/{rel}: recorded {info.sha256[:12]}…, downloaded {actual[:12]}…"
+                    )
             write_metadata(tmp, meta)
         return dest
 
     def delete_version(self, model: str, version: str, actor: str | None = None) -> None:
         aliases, _ = self.aliases(model)
         if aliases.get("production") == version:
-            raise ProtectedVersion(f"{model}/{version} is behind alias 'production'; promote another version or roll back first")
+            raise ProtectedVersion(
+                f"{model}/{version} is behind alias 'production'; promote another version or roll back first"
+            )
         if version not in self.list_versions(model):
             raise VersionNotFound(f"no version {version} of model {model}")
         self.store.delete(metadata_key(model, version))  # invisible first, then the files
@@ -174,7 +202,9 @@ class Registry:
         try:
             self.store.put_bytes(f"{model}/{ALIASES}", _dump(doc), if_match=etag)
         except AliasConflict as e:
-            raise AliasConflict(f"aliases of model {model!r} were changed by someone else meanwhile; nothing was changed, re-read and retry ({e})") from e
+            raise AliasConflict(
+                f"aliases of model {model!r} were changed by someone else meanwhile; nothing was changed, re-read and retry ({e})"
+            ) from e
 
     def set_alias(self, model: str, alias: str, version: str, actor: str | None = None, why: str = "") -> None:
         if alias not in ALIAS_NAMES:
@@ -186,7 +216,26 @@ class Registry:
         self._write_aliases(model, {**current, alias: version}, etag)
         self.audit(model, f"alias:{alias}", version=version, actor=actor, why=why)
 
-    def promote(self, model: str, version: str, actor: str | None = None, why: str = "", evidence: dict | None = None, expected_production: str | None = ABSENT) -> None:
+    def clear_alias(self, model: str, alias: str, actor: str | None = None, why: str = "") -> str | None:
+        """Remove ``alias`` (never production: roll back instead); returns the version it pointed at, if any."""
+        if alias not in ALIAS_NAMES or alias == "production":
+            raise RegistryError(f"cannot clear alias {alias!r}: production is moved by promote or rollback")
+        current, etag = self.aliases(model)
+        old = current.get(alias)
+        if old is not None:
+            self._write_aliases(model, {k: v for k, v in current.items() if k != alias}, etag)
+            self.audit(model, f"alias:{alias}", version=old, actor=actor, why=f"cleared: {why}" if why else "cleared")
+        return old
+
+    def promote(
+        self,
+        model: str,
+        version: str,
+        actor: str | None = None,
+        why: str = "",
+        evidence: dict | None = None,
+        expected_production: str | None = ABSENT,
+    ) -> None:
         """production := version, previous := old production (one atomic write).
 
         ``expected_production`` (optional) refuses the move unless production is still that
@@ -196,14 +245,23 @@ class Registry:
         current, etag = self.aliases(model)
         old = current.get("production")
         if expected_production != ABSENT and old != expected_production:
-            raise AliasConflict(f"production of {model!r} is {old}, not {expected_production}; refusing to promote {version}")
+            raise AliasConflict(
+                f"production of {model!r} is {old}, not {expected_production}; refusing to promote {version}"
+            )
         new = {**current, "production": version}
         if old and old != version:
             new["previous"] = old
         if new.get("candidate") == version:
             new.pop("candidate")
         self._write_aliases(model, new, etag)
-        self.audit(model, "promote", version=version, actor=actor, why=why or "promoted", evidence={"previous": old, **(evidence or {})})
+        self.audit(
+            model,
+            "promote",
+            version=version,
+            actor=actor,
+            why=why or "promoted",
+            evidence={"previous": old, **(evidence or {})},
+        )
 
     def rollback(self, model: str, actor: str | None = None, why: str = "", evidence: dict | None = None) -> str:
         """production := previous (one atomic write); returns the version now in production."""
@@ -215,14 +273,34 @@ class Registry:
         new = {k: v for k, v in current.items() if k != "previous"}
         new["production"] = target
         self._write_aliases(model, new, etag)
-        self.audit(model, "rollback", version=target, actor=actor, why=why or "rolled back", evidence={"from": bad, **(evidence or {})})
+        self.audit(
+            model,
+            "rollback",
+            version=target,
+            actor=actor,
+            why=why or "rolled back",
+            evidence={"from": bad, **(evidence or {})},
+        )
         return target
 
     # audit ------------------------------------------------------------------------------
-    def audit(self, model: str, event: str, version: str | None = None, actor: str | None = None, why: str = "", evidence: dict | None = None) -> None:
+    def audit(
+        self,
+        model: str,
+        event: str,
+        version: str | None = None,
+        actor: str | None = None,
+        why: str = "",
+        evidence: dict | None = None,
+    ) -> None:
         record = {
-            "when": _now(), "event": event, "model": model, "version": version,
-            "who": actor or os.environ.get("MLCYCLE_ACTOR") or _user(), "why": why, "evidence": evidence or {},
+            "when": _now(),
+            "event": event,
+            "model": model,
+            "version": version,
+            "who": actor or os.environ.get("MLCYCLE_ACTOR") or _user(),
+            "why": why,
+            "evidence": evidence or {},
         }
         key = f"{model}/_audit/{time.time_ns():020d}-{secrets.token_hex(4)}.json"
         self.store.put_bytes(key, _dump(record), if_match=ABSENT)

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar, cast
 from urllib.parse import urlparse
 
 import urllib3
@@ -28,7 +28,14 @@ from mlcycle.fsutil import HashingReader, copy_hashing
 from mlcycle.registry.store import ABSENT, _safe_key
 
 T = TypeVar("T")
-TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "XMinioServerNotInitialized", "XMinioStorageFull"}
+TRANSIENT_CODES = {
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "XMinioServerNotInitialized",
+    "XMinioStorageFull",
+}
 MISSING_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket"}
 PART_SIZE = 16 * 1024 * 1024  # multipart above this; also the upload buffer per part
 CHUNK = 1024 * 1024
@@ -39,8 +46,13 @@ def _flag(name: str, default: bool) -> bool:
     return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
 
 
-def client_from_env(endpoint: str | None = None, access_key: str | None = None, secret_key: str | None = None,
-                    connect_timeout: float = 3.0, read_timeout: float = 60.0) -> Minio:
+def client_from_env(
+    endpoint: str | None = None,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    connect_timeout: float = 3.0,
+    read_timeout: float = 60.0,
+) -> Minio:
     """A Minio client configured from KServe's environment variable names."""
     endpoint = endpoint or endpoint_from_env()
     if not endpoint:
@@ -50,10 +62,18 @@ def client_from_env(endpoint: str | None = None, access_key: str | None = None, 
     access_key = access_key or os.environ.get("AWS_ACCESS_KEY_ID")
     secret_key = secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
     if not access_key or not secret_key:
-        raise RegistryError("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (from a Kubernetes Secret in a cluster)")
-    return Minio(parsed.netloc, access_key=access_key, secret_key=secret_key, secure=secure,
-                 region=os.environ.get("AWS_DEFAULT_REGION") or None,
-                 http_client=http_pool(connect_timeout, read_timeout), cert_check=_flag("S3_VERIFY_SSL", True))
+        raise RegistryError(
+            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (from a Kubernetes Secret in a cluster)"
+        )
+    return Minio(
+        parsed.netloc,
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=secure,
+        region=os.environ.get("AWS_DEFAULT_REGION") or None,
+        http_client=http_pool(connect_timeout, read_timeout),
+        cert_check=_flag("S3_VERIFY_SSL", True),
+    )
 
 
 def endpoint_from_env() -> str | None:
@@ -75,8 +95,16 @@ def http_pool(connect_timeout: float = 3.0, read_timeout: float = 60.0) -> urlli
 class S3Store:
     """``endpoint`` only names the server in errors; ``http`` sends the conditional writes (see ``put_bytes``)."""
 
-    def __init__(self, client: Minio, bucket: str, prefix: str = "", attempts: int = 4, backoff: float = 0.25,
-                 endpoint: str | None = None, http: urllib3.PoolManager | None = None):
+    def __init__(
+        self,
+        client: Minio,
+        bucket: str,
+        prefix: str = "",
+        attempts: int = 4,
+        backoff: float = 0.25,
+        endpoint: str | None = None,
+        http: urllib3.PoolManager | None = None,
+    ):
         if not bucket:
             raise RegistryError("S3 registry URI needs a bucket: s3://<bucket>[/prefix]")
         self.client, self.bucket, self.prefix = client, bucket, prefix.strip("/")
@@ -117,7 +145,10 @@ class S3Store:
         def upload() -> str:
             with open(path, "rb") as fh:
                 reader = HashingReader(fh)
-                self.client.put_object(self.bucket, self._key(key), reader, length=os.fstat(fh.fileno()).st_size, part_size=PART_SIZE)
+                stream = cast(BinaryIO, reader)  # reads like the file it wraps, hashing as it goes
+                self.client.put_object(
+                    self.bucket, self._key(key), stream, length=os.fstat(fh.fileno()).st_size, part_size=PART_SIZE
+                )
                 return reader.hexdigest()
 
         return self._call(f"upload {key}", upload)
@@ -167,7 +198,9 @@ class S3Store:
     def list(self, prefix: str) -> list[str]:
         full = self._key(prefix) + "/" if prefix else (self.prefix + "/" if self.prefix else "")
         cut = len(self.prefix) + 1 if self.prefix else 0
-        objects = self._call(f"list {prefix or '/'}", lambda: list(self.client.list_objects(self.bucket, prefix=full, recursive=True)))
+        objects = self._call(
+            f"list {prefix or '/'}", lambda: list(self.client.list_objects(self.bucket, prefix=full, recursive=True))
+        )
         return sorted(o.object_name[cut:] for o in objects)
 
     def delete(self, key: str) -> None:

@@ -66,7 +66,9 @@ class LocalStore:
             if if_match is not None:
                 current = sha256_bytes(target.read_bytes()) if target.exists() else ABSENT
                 if current != if_match:
-                    raise AliasConflict(f"{key} changed concurrently (expected {if_match[:12]}, found {current[:12]}); re-read and retry")
+                    raise AliasConflict(
+                        f"{key} changed concurrently (expected {if_match[:12]}, found {current[:12]}); re-read and retry"
+                    )
             with atomic_path(target) as tmp:
                 tmp.write_bytes(data)
         return sha256_bytes(data)

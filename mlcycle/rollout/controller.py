@@ -25,7 +25,8 @@ class Provider(Protocol):
 
 def step(state: State, adapter: Adapter, provider: Provider, policy: Policy, now: float) -> Action:
     canary, ready = adapter.observe_canary()
-    requests, metrics, error = 0, {}, ""
+    requests, error = 0, ""
+    metrics: dict[str, float] | None = {}
     if canary is not None and ready:
         try:
             requests, metrics = provider.observe(canary)
@@ -36,11 +37,20 @@ def step(state: State, adapter: Adapter, provider: Provider, policy: Policy, now
     return action
 
 
-def run(adapter: Adapter, provider: Provider, policy: Policy, stable: str, on_action: Callable[[Action], None] | None = None,
-        max_steps: int = 1000, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Action:
+def run(
+    adapter: Adapter,
+    provider: Provider,
+    policy: Policy,
+    stable: str,
+    on_action: Callable[[Action], None] | None = None,
+    max_steps: int = 1000,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Action:
     """Run until the canary is promoted or rolled back (or ``max_steps``); returns the final action."""
     state = State(stable=stable)
-    action = None
+    if max_steps < 1:
+        raise ValueError("max_steps must be at least 1")
     for _ in range(max_steps):
         action = step(state, adapter, provider, policy, clock())
         state = action.state

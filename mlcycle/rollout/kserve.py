@@ -23,8 +23,8 @@ import copy
 import re
 import time
 
-from mlcycle.rollout.policy import Action
 from mlcycle.errors import MlcycleError
+from mlcycle.rollout.policy import Action
 
 SERVERLESS, STANDARD = "serverless", "standard"  # SERVERLESS: KServe's Knative mode
 MODES = {"knative": SERVERLESS, "serverless": SERVERLESS, "standard": STANDARD, "rawdeployment": STANDARD}
@@ -43,12 +43,18 @@ class RolloutError(MlcycleError):
 
 def detect_mode(isvc: dict) -> str:
     """The canary API of an InferenceService: KServe's effective mode first (status), then the annotation."""
-    declared = isvc.get("status", {}).get("deploymentMode") or (isvc.get("metadata", {}).get("annotations", {}) or {}).get(MODE_ANNOTATION) or ""
+    declared = (
+        isvc.get("status", {}).get("deploymentMode")
+        or (isvc.get("metadata", {}).get("annotations", {}) or {}).get(MODE_ANNOTATION)
+        or ""
+    )
     if not declared:
         return SERVERLESS  # KServe's Helm default (Knative)
     mode = MODES.get(declared.lower())
     if mode is None:
-        raise RolloutError(f"unknown KServe deployment mode {declared!r} (expected Knative, Standard, Serverless or RawDeployment)")
+        raise RolloutError(
+            f"unknown KServe deployment mode {declared!r} (expected Knative, Standard, Serverless or RawDeployment)"
+        )
     return mode
 
 
@@ -143,6 +149,7 @@ def rollback_patch(isvc: dict, mode: str, stable_uri: str) -> dict:
 
 def merge_patch(before: dict, after: dict) -> dict:
     """The JSON merge patch (RFC 7386) of ``spec`` that turns ``before`` into ``after``."""
+
     def diff(a, b):
         if not isinstance(a, dict) or not isinstance(b, dict):
             return b
@@ -155,16 +162,29 @@ def merge_patch(before: dict, after: dict) -> dict:
     return {"spec": diff(before.get("spec", {}), after.get("spec", {}))}
 
 
-def route_body(isvc_name: str, namespace: str, backends: list[tuple[str, int]], gateway: tuple[str, str] = DEFAULT_GATEWAY) -> dict:
+def route_body(
+    isvc_name: str, namespace: str, backends: list[tuple[str, int]], gateway: tuple[str, str] = DEFAULT_GATEWAY
+) -> dict:
     """mlcycle's HTTPRoute for an InferenceService: weighted backendRefs over the predictor Services."""
     return {
-        "apiVersion": f"{ROUTE_GROUP}/{ROUTE_VERSION}", "kind": "HTTPRoute",
-        "metadata": {"name": f"{isvc_name}-mlcycle", "namespace": namespace,
-                     "labels": {"app.kubernetes.io/managed-by": "mlcycle", "serving.kserve.io/inferenceservice": isvc_name}},
+        "apiVersion": f"{ROUTE_GROUP}/{ROUTE_VERSION}",
+        "kind": "HTTPRoute",
+        "metadata": {
+            "name": f"{isvc_name}-mlcycle",
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "mlcycle", "serving.kserve.io/inferenceservice": isvc_name},
+        },
         "spec": {
             "parentRefs": [{"group": ROUTE_GROUP, "kind": "Gateway", "namespace": gateway[0], "name": gateway[1]}],
-            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                       "backendRefs": [{"group": "", "kind": "Service", "name": name, "port": 80, "weight": weight} for name, weight in backends]}],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [
+                        {"group": "", "kind": "Service", "name": name, "port": 80, "weight": weight}
+                        for name, weight in backends
+                    ],
+                }
+            ],
         },
     }
 
@@ -174,8 +194,9 @@ def route_backends(isvc: dict) -> list[tuple[str, int]]:
     name, spec = isvc["metadata"]["name"], isvc["spec"]
     canaries = spec.get("canary") or []
     total = sum(int(c.get("trafficPercent") or 0) for c in canaries)
-    return [(predictor_service(name, spec["predictor"]), 100 - total)] + [(predictor_service(name, c["predictor"]), int(c.get("trafficPercent") or 0))
-                                                                         for c in canaries]
+    return [(predictor_service(name, spec["predictor"]), 100 - total)] + [
+        (predictor_service(name, c["predictor"]), int(c.get("trafficPercent") or 0)) for c in canaries
+    ]
 
 
 class KServeAdapter:
@@ -185,9 +206,20 @@ class KServeAdapter:
     apiserver's own reason (the InferenceService is left as it was). After a write the adapter waits until
     KServe's status reflects it (canaryStatuses in Standard mode, the latest revision in Knative mode)."""
 
-    def __init__(self, name: str, namespace: str, stable_uri: str, canary_uri: str, registry=None, model: str = "",
-                 api=None, timeout_s: float = 300, gateway: tuple[str, str] = DEFAULT_GATEWAY, poll_s: float = 0.5,
-                 unreachable_s: float = 60):
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        stable_uri: str,
+        canary_uri: str,
+        registry=None,
+        model: str = "",
+        api=None,
+        timeout_s: float = 300,
+        gateway: tuple[str, str] = DEFAULT_GATEWAY,
+        poll_s: float = 0.5,
+        unreachable_s: float = 60,
+    ):
         from kubernetes import client, config
 
         if api is None:
@@ -195,7 +227,13 @@ class KServeAdapter:
             api = client.CustomObjectsApi()
         self.api, self.name, self.namespace, self.gateway, self.poll_s = api, name, namespace, gateway, poll_s
         self.unreachable_s = unreachable_s
-        self.stable_uri, self.canary_uri, self.registry, self.model, self.timeout_s = stable_uri, canary_uri, registry, model, timeout_s
+        self.stable_uri, self.canary_uri, self.registry, self.model, self.timeout_s = (
+            stable_uri,
+            canary_uri,
+            registry,
+            model,
+            timeout_s,
+        )
         self.mode = detect_mode(self.get())
 
     def _call(self, what: str, fn, *args, **kwargs):
@@ -212,27 +250,55 @@ class KServeAdapter:
                 if e.status in (500, 502, 503, 504) and time.monotonic() < deadline:  # apiserver starting up
                     time.sleep(self.poll_s)
                     continue
-                raise RolloutError(f"{what} {self.namespace}/{self.name} refused ({e.status} {e.reason}): {_api_message(e)}") from None
+                raise RolloutError(
+                    f"{what} {self.namespace}/{self.name} refused ({e.status} {e.reason}): {_api_message(e)}"
+                ) from None
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 if time.monotonic() >= deadline:
-                    raise RolloutError(f"{what} {self.namespace}/{self.name}: the API server is unreachable ({type(e).__name__}: {e})") from None
+                    raise RolloutError(
+                        f"{what} {self.namespace}/{self.name}: the API server is unreachable ({type(e).__name__}: {e})"
+                    ) from None
                 time.sleep(self.poll_s)
 
     def get(self) -> dict:
-        return self._call("get InferenceService", self.api.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, self.name)
+        return self._call(
+            "get InferenceService",
+            self.api.get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            self.name,
+        )
 
     def write(self, desired: dict) -> dict:
         """Move the InferenceService to ``desired`` (a patched copy of it) and wait until KServe reports it."""
         current = self.get()
         patch = merge_patch(current, desired)
-        updated = self._call("patch InferenceService", self.api.patch_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL,
-                             self.name, patch)
+        updated = self._call(
+            "patch InferenceService",
+            self.api.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            self.name,
+            patch,
+        )
         if self.mode == STANDARD:
             try:
                 self.sync_route(updated)
             except RolloutError:  # the route could not follow: put the InferenceService back as it was
-                self._call("restore InferenceService", self.api.patch_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL,
-                           self.name, merge_patch(updated, current))
+                self._call(
+                    "restore InferenceService",
+                    self.api.patch_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    self.name,
+                    merge_patch(updated, current),
+                )
                 raise
         self.wait_reconciled(updated, current)
         return updated
@@ -244,10 +310,18 @@ class KServeAdapter:
         try:
             self._call("get HTTPRoute for", self._get_raw, *args, body["metadata"]["name"])
         except _NotFound:
-            return self._call("create HTTPRoute for", self.api.create_namespaced_custom_object, *args, body, field_validation="Strict")
+            return self._call(
+                "create HTTPRoute for", self.api.create_namespaced_custom_object, *args, body, field_validation="Strict"
+            )
         # A merge patch replaces the backendRefs list as a whole: the route says exactly the current split.
-        return self._call("patch HTTPRoute for", self.api.patch_namespaced_custom_object, *args, body["metadata"]["name"],
-                          {"spec": body["spec"]}, field_validation="Strict")
+        return self._call(
+            "patch HTTPRoute for",
+            self.api.patch_namespaced_custom_object,
+            *args,
+            body["metadata"]["name"],
+            {"spec": body["spec"]},
+            field_validation="Strict",
+        )
 
     def _get_raw(self, *args):
         from kubernetes.client.exceptions import ApiException
@@ -260,8 +334,15 @@ class KServeAdapter:
             raise
 
     def route_weights(self) -> dict[str, int]:
-        route = self._call("get HTTPRoute for", self.api.get_namespaced_custom_object, ROUTE_GROUP, ROUTE_VERSION, self.namespace,
-                           ROUTE_PLURAL, f"{self.name}-mlcycle")
+        route = self._call(
+            "get HTTPRoute for",
+            self.api.get_namespaced_custom_object,
+            ROUTE_GROUP,
+            ROUTE_VERSION,
+            self.namespace,
+            ROUTE_PLURAL,
+            f"{self.name}-mlcycle",
+        )
         return {b["name"]: b.get("weight", 1) for b in route["spec"]["rules"][0]["backendRefs"]}
 
     def wait_reconciled(self, written: dict, before: dict) -> None:
@@ -270,7 +351,9 @@ class KServeAdapter:
         Standard mode: ``canaryStatuses`` lists exactly the written canaries at their percents. Knative mode: when the
         model changed, a new revision was created (``latestCreatedRevision`` moved); a weight-only change makes none."""
         deadline = time.monotonic() + self.timeout_s
-        canaries = {c["predictor"]["name"]: int(c.get("trafficPercent") or 0) for c in written["spec"].get("canary") or []}
+        canaries = {
+            c["predictor"]["name"]: int(c.get("trafficPercent") or 0) for c in written["spec"].get("canary") or []
+        }
         old_revision = before.get("status", {}).get("components", {}).get("predictor", {}).get("latestCreatedRevision")
         new_model = storage_uri(written["spec"]["predictor"]) != storage_uri(before["spec"]["predictor"])
         while time.monotonic() < deadline:
@@ -284,7 +367,9 @@ class KServeAdapter:
                 if not new_model or (created and created != old_revision):
                     return
             time.sleep(self.poll_s)
-        raise RolloutError(f"{self.namespace}/{self.name}: KServe did not report the written canary state within {self.timeout_s}s")
+        raise RolloutError(
+            f"{self.namespace}/{self.name}: KServe did not report the written canary state within {self.timeout_s}s"
+        )
 
     def observe_canary(self) -> tuple[str | None, bool]:
         isvc = self.get()
@@ -311,13 +396,24 @@ class KServeAdapter:
         elif action.kind == "promote":
             self.write(promote_patch(isvc, self.mode))
             if self.registry is not None:
-                self.registry.promote(self.model, version_of(self.canary_uri), actor="rollout-controller", why=action.reason,
-                                      evidence=action.evidence)
+                self.registry.promote(
+                    self.model,
+                    version_of(self.canary_uri),
+                    actor="rollout-controller",
+                    why=action.reason,
+                    evidence=action.evidence,
+                )
         elif action.kind == "rollback":
             self.write(rollback_patch(isvc, self.mode, self.stable_uri))
             if self.registry is not None:
-                self.registry.audit(self.model, "rollback", version=version_of(self.canary_uri), actor="rollout-controller",
-                                    why=action.reason, evidence=action.evidence)
+                self.registry.audit(
+                    self.model,
+                    "rollback",
+                    version=version_of(self.canary_uri),
+                    actor="rollout-controller",
+                    why=action.reason,
+                    evidence=action.evidence,
+                )
 
 
 class _NotFound(Exception):

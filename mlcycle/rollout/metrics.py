@@ -49,7 +49,12 @@ STANDARD_QUERIES = {
 
 class PrometheusProvider:
     def __init__(self, url: str, queries: dict[str, str] | None = None, window: str = "30s", timeout: float = 5.0):
-        self.url, self.queries, self.window, self.timeout = url.rstrip("/"), dict(queries or LOCAL_QUERIES), window, timeout
+        self.url, self.queries, self.window, self.timeout = (
+            url.rstrip("/"),
+            dict(queries or LOCAL_QUERIES),
+            window,
+            timeout,
+        )
 
     def query(self, promql: str) -> float | None:
         target = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})

@@ -46,10 +46,15 @@ class Policy:
     min_requests: int = 100
     max_metric_errors: int = 3
     ready_timeout_s: float = 600.0
-    metrics: tuple[MetricCheck, ...] = (MetricCheck("error_rate", max=MAX_ERROR_RATE), MetricCheck("p99_latency_ms", max=MAX_P99_MS))
+    metrics: tuple[MetricCheck, ...] = (
+        MetricCheck("error_rate", max=MAX_ERROR_RATE),
+        MetricCheck("p99_latency_ms", max=MAX_P99_MS),
+    )
 
     def __post_init__(self):
-        if not (0 < self.step_weight <= 100 and 0 < self.max_weight <= 100 and self.threshold >= 1 and self.interval_s > 0):
+        if not (
+            0 < self.step_weight <= 100 and 0 < self.max_weight <= 100 and self.threshold >= 1 and self.interval_s > 0
+        ):
             raise ValueError(f"invalid rollout policy {self}")
 
 
@@ -83,7 +88,13 @@ class Action:
     evidence: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "weight": self.weight, "reason": self.reason, "evidence": self.evidence, "state": asdict(self.state)}
+        return {
+            "kind": self.kind,
+            "weight": self.weight,
+            "reason": self.reason,
+            "evidence": self.evidence,
+            "state": asdict(self.state),
+        }
 
 
 def decide(state: State, obs: Observation, policy: Policy) -> Action:
@@ -91,23 +102,51 @@ def decide(state: State, obs: Observation, policy: Policy) -> Action:
         return Action("idle", 0, "no canary", replace(state, canary=None, phase=IDLE, weight=0))
     if obs.canary != state.canary:
         fresh = State(stable=state.stable, canary=obs.canary, phase=PROGRESSING, weight=0, started_at=obs.now)
-        return Action("restart", 0, f"canary revision changed ({state.canary} -> {obs.canary}): analysis restarts at weight 0", fresh)
+        return Action(
+            "restart",
+            0,
+            f"canary revision changed ({state.canary} -> {obs.canary}): analysis restarts at weight 0",
+            fresh,
+        )
     if state.phase in (PROMOTED, ROLLED_BACK):
         return Action("wait", state.weight, f"rollout of {state.canary} already {state.phase}", state)
-    evidence = {"requests": obs.requests, "metrics": obs.metrics, "weight": state.weight, "failed_checks": state.failed_checks}
+    evidence = {
+        "requests": obs.requests,
+        "metrics": obs.metrics,
+        "weight": state.weight,
+        "failed_checks": state.failed_checks,
+    }
     if not obs.canary_ready:
         if state.weight == 0 and obs.now - state.started_at < policy.ready_timeout_s:
             return Action("wait", 0, "canary not ready yet: no traffic", state, evidence)
-        reason = "canary not ready" + (f" within {policy.ready_timeout_s:g}s" if state.weight == 0 else " during analysis")
+        reason = "canary not ready" + (
+            f" within {policy.ready_timeout_s:g}s" if state.weight == 0 else " during analysis"
+        )
         return _rollback(state, reason, evidence)
     if obs.metrics is None:
         errors = state.metric_errors + 1
         if errors >= policy.max_metric_errors:
-            return _rollback(replace(state, metric_errors=errors), f"metrics unavailable {errors} times in a row ({obs.error}): aborting, never promoting on missing evidence", evidence)
-        return Action("wait", state.weight, f"metrics unavailable ({obs.error}); {errors}/{policy.max_metric_errors}", replace(state, metric_errors=errors), evidence)
+            return _rollback(
+                replace(state, metric_errors=errors),
+                f"metrics unavailable {errors} times in a row ({obs.error}): aborting, never promoting on missing evidence",
+                evidence,
+            )
+        return Action(
+            "wait",
+            state.weight,
+            f"metrics unavailable ({obs.error}); {errors}/{policy.max_metric_errors}",
+            replace(state, metric_errors=errors),
+            evidence,
+        )
     state = replace(state, metric_errors=0)
     if state.weight > 0 and obs.requests < policy.min_requests:
-        return Action("wait", state.weight, f"insufficient sample: {obs.requests} canary requests < {policy.min_requests}", state, evidence)
+        return Action(
+            "wait",
+            state.weight,
+            f"insufficient sample: {obs.requests} canary requests < {policy.min_requests}",
+            state,
+            evidence,
+        )
     if state.weight == 0:  # ready and nothing to judge yet: start sending traffic
         new = min(policy.step_weight, policy.max_weight)
         return Action("set_weight", new, f"canary ready: weight 0 -> {new}", replace(state, weight=new), evidence)
@@ -115,21 +154,43 @@ def decide(state: State, obs: Observation, policy: Policy) -> Action:
     if failures:
         failed = state.failed_checks + 1
         if failed >= policy.threshold:
-            return _rollback(replace(state, failed_checks=failed), f"{failed} failed checks (threshold {policy.threshold}): {'; '.join(failures)}", evidence)
-        return Action("wait", state.weight, f"failed check {failed}/{policy.threshold}: {'; '.join(failures)}", replace(state, failed_checks=failed), evidence)
+            return _rollback(
+                replace(state, failed_checks=failed),
+                f"{failed} failed checks (threshold {policy.threshold}): {'; '.join(failures)}",
+                evidence,
+            )
+        return Action(
+            "wait",
+            state.weight,
+            f"failed check {failed}/{policy.threshold}: {'; '.join(failures)}",
+            replace(state, failed_checks=failed),
+            evidence,
+        )
     if state.weight >= policy.max_weight:
-        return Action("promote", 100, f"all checks passed at weight {state.weight} >= max_weight {policy.max_weight}",
-                      replace(state, phase=PROMOTED, weight=100), evidence)
+        return Action(
+            "promote",
+            100,
+            f"all checks passed at weight {state.weight} >= max_weight {policy.max_weight}",
+            replace(state, phase=PROMOTED, weight=100),
+            evidence,
+        )
     new = min(state.weight + policy.step_weight, policy.max_weight)
-    return Action("set_weight", new, f"checks passed: weight {state.weight} -> {new}", replace(state, weight=new), evidence)
+    return Action(
+        "set_weight", new, f"checks passed: weight {state.weight} -> {new}", replace(state, weight=new), evidence
+    )
 
 
 def _rollback(state: State, reason: str, evidence: dict) -> Action:
     return Action("rollback", 0, reason, replace(state, phase=ROLLED_BACK, weight=0), evidence)
 
 
-def with_checks(policy: "Policy | None" = None, max_error_rate: float = MAX_ERROR_RATE, max_p99_ms: float = MAX_P99_MS,
-                drift: bool = True, **overrides) -> "Policy":
+def with_checks(
+    policy: "Policy | None" = None,
+    max_error_rate: float = MAX_ERROR_RATE,
+    max_p99_ms: float = MAX_P99_MS,
+    drift: bool = True,
+    **overrides,
+) -> "Policy":
     """``policy`` (default: ``Policy()``) with the standard checks at these bounds, plus "no drift" when ``drift``."""
     checks = [MetricCheck("error_rate", max=max_error_rate), MetricCheck("p99_latency_ms", max=max_p99_ms)]
     if drift:

@@ -6,7 +6,6 @@ import base64
 import pytest
 import yaml
 
-
 NAMESPACE = "mlcycle"
 
 
@@ -20,9 +19,13 @@ def cluster(tmp_path_factory):
 
 
 def secret(name: str, data: dict, annotations: dict | None = None, namespace: str = NAMESPACE) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
 
 
 @pytest.fixture(scope="session")
@@ -32,16 +35,43 @@ def mlcycle_namespace(cluster):
     docs = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubeflow"}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "pipeline-runner", "namespace": "kubeflow"}},
-        secret("mlcycle-s3-serving", {"AWS_ACCESS_KEY_ID": "serving", "AWS_SECRET_ACCESS_KEY": "serving-secret"},
-               {"serving.kserve.io/s3-endpoint": "minio.mlcycle.svc.cluster.local:9000", "serving.kserve.io/s3-usehttps": "0",
-                "serving.kserve.io/s3-region": "us-east-1"}),
-        secret("mlcycle-minio-admin", {"MINIO_ROOT_USER": "admin", "MINIO_ROOT_PASSWORD": "admin-secret-0123",
-                                       "PIPELINE_ACCESS_KEY": "pipeline", "PIPELINE_SECRET_KEY": "pipeline-secret",
-                                       "SERVING_ACCESS_KEY": "serving", "SERVING_SECRET_KEY": "serving-secret"}),
-        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "minio-data-local"},
-         "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/mlcycle-minio"},
-                  "claimRef": {"namespace": NAMESPACE, "name": "minio-data"}, "persistentVolumeReclaimPolicy": "Retain"}},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "pipeline-runner", "namespace": "kubeflow"},
+        },
+        secret(
+            "mlcycle-s3-serving",
+            {"AWS_ACCESS_KEY_ID": "serving", "AWS_SECRET_ACCESS_KEY": "serving-secret"},
+            {
+                "serving.kserve.io/s3-endpoint": "minio.mlcycle.svc.cluster.local:9000",
+                "serving.kserve.io/s3-usehttps": "0",
+                "serving.kserve.io/s3-region": "us-east-1",
+            },
+        ),
+        secret(
+            "mlcycle-minio-admin",
+            {
+                "MINIO_ROOT_USER": "admin",
+                "MINIO_ROOT_PASSWORD": "admin-secret-0123",
+                "PIPELINE_ACCESS_KEY": "pipeline",
+                "PIPELINE_SECRET_KEY": "pipeline-secret",
+                "SERVING_ACCESS_KEY": "serving",
+                "SERVING_SECRET_KEY": "serving-secret",
+            },
+        ),
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": "minio-data-local"},
+            "spec": {
+                "capacity": {"storage": "10Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": "/tmp/mlcycle-minio"},
+                "claimRef": {"namespace": NAMESPACE, "name": "minio-data"},
+                "persistentVolumeReclaimPolicy": "Retain",
+            },
+        },
     ]
     cluster.apply(yaml.safe_dump_all(docs))
     return NAMESPACE
@@ -50,7 +80,11 @@ def mlcycle_namespace(cluster):
 @pytest.fixture(scope="session")
 def applied(cluster, mlcycle_namespace):
     """The kind overlay's RBAC, ServiceAccounts and services (everything but the InferenceService) applied."""
-    docs = [d for d in yaml.safe_load_all(cluster.kustomize("manifests/overlays/kind")) if d and d["kind"] != "InferenceService"]
+    docs = [
+        d
+        for d in yaml.safe_load_all(cluster.kustomize("manifests/overlays/kind"))
+        if d and d["kind"] != "InferenceService"
+    ]
     cluster.apply(yaml.safe_dump_all(docs))
     return cluster
 

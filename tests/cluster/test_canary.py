@@ -19,7 +19,11 @@ V3 = "s3://mlcycle-models/fraud-detector/v20261201T000000000003-cccccc/"
 
 
 def _isvc(cluster, name: str, uri: str) -> dict:
-    docs = [d for d in yaml.safe_load_all(cluster.kustomize("manifests/overlays/kind")) if d and d["kind"] == "InferenceService"]
+    docs = [
+        d
+        for d in yaml.safe_load_all(cluster.kustomize("manifests/overlays/kind"))
+        if d and d["kind"] == "InferenceService"
+    ]
     isvc = copy.deepcopy(docs[0])
     isvc["metadata"]["name"] = name
     for env in isvc["spec"]["predictor"]["containers"][0]["env"]:
@@ -64,9 +68,13 @@ def test_canary_steps_then_promotion_route_traffic_as_intended(applied, rollout_
     deadline = time.monotonic() + 60
     while adapter.observe_canary() != (V2, True) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert adapter.observe_canary() == (V2, True), cluster.get("-n", "mlcycle", "inferenceservice", "canary-a").get("status")
+    assert adapter.observe_canary() == (V2, True), cluster.get("-n", "mlcycle", "inferenceservice", "canary-a").get(
+        "status"
+    )
     # KServe made the canary's own Deployment and Service; the route sends it nothing yet.
-    assert cluster.get("-n", "mlcycle", "deployment", f"canary-a-{name}-predictor")["status"].get("availableReplicas") == 1
+    assert (
+        cluster.get("-n", "mlcycle", "deployment", f"canary-a-{name}-predictor")["status"].get("availableReplicas") == 1
+    )
     cluster.get("-n", "mlcycle", "service", f"canary-a-{name}-predictor")
     assert adapter.route_weights() == {"canary-a-predictor": 100, f"canary-a-{name}-predictor": 0}
 
@@ -81,7 +89,9 @@ def test_canary_steps_then_promotion_route_traffic_as_intended(applied, rollout_
     adapter.apply(_action("promote", 50))
     isvc = cluster.get("-n", "mlcycle", "inferenceservice", "canary-a")
     assert "canary" not in isvc["spec"] and isvc["spec"]["predictor"]["name"] == name
-    assert storage_uri(isvc["spec"]["predictor"]) == V2 and isvc["spec"]["predictor"]["maxReplicas"] == 4  # the stable's scaling kept
+    assert (
+        storage_uri(isvc["spec"]["predictor"]) == V2 and isvc["spec"]["predictor"]["maxReplicas"] == 4
+    )  # the stable's scaling kept
     assert adapter.route_weights() == {f"canary-a-{name}-predictor": 100}
     _ready(cluster, "canary-a")
 

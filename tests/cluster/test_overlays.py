@@ -45,8 +45,14 @@ def rendered(cluster, overlay: str, storage_uri: str = VERSION_URI) -> list[dict
 def test_kind_overlay_is_admitted_and_reconciled(cluster, mlcycle_namespace):
     docs = rendered(cluster, "kind")
     cluster.apply(yaml.safe_dump_all(docs))
-    isvc = _wait(lambda: ((o := cluster.get("-n", "mlcycle", "inferenceservice", "fraud-detector")) and _condition(o, "Ready").get("status") == "True", o),
-                 what="InferenceService Ready")
+    isvc = _wait(
+        lambda: (
+            (o := cluster.get("-n", "mlcycle", "inferenceservice", "fraud-detector"))
+            and _condition(o, "Ready").get("status") == "True",
+            o,
+        ),
+        what="InferenceService Ready",
+    )
     # KServe's defaulter ran (webhook) and its controller reconciled Standard mode into a Deployment + Service.
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
     assert isvc["status"]["deploymentMode"] == "Standard"
@@ -63,15 +69,29 @@ def test_kind_overlay_is_admitted_and_reconciled(cluster, mlcycle_namespace):
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "mlcycle-s3-serving"
     assert env["S3_ENDPOINT"]["value"] == "minio.mlcycle.svc.cluster.local:9000" and env["S3_USE_HTTPS"]["value"] == "0"
     # Prometheus finds the predictor's per-version metrics (the rollout's evidence in Standard mode) on the pod.
-    assert pod["metadata"]["annotations"].get("prometheus.io/scrape") == "true" and pod["metadata"]["annotations"]["prometheus.io/port"] == "8080"
+    assert (
+        pod["metadata"]["annotations"].get("prometheus.io/scrape") == "true"
+        and pod["metadata"]["annotations"]["prometheus.io/port"] == "8080"
+    )
     main = next(c for c in pod["spec"]["containers"] if c["name"] == "kserve-container")
     assert {"name": "STORAGE_URI", "value": "/mnt/models"} in main["env"]
     # The rest of the overlay: drift detector available, MinIO bootstrap Job complete, Prometheus available.
     for name in ("fraud-detector-drift", "minio", "prometheus"):
-        _wait(lambda: ((d := cluster.get("-n", "mlcycle", "deployment", name)) and d["status"].get("availableReplicas", 0) >= 1, d),
-              what=f"deployment {name} available")
-    _wait(lambda: ((j := cluster.get("-n", "mlcycle", "job", "minio-bootstrap")) and j["status"].get("succeeded", 0) >= 1, j),
-          what="bootstrap Job complete")
+        _wait(
+            lambda name=name: (
+                (d := cluster.get("-n", "mlcycle", "deployment", name))
+                and d["status"].get("availableReplicas", 0) >= 1,
+                d,
+            ),
+            what=f"deployment {name} available",
+        )
+    _wait(
+        lambda: (
+            (j := cluster.get("-n", "mlcycle", "job", "minio-bootstrap")) and j["status"].get("succeeded", 0) >= 1,
+            j,
+        ),
+        what="bootstrap Job complete",
+    )
 
 
 def test_production_overlay_is_admitted_and_reconciled(cluster, mlcycle_namespace):
@@ -83,8 +103,14 @@ def test_production_overlay_is_admitted_and_reconciled(cluster, mlcycle_namespac
     cluster.apply(yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "mlcycle-prod"}}))
     isvc = next(d for d in docs if d["kind"] == "InferenceService")
     cluster.apply(yaml.safe_dump(isvc))
-    seen = _wait(lambda: ((o := cluster.get("-n", "mlcycle-prod", "inferenceservice", "fraud-detector-prod")) and bool(o.get("status", {}).get("conditions")), o),
-                 what="a status written by KServe's controller")
+    seen = _wait(
+        lambda: (
+            (o := cluster.get("-n", "mlcycle-prod", "inferenceservice", "fraud-detector-prod"))
+            and bool(o.get("status", {}).get("conditions")),
+            o,
+        ),
+        what="a status written by KServe's controller",
+    )
     # Admitted by the webhooks (defaulted) and reconciled: Knative mode needs Knative Serving, which this
     # control plane does not run, so KServe says so in the status instead of becoming Ready.
     assert seen["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] in ("Knative", "Serverless")
@@ -95,6 +121,10 @@ def test_misspelled_field_is_refused_not_dropped(cluster, mlcycle_namespace):
     isvc = copy.deepcopy(next(d for d in rendered(cluster, "kind") if d["kind"] == "InferenceService"))
     isvc["metadata"]["name"] = "misspelled"
     isvc["spec"]["predictor"]["canaryTraficPercent"] = 10
-    out = cluster.kubectl("apply", "--server-side", "--field-manager=test", "-f", "-", input=yaml.safe_dump(isvc), check=False)
-    assert out.returncode != 0 and ".spec.predictor.canaryTraficPercent: field not declared in schema" in out.stderr, out.stderr
+    out = cluster.kubectl(
+        "apply", "--server-side", "--field-manager=test", "-f", "-", input=yaml.safe_dump(isvc), check=False
+    )
+    assert out.returncode != 0 and ".spec.predictor.canaryTraficPercent: field not declared in schema" in out.stderr, (
+        out.stderr
+    )
     assert cluster.kubectl("-n", "mlcycle", "get", "inferenceservice", "misspelled", check=False).returncode != 0

@@ -2,7 +2,6 @@
 exactly what its job needs and is denied everything else."""
 
 import pytest
-import yaml
 
 pytestmark = pytest.mark.cluster
 
@@ -39,7 +38,11 @@ TABLE = [
 ]
 
 
-@pytest.mark.parametrize("account, verb, resource, namespace, allowed", TABLE, ids=[f"{r[0]}-{r[1]}-{r[2].split('.')[0]}-{r[3]}" for r in TABLE])
+@pytest.mark.parametrize(
+    "account, verb, resource, namespace, allowed",
+    TABLE,
+    ids=[f"{r[0]}-{r[1]}-{r[2].split('.')[0]}-{r[3]}" for r in TABLE],
+)
 def test_rbac_table(applied, tokens, account, verb, resource, namespace, allowed):
     out = applied.kubectl("auth", "can-i", verb, resource, "-n", namespace, kubeconfig=tokens[account], check=False)
     assert out.stdout.strip() == ("yes" if allowed else "no"), (out.stdout, out.stderr)
@@ -48,4 +51,6 @@ def test_rbac_table(applied, tokens, account, verb, resource, namespace, allowed
 def test_the_apiserver_denies_a_real_request_naming_verb_and_resource(applied, tokens):
     out = applied.kubectl("-n", "mlcycle", "get", "secrets", kubeconfig=tokens["mlcycle/mlcycle-rollout"], check=False)
     assert out.returncode != 0
-    assert 'User "system:serviceaccount:mlcycle:mlcycle-rollout" cannot list resource "secrets"' in out.stderr, out.stderr
+    assert 'User "system:serviceaccount:mlcycle:mlcycle-rollout" cannot list resource "secrets"' in out.stderr, (
+        out.stderr
+    )

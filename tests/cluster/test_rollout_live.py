@@ -13,18 +13,40 @@ import pytest
 import yaml
 
 from inference.devserve import start_predictor
+from inference.rollout.local import Backend, PrometheusServer, TrafficSplitter
+from mlcycle.process import free_port
 from mlcycle.rollout import controller
 from mlcycle.rollout.kserve import KServeAdapter, canary_name, predictor_service, storage_uri
-from inference.rollout.local import Backend, PrometheusServer, TrafficSplitter
 from mlcycle.rollout.metrics import PrometheusProvider
 from mlcycle.rollout.policy import MetricCheck, Policy
-from mlcycle.process import free_port
 
 pytestmark = pytest.mark.cluster
-SAMPLE = {"instances": [{"amount": 42.5, "hour": 13, "card_age_days": 400, "distance_from_home_km": 3.2, "txn_count_24h": 2,
-                         "avg_amount_30d": 40.0, "is_foreign": 0, "merchant_category": "grocery", "channel": "pos", "country": "KR"}]}
-POLICY = Policy(interval_s=2, threshold=2, step_weight=25, max_weight=50, min_requests=15, max_metric_errors=2, ready_timeout_s=30,
-                metrics=(MetricCheck("error_rate", max=0.02), MetricCheck("p99_latency_ms", max=500.0)))
+SAMPLE = {
+    "instances": [
+        {
+            "amount": 42.5,
+            "hour": 13,
+            "card_age_days": 400,
+            "distance_from_home_km": 3.2,
+            "txn_count_24h": 2,
+            "avg_amount_30d": 40.0,
+            "is_foreign": 0,
+            "merchant_category": "grocery",
+            "channel": "pos",
+            "country": "KR",
+        }
+    ]
+}
+POLICY = Policy(
+    interval_s=2,
+    threshold=2,
+    step_weight=25,
+    max_weight=50,
+    min_requests=15,
+    max_metric_errors=2,
+    ready_timeout_s=30,
+    metrics=(MetricCheck("error_rate", max=0.02), MetricCheck("p99_latency_ms", max=500.0)),
+)
 V1 = "s3://mlcycle-models/fraud-detector/v20261201T000000000010-111111/"
 
 
@@ -54,8 +76,10 @@ def live(served, applied, tokens, tmp_path_factory):
     from kubernetes import client, config
 
     logs = tmp_path_factory.mktemp("live")
-    procs = {kind: start_predictor(served["source"], "fraud", free_port(), free_port(), logs / f"{kind}.log", *extra)
-             for kind, extra in (("stable", ()), ("healthy", ()), ("broken", ("--fault_error_rate", "0.5")))}
+    procs = {
+        kind: start_predictor(served["source"], "fraud", free_port(), free_port(), logs / f"{kind}.log", *extra)
+        for kind, extra in (("stable", ()), ("healthy", ()), ("broken", ("--fault_error_rate", "0.5")))
+    }
     api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(tokens["mlcycle/mlcycle-rollout"])))
     yield {"procs": procs, "logs": logs, "api": api, "cluster": applied}
     for proc in procs.values():
@@ -64,7 +88,13 @@ def live(served, applied, tokens, tmp_path_factory):
 
 def _start(live, name: str, canary_uri: str, kind: str):
     cluster = live["cluster"]
-    isvc = copy.deepcopy(next(d for d in yaml.safe_load_all(cluster.kustomize("manifests/overlays/kind")) if d and d["kind"] == "InferenceService"))
+    isvc = copy.deepcopy(
+        next(
+            d
+            for d in yaml.safe_load_all(cluster.kustomize("manifests/overlays/kind"))
+            if d and d["kind"] == "InferenceService"
+        )
+    )
     isvc["metadata"]["name"] = name
     for env in isvc["spec"]["predictor"]["containers"][0]["env"]:
         if env["name"] == "STORAGE_URI":
@@ -80,7 +110,9 @@ def _start(live, name: str, canary_uri: str, kind: str):
         if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
             break
         time.sleep(0.5)
-    adapter = GatewayAdapter(name, "mlcycle", V1, canary_uri, api=live["api"], timeout_s=60, splitter=splitter, backends=backends)
+    adapter = GatewayAdapter(
+        name, "mlcycle", V1, canary_uri, api=live["api"], timeout_s=60, splitter=splitter, backends=backends
+    )
     return adapter, splitter, prometheus
 
 
@@ -93,7 +125,9 @@ def _run(adapter, prometheus, on_action=None):
             on_action(a)
 
     adapter.start(weight=0)
-    final = controller.run(adapter, PrometheusProvider(prometheus.url, window="6s"), POLICY, V1, on_action=record, max_steps=40)
+    final = controller.run(
+        adapter, PrometheusProvider(prometheus.url, window="6s"), POLICY, V1, on_action=record, max_steps=40
+    )
     return final, actions
 
 
@@ -115,8 +149,11 @@ def test_healthy_canary_is_promoted_with_route_and_evidence_moving_together(live
         isvc = live["cluster"].get("-n", "mlcycle", "inferenceservice", "live-good")
         assert storage_uri(isvc["spec"]["predictor"]) == canary and "canary" not in isvc["spec"]
         # every step after the first (0 -> 25 starts the traffic) and the promotion rest on canary evidence
-        assert all(a.evidence.get("requests", 0) >= POLICY.min_requests for a in actions
-                   if a.kind == "promote" or (a.kind == "set_weight" and a.weight > POLICY.step_weight))
+        assert all(
+            a.evidence.get("requests", 0) >= POLICY.min_requests
+            for a in actions
+            if a.kind == "promote" or (a.kind == "set_weight" and a.weight > POLICY.step_weight)
+        )
     finally:
         splitter.stop(), prometheus.stop()
 
@@ -148,7 +185,11 @@ def test_apiserver_restart_mid_rollout_resumes_and_never_promotes_without_eviden
         final, actions = _run(adapter, prometheus, on_action=restart_once)
         assert restarted.is_set()
         assert final.kind == "promote", [(a.kind, a.reason) for a in actions]
-        assert all(a.evidence.get("requests", 0) >= POLICY.min_requests and a.evidence.get("metrics") for a in actions if a.kind == "promote")
+        assert all(
+            a.evidence.get("requests", 0) >= POLICY.min_requests and a.evidence.get("metrics")
+            for a in actions
+            if a.kind == "promote"
+        )
         isvc = live["cluster"].get("-n", "mlcycle", "inferenceservice", "live-restart")
         assert storage_uri(isvc["spec"]["predictor"]) == canary
     finally:

@@ -14,8 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_logger_feeds_the_capture_service_which_forwards_to_the_drift_detector():
     docs = render(ROOT / "manifests" / "overlays" / "production")
     logger = next(d for d in docs if d["kind"] == "InferenceService")["spec"]["predictor"]["logger"]
-    assert logger == {"mode": "all", "url": "http://fraud-detector-capture.mlcycle.svc.cluster.local/events",
-                      "metadataHeaders": ["X-Request-Id"]}
+    assert logger == {
+        "mode": "all",
+        "url": "http://fraud-detector-capture.mlcycle.svc.cluster.local/events",
+        "metadataHeaders": ["X-Request-Id"],
+    }
     services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
     assert {"fraud-detector-capture", "fraud-detector-drift"} <= services
     capture = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "fraud-detector-capture")
@@ -27,8 +30,10 @@ def test_logger_feeds_the_capture_service_which_forwards_to_the_drift_detector()
 def test_the_sidecar_variant_logs_requests_to_the_local_detector_only():
     build = ROOT / "build" / "sidecar-capture-overlay"
     build.mkdir(parents=True, exist_ok=True)
-    (build / "kustomization.yaml").write_text("resources:\n  - ../../manifests/overlays/production\n"
-                                              "components:\n  - ../../manifests/components/drift-sidecar\n")
+    (build / "kustomization.yaml").write_text(
+        "resources:\n  - ../../manifests/overlays/production\n"
+        "components:\n  - ../../manifests/components/drift-sidecar\n"
+    )
     docs = render(build)
     logger = next(d for d in docs if d["kind"] == "InferenceService")["spec"]["predictor"]["logger"]
     assert logger["mode"] == "request" and logger["url"] == "http://localhost:8090/events"

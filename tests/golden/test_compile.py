@@ -24,7 +24,9 @@ def _normalise(text: str) -> str:
 def test_compiled_pipeline_matches_golden(tmp_path, monkeypatch):
     monkeypatch.delenv("MLCYCLE_PIPELINE_IMAGE", raising=False)
     (path,) = compile_all(tmp_path)
-    assert _normalise(path.read_text()) == _normalise(GOLDEN.read_text()), "compiled spec changed; see this file's docstring"
+    assert _normalise(path.read_text()) == _normalise(GOLDEN.read_text()), (
+        "compiled spec changed; see this file's docstring"
+    )
 
 
 def test_compiled_pipeline_loads_back_and_is_well_formed(tmp_path):
@@ -69,6 +71,10 @@ def test_registry_steps_get_s3_credentials_from_a_secret_not_parameters(tmp_path
     for executor in ("exec-ingest", "exec-validate-data", "exec-gate", "exec-register"):
         secret = platform[executor]["secretAsEnv"][0]
         assert secret["secretName"] == "mlcycle-s3-pipeline"
-        assert {m["envVar"] for m in secret["keyToEnv"]} >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}
+        assert {m["envVar"] for m in secret["keyToEnv"]} >= {
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ENDPOINT_URL",
+        }
     params = docs[0]["root"]["inputDefinitions"]["parameters"]
     assert not any("secret" in name or "key" in name for name in params)

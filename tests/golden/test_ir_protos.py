@@ -34,7 +34,9 @@ def test_kubernetes_platform_spec_parses_strictly(ir):
     for name, config in executors.items():
         parsed = json_format.ParseDict(config, k8s.KubernetesExecutorConfig(), ignore_unknown_fields=False)
         for secret in parsed.secret_as_env:
-            assert secret.secret_name == "mlcycle-s3-pipeline" and secret.optional, name  # optional is honoured from backend 2.15
+            assert secret.secret_name == "mlcycle-s3-pipeline" and secret.optional, (
+                name
+            )  # optional is honoured from backend 2.15
 
 
 def test_an_unknown_field_is_rejected(ir):

@@ -38,14 +38,18 @@ def test_sidecar_component_renders_and_validates(schemas, tmp_path):
     build = ROOT / "build" / "sidecar-overlay"
     shutil.rmtree(build, ignore_errors=True)
     build.mkdir(parents=True)
-    (build / "kustomization.yaml").write_text("resources:\n  - ../../manifests/overlays/production\ncomponents:\n  - ../../manifests/components/drift-sidecar\n")
+    (build / "kustomization.yaml").write_text(
+        "resources:\n  - ../../manifests/overlays/production\ncomponents:\n  - ../../manifests/components/drift-sidecar\n"
+    )
     docs = render(build)
     assert validate_documents(docs, schemas) == []
     isvc = next(d for d in docs if d["kind"] == "InferenceService")
     assert isvc["spec"]["predictor"]["logger"]["url"] == "http://localhost:8090/events"
     assert [c["name"] for c in isvc["spec"]["predictor"]["containers"]] == ["kserve-container", "drift-detector"]
     # the separate detector is gone, not left running beside the sidecar
-    assert not [d for d in docs if d["kind"] in ("Deployment", "Service") and d["metadata"]["name"] == "fraud-detector-drift"]
+    assert not [
+        d for d in docs if d["kind"] in ("Deployment", "Service") and d["metadata"]["name"] == "fraud-detector-drift"
+    ]
 
 
 def test_the_validator_catches_typos_and_wrong_types(rendered, schemas):
@@ -88,7 +92,10 @@ def test_security_properties(rendered, overlay):
         for key in ("AWS_SECRET_ACCESS_KEY", "MINIO_ROOT_PASSWORD"):
             assert f"name: {key}\n  value" not in text
     role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "mlcycle-rollout")
-    allowed = {"serving.kserve.io": {"get", "list", "watch", "patch"}, "gateway.networking.k8s.io": {"get", "create", "patch"}}
+    allowed = {
+        "serving.kserve.io": {"get", "list", "watch", "patch"},
+        "gateway.networking.k8s.io": {"get", "create", "patch"},
+    }
     for rule in role["rules"]:  # no update (PUT), no delete; the HTTPRoute only for the canary split
         [group] = rule["apiGroups"]
         assert set(rule["verbs"]) <= allowed[group], rule
@@ -118,5 +125,7 @@ def test_example_secret_has_the_annotations_kserve_reads(schemas):
 def test_kind_config_ports_match_the_nodeports(rendered):
     config = yaml.safe_load((ROOT / "kind-config.yaml").read_text())
     mapped = {m["containerPort"] for node in config["nodes"] for m in node.get("extraPortMappings", [])}
-    node_ports = {p["nodePort"] for d in rendered["kind"] if d["kind"] == "Service" for p in d["spec"]["ports"] if "nodePort" in p}
+    node_ports = {
+        p["nodePort"] for d in rendered["kind"] if d["kind"] == "Service" for p in d["spec"]["ports"] if "nodePort" in p
+    }
     assert node_ports and node_ports <= mapped

@@ -53,21 +53,55 @@ def stack(tmp_path_factory, splits, contract):
         bundle, _ = fit_bundle("logreg", train, val, contract, seed=7)
         bundle.save(root / "model")
         registry = open_registry("s3://mlcycle-models")
-        version = register(root / "model", contract, train, {"metrics": {}}, {"passed": True, "reasons": []}, registry,
-                           MODEL, "f" * 64, "test", auto_promote=True).version
+        version = register(
+            root / "model",
+            contract,
+            train,
+            {"metrics": {}},
+            {"passed": True, "reasons": []},
+            registry,
+            MODEL,
+            "f" * 64,
+            "test",
+            auto_promote=True,
+        ).version
         port = free_port()
-        capture_argv = [sys.executable, "-m", "inference.capture", "--registry", "s3://mlcycle-models",
-                        "--model", MODEL,
-                        "--port", str(port), "--state_dir", str(root / "state"), "--flush_rows", "1000000",
-                        "--flush_age_s", "3600", "--join_timeout_s", "3600", "--max_buffer_rows", "60"]
+        capture_argv = [
+            sys.executable,
+            "-m",
+            "inference.capture",
+            "--registry",
+            "s3://mlcycle-models",
+            "--model",
+            MODEL,
+            "--port",
+            str(port),
+            "--state_dir",
+            str(root / "state"),
+            "--flush_rows",
+            "1000000",
+            "--flush_age_s",
+            "3600",
+            "--join_timeout_s",
+            "3600",
+            "--max_buffer_rows",
+            "60",
+        ]
         logs = root / "logs"
 
         def start_capture():
             return _spawn(capture_argv, f"http://127.0.0.1:{port}", "/healthz", logs / "capture.log", 60)
 
         capture = start_capture()
-        predictor = start_predictor(f"s3://mlcycle-models#{MODEL}@production", MODEL, free_port(), free_port(),
-                                    logs / "predictor.log", "--payload_log_url", f"{capture.url}/events")
+        predictor = start_predictor(
+            f"s3://mlcycle-models#{MODEL}@production",
+            MODEL,
+            free_port(),
+            free_port(),
+            logs / "predictor.log",
+            "--payload_log_url",
+            f"{capture.url}/events",
+        )
         state.update(minio=minio, capture=capture, predictor=predictor, version=version, start_capture=start_capture)
         yield state
     finally:
@@ -80,8 +114,10 @@ def stack(tmp_path_factory, splits, contract):
 
 
 def records(frame):
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-            for r in json.loads(frame.to_json(orient="records"))]
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        for r in json.loads(frame.to_json(orient="records"))
+    ]
 
 
 def status(stack):
@@ -91,8 +127,9 @@ def status(stack):
 def predict(stack, rows, request_id=None):
     headers = {"x-request-id": request_id} if request_id else {}
     start = time.perf_counter()
-    r = requests.post(f"{stack['predictor'].url}/v1/models/{MODEL}:predict", json={"instances": rows}, headers=headers,
-                      timeout=30)
+    r = requests.post(
+        f"{stack['predictor'].url}/v1/models/{MODEL}:predict", json={"instances": rows}, headers=headers, timeout=30
+    )
     return r, time.perf_counter() - start
 
 
@@ -117,8 +154,12 @@ def test_capture_feedback_and_ingest_end_to_end_then_storage_faults_and_a_crash(
 
     # 2. late labels: accepted, refused with reasons; online metrics per version
     labels = [{"request_id": f"req-{i}", "label": int(truth[i])} for i in range(10)]
-    labels += [{"request_id": generated, "row": 1, "label": int(truth[11])}, {"request_id": "never-sent", "label": 1},
-               {"request_id": "req-0", "label": int(truth[0])}, {"request_id": generated, "row": 0, "label": "fraud"}]
+    labels += [
+        {"request_id": generated, "row": 1, "label": int(truth[11])},
+        {"request_id": "never-sent", "label": 1},
+        {"request_id": "req-0", "label": int(truth[0])},
+        {"request_id": generated, "row": 0, "label": "fraud"},
+    ]
     r = requests.post(stack["capture"].url + "/v1/feedback", json={"labels": labels}, timeout=30)
     assert r.status_code == 200, r.text
     body = r.json()

@@ -15,8 +15,18 @@ from mlcycle.process import free_port
 
 pytestmark = pytest.mark.integration
 TYPE = "org.kubeflow.serving.inference.request"
-FEATURES = ["amount", "hour", "card_age_days", "distance_from_home_km", "txn_count_24h", "avg_amount_30d", "is_foreign",
-            "merchant_category", "channel", "country"]
+FEATURES = [
+    "amount",
+    "hour",
+    "card_age_days",
+    "distance_from_home_km",
+    "txn_count_24h",
+    "avg_amount_30d",
+    "is_foreign",
+    "merchant_category",
+    "channel",
+    "country",
+]
 
 
 def rows(n, seed, drift=0.0):
@@ -25,19 +35,38 @@ def rows(n, seed, drift=0.0):
 
 
 def binary(url, body, ce_type=TYPE, **extra_headers):
-    headers = {"content-type": "application/json", "ce-specversion": "1.0", "ce-id": str(uuid.uuid4()), "ce-source": "test",
-               "ce-type": ce_type, **extra_headers}
-    return requests.post(url + "/events", data=body if isinstance(body, bytes) else json.dumps(body), headers=headers, timeout=10)
+    headers = {
+        "content-type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": str(uuid.uuid4()),
+        "ce-source": "test",
+        "ce-type": ce_type,
+        **extra_headers,
+    }
+    return requests.post(
+        url + "/events", data=body if isinstance(body, bytes) else json.dumps(body), headers=headers, timeout=10
+    )
 
 
 def structured(url, data, **override):
     envelope = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "test", "type": TYPE, "data": data, **override}
-    return requests.post(url + "/events", data=json.dumps(envelope), headers={"content-type": "application/cloudevents+json"}, timeout=10)
+    return requests.post(
+        url + "/events", data=json.dumps(envelope), headers={"content-type": "application/cloudevents+json"}, timeout=10
+    )
 
 
 def v2_body(records):
-    return {"inputs": [{"name": f, "shape": [len(records)], "datatype": "BYTES" if isinstance(records[0][f], str) else "FP64",
-                        "data": [r[f] for r in records]} for f in FEATURES]}
+    return {
+        "inputs": [
+            {
+                "name": f,
+                "shape": [len(records)],
+                "datatype": "BYTES" if isinstance(records[0][f], str) else "FP64",
+                "data": [r[f] for r in records],
+            }
+            for f in FEATURES
+        ]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +75,21 @@ def drift_server(served, tmp_path_factory):
 
     marker = tmp_path_factory.mktemp("hook") / "retrained"
     hook = f"{sys.executable} -c \"open('{marker}', 'w').write('ok')\""
-    proc = start_drift(served["source"], free_port(), tmp_path_factory.mktemp("logs") / "drift.log", "--window_size", "400",
-                       "--max_age_s", "3600", "--consecutive", "2", "--retrain_command", hook, "--queue_size", "100000")
+    proc = start_drift(
+        served["source"],
+        free_port(),
+        tmp_path_factory.mktemp("logs") / "drift.log",
+        "--window_size",
+        "400",
+        "--max_age_s",
+        "3600",
+        "--consecutive",
+        "2",
+        "--retrain_command",
+        hook,
+        "--queue_size",
+        "100000",
+    )
     yield {"url": proc.url, "marker": marker}
     proc.stop()
 
@@ -79,13 +121,24 @@ def test_reports_no_drift_then_drift_and_triggers_retraining(drift_server):
         time.sleep(0.1)
     assert drift_server["marker"].read_text() == "ok"
     metrics = requests.get(url + "/metrics", timeout=10).text
-    assert 'mlcycle_drift_windows_total{drift="true"} 2.0' in metrics and "mlcycle_drift_feature_psi{feature=\"amount\"}" in metrics
+    assert (
+        'mlcycle_drift_windows_total{drift="true"} 2.0' in metrics
+        and 'mlcycle_drift_feature_psi{feature="amount"}' in metrics
+    )
     assert "mlcycle_drift_retrain_triggers_total 1.0" in metrics
 
 
 BAD_EVENTS = [
-    ("wrong-ce-type", lambda u: binary(u, {"instances": rows(2, 1)}, ce_type="org.kubeflow.serving.inference.response"), "is not 'org.kubeflow.serving.inference.request'"),
-    ("no-ce-headers", lambda u: requests.post(u + "/events", json={"instances": rows(2, 1)}, timeout=10), "missing attribute(s) specversion, id, source, type"),
+    (
+        "wrong-ce-type",
+        lambda u: binary(u, {"instances": rows(2, 1)}, ce_type="org.kubeflow.serving.inference.response"),
+        "is not 'org.kubeflow.serving.inference.request'",
+    ),
+    (
+        "no-ce-headers",
+        lambda u: requests.post(u + "/events", json={"instances": rows(2, 1)}, timeout=10),
+        "missing attribute(s) specversion, id, source, type",
+    ),
     ("truncated-body", lambda u: binary(u, b'{"instances": [{"amount": 1'), "event body is not valid JSON"),
     ("empty-body", lambda u: binary(u, b""), "event body is empty"),
     ("non-utf8", lambda u: binary(u, b"\xff\xfe\x00"), "not valid JSON"),
@@ -93,11 +146,37 @@ BAD_EVENTS = [
     ("no-instances", lambda u: binary(u, {"rows": []}), "neither 'instances' (V1) nor 'inputs' (V2)"),
     ("empty-instances", lambda u: binary(u, {"instances": []}), "'instances' is empty"),
     ("missing-feature", lambda u: binary(u, {"instances": [{"amount": 1.0}]}), "lack feature(s) hour"),
-    ("ragged-v2", lambda u: binary(u, {"inputs": [{"name": "amount", "data": [1]}, {"name": "hour", "data": [1, 2]}]}), "equal length"),
-    ("structured-malformed", lambda u: requests.post(u + "/events", data=b'{"specversion": "1.0", "id"', headers={"content-type": "application/cloudevents+json"}, timeout=10), "structured CloudEvent is not valid JSON"),
+    (
+        "ragged-v2",
+        lambda u: binary(u, {"inputs": [{"name": "amount", "data": [1]}, {"name": "hour", "data": [1, 2]}]}),
+        "equal length",
+    ),
+    (
+        "structured-malformed",
+        lambda u: requests.post(
+            u + "/events",
+            data=b'{"specversion": "1.0", "id"',
+            headers={"content-type": "application/cloudevents+json"},
+            timeout=10,
+        ),
+        "structured CloudEvent is not valid JSON",
+    ),
     ("structured-no-type", lambda u: structured(u, {"instances": rows(1, 1)}, type=None), "missing attribute(s) type"),
-    ("structured-bad-base64", lambda u: requests.post(u + "/events", data=json.dumps({"specversion": "1.0", "id": "1", "source": "s", "type": TYPE, "data_base64": "%%%"}), headers={"content-type": "application/cloudevents+json"}, timeout=10), "not valid base64"),
-    ("not-json-any-content-type", lambda u: binary(u, b"a=1", **{"content-type": "text/plain"}), "event body is not valid JSON"),
+    (
+        "structured-bad-base64",
+        lambda u: requests.post(
+            u + "/events",
+            data=json.dumps({"specversion": "1.0", "id": "1", "source": "s", "type": TYPE, "data_base64": "%%%"}),
+            headers={"content-type": "application/cloudevents+json"},
+            timeout=10,
+        ),
+        "not valid base64",
+    ),
+    (
+        "not-json-any-content-type",
+        lambda u: binary(u, b"a=1", **{"content-type": "text/plain"}),
+        "event body is not valid JSON",
+    ),
 ]
 
 
@@ -111,11 +190,18 @@ def test_bad_events_are_refused_clearly(drift_server, case_id, send, fragment):
 def test_structured_base64_event_is_accepted(drift_server):
     data = base64.b64encode(json.dumps({"instances": rows(3, 2)}).encode()).decode()
     envelope = {"specversion": "1.0", "id": "b64", "source": "s", "type": TYPE, "data_base64": data}
-    r = requests.post(drift_server["url"] + "/events", data=json.dumps(envelope), headers={"content-type": "application/cloudevents+json"}, timeout=10)
+    r = requests.post(
+        drift_server["url"] + "/events",
+        data=json.dumps(envelope),
+        headers={"content-type": "application/cloudevents+json"},
+        timeout=10,
+    )
     assert r.status_code == 200 and r.json() == {"accepted_rows": 3}
 
 
-@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "application/octet-stream", ""])
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "application/octet-stream", ""]
+)
 def test_binary_events_are_accepted_whatever_the_clients_content_type(drift_server, content_type):
     """KServe's agent forwards the client's Content-Type (curl -d sends form-urlencoded) and loses any event not answered 200."""
     r = binary(drift_server["url"], {"instances": rows(2, seed=3)}, **{"content-type": content_type})
@@ -125,7 +211,17 @@ def test_binary_events_are_accepted_whatever_the_clients_content_type(drift_serv
 def test_no_event_is_lost_below_the_shedding_limit(served, tmp_path):
     from inference.devserve import start_drift
 
-    proc = start_drift(served["source"], free_port(), tmp_path / "d.log", "--window_size", "250", "--backend", "scipy", "--queue_size", "5000")
+    proc = start_drift(
+        served["source"],
+        free_port(),
+        tmp_path / "d.log",
+        "--window_size",
+        "250",
+        "--backend",
+        "scipy",
+        "--queue_size",
+        "5000",
+    )
     try:
         batch = rows(5, seed=3)
         with ThreadPoolExecutor(8) as pool:
@@ -144,7 +240,17 @@ def test_overload_sheds_and_counts_instead_of_blocking(served, tmp_path):
     from inference.devserve import start_drift
 
     # a tiny queue, and windows of one event each so the consumer is busy testing: the queue overflows
-    proc = start_drift(served["source"], free_port(), tmp_path / "d.log", "--window_size", "1", "--backend", "alibi", "--queue_size", "2")
+    proc = start_drift(
+        served["source"],
+        free_port(),
+        tmp_path / "d.log",
+        "--window_size",
+        "1",
+        "--backend",
+        "alibi",
+        "--queue_size",
+        "2",
+    )
     try:
         batch = rows(50, seed=4)
         start = time.monotonic()
@@ -193,4 +299,6 @@ def test_rows_the_predictor_refuses_are_counted_apart_and_kept_out_of_windows(dr
     assert after["counts"]["rejected"] == before["counts"]["rejected"] + 5
     assert after["rejected_by_reason"]["invalid_input"] == before["rejected_by_reason"]["invalid_input"] + 5
     assert rejected() == start + 5
-    assert 'mlcycle_drift_rows_rejected_total{reason="invalid_input"}' in requests.get(url + "/metrics", timeout=10).text
+    assert (
+        'mlcycle_drift_rows_rejected_total{reason="invalid_input"}' in requests.get(url + "/metrics", timeout=10).text
+    )

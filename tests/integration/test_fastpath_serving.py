@@ -47,8 +47,10 @@ def test_a_tampered_fast_path_is_refused_and_the_native_model_serves(served, spl
     assert REGISTRY.get_sample_value("mlcycle_scoring_path", labels) == 1.0
     _, _, test = splits
     rows = test[contract.feature_names].head(5).dropna()
-    records = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-               for r in rows.to_dict("records")]
+    records = [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+        for r in rows.to_dict("records")
+    ]
     out = asyncio.run(model.predict({"instances": records}))
     offline = ModelBundle.load(served["model_dir"]).score(rows)
     np.testing.assert_allclose(np.asarray(out["probabilities"]), offline, atol=1e-6)
@@ -66,8 +68,10 @@ def test_the_model_crosses_to_a_rest_worker_process_and_scores_the_same(served, 
     assert clone.scoring_path == "fast" and clone.scorer.session is not None and clone.pool is not model.pool
     _, _, test = splits
     rows = test[contract.feature_names].head(20).dropna()
-    records = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-               for r in rows.to_dict("records")]
+    records = [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+        for r in rows.to_dict("records")
+    ]
     a = asyncio.run(model.predict({"instances": records}))
     b = asyncio.run(clone.predict({"instances": records}))
     assert a == b

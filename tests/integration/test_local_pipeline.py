@@ -33,9 +33,14 @@ def test_demo_twice_exercises_champion_challenger(tmp_path, capsys):
     assert meta["lineage"]["pipeline_run_id"]  # the KFP job id placeholder was resolved
     # Two different models compared on the same test set: the second run trained on a new batch.
     assert meta["gate"]["challenger"]["roc_auc"] != meta["gate"]["champion"]["roc_auc"]
-    assert meta["lineage"]["dataset_fingerprint"] != registry.describe("fraud-detector", v1)["lineage"]["dataset_fingerprint"]
+    assert (
+        meta["lineage"]["dataset_fingerprint"]
+        != registry.describe("fraud-detector", v1)["lineage"]["dataset_fingerprint"]
+    )
     page = next(runs.glob("mlcycle-training-*/gate-report.html"), None)
-    assert page is not None and f"champion {v1}" in "".join(p.read_text() for p in runs.glob("mlcycle-training-*/gate-report.html"))
+    assert page is not None and f"champion {v1}" in "".join(
+        p.read_text() for p in runs.glob("mlcycle-training-*/gate-report.html")
+    )
     assert (runs.glob("mlcycle-training-*/evaluate/report").__next__()).read_text().startswith("<!doctype html>")
 
 
@@ -70,7 +75,9 @@ def test_pipeline_registers_to_minio_and_cli_manages_it(tmp_path, minio_server, 
         monkeypatch.setenv(key, value)  # as the Kubernetes Secret does in a cluster; kfp.local steps inherit it
     uri = f"s3://{bucket}"
     first = run_local(uri, tmp_path / "runs", auto_promote=True, **SMALL)
-    second = run_local(uri, tmp_path / "runs", auto_promote=False, min_improvement=-1.0, seed=43, **SMALL)  # a new batch of data
+    second = run_local(
+        uri, tmp_path / "runs", auto_promote=False, min_improvement=-1.0, seed=43, **SMALL
+    )  # a new batch of data
     assert first.version and second.version and second.decision["champion_version"] == first.version
     registry = open_registry(uri)
     assert registry.aliases("fraud-detector")[0] == {"production": first.version, "candidate": second.version}

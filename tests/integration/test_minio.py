@@ -8,8 +8,8 @@ import time
 import pytest
 
 from devtools.minio import MinioServer
-from mlcycle.process import free_port
 from mlcycle.errors import RegistryError, StorageUnavailable
+from mlcycle.process import free_port
 from mlcycle.registry import Registry
 from mlcycle.registry.bootstrap import bootstrap
 from mlcycle.registry.s3 import S3Store, client_from_env
@@ -60,7 +60,9 @@ def test_crash_between_files_leaves_no_visible_version(own_server, version_dir):
     try:
         fresh = Registry(S3Store(restarted.client(), "models"))
         assert fresh.list_versions("fraud") == [good]  # the half version is not visible
-        assert any(k.endswith("part0.bin") and good not in k for k in fresh.store.list("fraud"))  # its files are there, orphaned
+        assert any(
+            k.endswith("part0.bin") and good not in k for k in fresh.store.list("fraud")
+        )  # its files are there, orphaned
         assert fresh.register("fraud", version_dir, {}) in fresh.list_versions("fraud")
     finally:
         restarted.stop()
@@ -147,8 +149,13 @@ def test_least_privilege_policies(minio_server, version_dir, tmp_path):
     bucket = f"lp-{secrets.token_hex(4)}"
     writer = ("w" + secrets.token_hex(5), secrets.token_urlsafe(18))
     reader = ("r" + secrets.token_hex(5), secrets.token_urlsafe(18))
-    bootstrap(minio_server.endpoint, minio_server.access_key, minio_server.secret_key, bucket,
-              {"pipeline-writer": writer, "serving-reader": reader})
+    bootstrap(
+        minio_server.endpoint,
+        minio_server.access_key,
+        minio_server.secret_key,
+        bucket,
+        {"pipeline-writer": writer, "serving-reader": reader},
+    )
     as_writer = Registry(S3Store(minio_server.client(*writer), bucket, attempts=1))
     as_reader = Registry(S3Store(minio_server.client(*reader), bucket, attempts=1))
     v = as_writer.register("fraud", version_dir, {})

@@ -14,12 +14,22 @@ from kserve.protocol.infer_type import InferInput, InferRequest
 from mlcycle.models import ModelBundle
 
 pytestmark = pytest.mark.integration
-NUMERIC_DTYPE = {"amount": "FP64", "hour": "INT64", "card_age_days": "INT64", "distance_from_home_km": "FP64", "txn_count_24h": "INT64",
-                 "avg_amount_30d": "FP64", "is_foreign": "INT64"}
+NUMERIC_DTYPE = {
+    "amount": "FP64",
+    "hour": "INT64",
+    "card_age_days": "INT64",
+    "distance_from_home_km": "FP64",
+    "txn_count_24h": "INT64",
+    "avg_amount_30d": "FP64",
+    "is_foreign": "INT64",
+}
 
 
 def records(frame):
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in frame.to_dict("records")]
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    ]
 
 
 def v2_inputs(frame, contract):
@@ -46,7 +56,9 @@ def test_v1_v2_rest_grpc_and_offline_agree(predictor, served, splits, contract):
         grpc = InferenceGRPCClient(predictor["grpc"], timeout=30)
         try:
             v1 = await rest_v1.infer(predictor["url"], {"instances": records(rows)}, model_name="fraud")
-            v2 = await rest_v2.infer(predictor["url"], InferRequest("fraud", v2_inputs(rows, contract)), model_name="fraud")
+            v2 = await rest_v2.infer(
+                predictor["url"], InferRequest("fraud", v2_inputs(rows, contract)), model_name="fraud"
+            )
             g = await grpc.infer(InferRequest("fraud", v2_inputs(rows, contract)))
         finally:
             await rest_v1.close(), await rest_v2.close(), await grpc.close()
@@ -60,7 +72,11 @@ def test_v1_v2_rest_grpc_and_offline_agree(predictor, served, splits, contract):
         labels = next(o for o in response.outputs if o.name == "label").as_numpy().reshape(-1)
         assert labels.tolist() == v1["predictions"]
     assert g.model_version == served["version"]  # kserve's REST client drops model_version; check the raw body
-    raw = requests.post(f"{predictor['url']}/v2/models/fraud/infer", json=InferRequest("fraud", v2_inputs(rows.head(2), contract)).to_rest()[0], timeout=10)
+    raw = requests.post(
+        f"{predictor['url']}/v2/models/fraud/infer",
+        json=InferRequest("fraud", v2_inputs(rows.head(2), contract)).to_rest()[0],
+        timeout=10,
+    )
     assert raw.json()["model_version"] == served["version"]
     assert v1["model_version"] == served["version"] and v1["classes"] == [0, 1]
 
@@ -80,7 +96,10 @@ def test_metadata_health_and_metrics(predictor, served):
     assert requests.get(f"{url}/v2/health/live", timeout=5).status_code == 200
     assert requests.get(f"{url}/v2/health/ready", timeout=5).json()["ready"] is True
     meta = requests.get(f"{url}/v2/models/fraud", timeout=5).json()
-    assert {i["name"] for i in meta["inputs"]} >= {"amount", "channel"} and [o["name"] for o in meta["outputs"]] == ["label", "probabilities"]
+    assert {i["name"] for i in meta["inputs"]} >= {"amount", "channel"} and [o["name"] for o in meta["outputs"]] == [
+        "label",
+        "probabilities",
+    ]
     assert requests.get(f"{url}/v1/models/fraud", timeout=5).json()["ready"] is True
     text = requests.get(f"{url}/metrics", timeout=5).text
     assert f'mlcycle_predictions_total{{label="0",model="fraud",version="{served["version"]}"}}' in text
@@ -92,14 +111,32 @@ def test_slow_model_does_not_block_health_probes(served, tmp_path):
     from mlcycle.process import free_port
 
     http = free_port()
-    proc = start_predictor(served["source"], "fraud", http, free_port(), tmp_path / "slow.log", "--fault_delay_ms", "1500")
+    proc = start_predictor(
+        served["source"], "fraud", http, free_port(), tmp_path / "slow.log", "--fault_delay_ms", "1500"
+    )
     try:
         row = requests.get(f"{proc.url}/v2/models/fraud", timeout=5).json()
         assert row["name"] == "fraud"
-        sample = {"amount": 10.0, "hour": 12, "card_age_days": 100, "distance_from_home_km": 1.0, "txn_count_24h": 1,
-                  "avg_amount_30d": 10.0, "is_foreign": 0, "merchant_category": "grocery", "channel": "pos", "country": "KR"}
-        slow = [threading.Thread(target=requests.post, args=(f"{proc.url}/v1/models/fraud:predict",), kwargs={"json": {"instances": [sample]}, "timeout": 30})
-                for _ in range(2)]
+        sample = {
+            "amount": 10.0,
+            "hour": 12,
+            "card_age_days": 100,
+            "distance_from_home_km": 1.0,
+            "txn_count_24h": 1,
+            "avg_amount_30d": 10.0,
+            "is_foreign": 0,
+            "merchant_category": "grocery",
+            "channel": "pos",
+            "country": "KR",
+        }
+        slow = [
+            threading.Thread(
+                target=requests.post,
+                args=(f"{proc.url}/v1/models/fraud:predict",),
+                kwargs={"json": {"instances": [sample]}, "timeout": 30},
+            )
+            for _ in range(2)
+        ]
         [t.start() for t in slow]
         time.sleep(0.3)  # both predictions are now inside the 1.5 s scoring delay
         worst = 0.0
@@ -118,8 +155,8 @@ def test_tampered_version_never_becomes_ready(served, tmp_path):
     import shutil
 
     from inference.devserve import start_predictor
-    from mlcycle.process import free_port
     from mlcycle.errors import MlcycleError
+    from mlcycle.process import free_port
     from mlcycle.registry import open_registry
 
     registry_dir = tmp_path / "registry"
@@ -136,18 +173,36 @@ def test_payload_log_reaches_the_drift_detector(served, tmp_path, splits, contra
     from inference.devserve import start_drift, start_predictor
     from mlcycle.process import free_port
 
-    drift = start_drift(served["source"], free_port(), tmp_path / "drift.log", "--window_size", "100000", "--backend", "scipy")
-    pred = start_predictor(served["source"], "fraud", free_port(), free_port(), tmp_path / "p.log", "--payload_log_url", f"{drift.url}/events")
+    drift = start_drift(
+        served["source"], free_port(), tmp_path / "drift.log", "--window_size", "100000", "--backend", "scipy"
+    )
+    pred = start_predictor(
+        served["source"],
+        "fraud",
+        free_port(),
+        free_port(),
+        tmp_path / "p.log",
+        "--payload_log_url",
+        f"{drift.url}/events",
+    )
     try:
         rows = records(splits[2][contract.feature_names].head(5))
         for row in rows:
-            assert requests.post(f"{pred.url}/v1/models/fraud:predict", json={"instances": [row]}, timeout=10).status_code == 200
+            assert (
+                requests.post(f"{pred.url}/v1/models/fraud:predict", json={"instances": [row]}, timeout=10).status_code
+                == 200
+            )
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and requests.get(f"{drift.url}/status", timeout=5).json()["counts"]["processed"] < 5:
+        while (
+            time.monotonic() < deadline
+            and requests.get(f"{drift.url}/status", timeout=5).json()["counts"]["processed"] < 5
+        ):
             time.sleep(0.1)
         counts = requests.get(f"{drift.url}/status", timeout=5).json()["counts"]
         assert counts["received"] == counts["processed"] == 5 and counts["rejected"] == 0
-        assert 'mlcycle_payload_log_sent_total{model="fraud"} 5.0' in requests.get(f"{pred.url}/metrics", timeout=5).text
+        assert (
+            'mlcycle_payload_log_sent_total{model="fraud"} 5.0' in requests.get(f"{pred.url}/metrics", timeout=5).text
+        )
     finally:
         pred.stop()
         drift.stop()
@@ -160,8 +215,9 @@ def test_demo_model_is_on_the_numpy_preprocessing_path(predictor, served):
     assert "preprocessing path: numpy (fastprep replay) for fraud" in predictor["proc"].log.read_text()
 
 
-def test_a_preprocessor_the_replay_cannot_compile_is_reported_as_the_sklearn_path(served, splits, contract, monkeypatch,
-                                                                                  caplog):
+def test_a_preprocessor_the_replay_cannot_compile_is_reported_as_the_sklearn_path(
+    served, splits, contract, monkeypatch, caplog
+):
     """No silent fallback: the reason is logged at start-up and the gauge names the sklearn path; scores stay right."""
     import copy
     import logging

@@ -135,5 +135,7 @@ def test_local_and_minio_layouts_are_identical(tmp_path, version_dir, minio_serv
     remote = Registry(store)
     for reg in (local, remote):
         reg.register("fraud", version_dir, {})
-    strip = lambda keys: sorted(k.split("/", 2)[-1] if "/v" in k else k.split("/")[0] for k in keys if "/_audit/" not in k)  # noqa: E731
+    strip = lambda keys: sorted(
+        k.split("/", 2)[-1] if "/v" in k else k.split("/")[0] for k in keys if "/_audit/" not in k
+    )  # noqa: E731
     assert strip(local.store.list("")) == strip(remote.store.list(""))

@@ -6,17 +6,39 @@ import time
 import pytest
 
 from inference.devserve import start_predictor
-from mlcycle.rollout import controller
 from inference.rollout.local import Backend, LocalAdapter, PrometheusServer, TrafficSplitter
+from mlcycle.process import free_port
+from mlcycle.rollout import controller
 from mlcycle.rollout.metrics import PrometheusProvider
 from mlcycle.rollout.policy import MetricCheck, Policy
-from mlcycle.process import free_port
 
 pytestmark = pytest.mark.integration
-SAMPLE = {"instances": [{"amount": 42.5, "hour": 13, "card_age_days": 400, "distance_from_home_km": 3.2, "txn_count_24h": 2,
-                         "avg_amount_30d": 40.0, "is_foreign": 0, "merchant_category": "grocery", "channel": "pos", "country": "KR"}]}
-POLICY = Policy(interval_s=2, threshold=2, step_weight=25, max_weight=50, min_requests=15, max_metric_errors=2, ready_timeout_s=4,
-                metrics=(MetricCheck("error_rate", max=0.02), MetricCheck("p99_latency_ms", max=500.0)))
+SAMPLE = {
+    "instances": [
+        {
+            "amount": 42.5,
+            "hour": 13,
+            "card_age_days": 400,
+            "distance_from_home_km": 3.2,
+            "txn_count_24h": 2,
+            "avg_amount_30d": 40.0,
+            "is_foreign": 0,
+            "merchant_category": "grocery",
+            "channel": "pos",
+            "country": "KR",
+        }
+    ]
+}
+POLICY = Policy(
+    interval_s=2,
+    threshold=2,
+    step_weight=25,
+    max_weight=50,
+    min_requests=15,
+    max_metric_errors=2,
+    ready_timeout_s=4,
+    metrics=(MetricCheck("error_rate", max=0.02), MetricCheck("p99_latency_ms", max=500.0)),
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +47,9 @@ def loop(served, tmp_path_factory):
     procs = {
         "stable": start_predictor(served["source"], "fraud", free_port(), free_port(), logs / "stable.log"),
         "healthy": start_predictor(served["source"], "fraud", free_port(), free_port(), logs / "healthy.log"),
-        "broken": start_predictor(served["source"], "fraud", free_port(), free_port(), logs / "broken.log", "--fault_error_rate", "0.5"),
+        "broken": start_predictor(
+            served["source"], "fraud", free_port(), free_port(), logs / "broken.log", "--fault_error_rate", "0.5"
+        ),
     }
     yield {"procs": procs, "logs": logs}
     for proc in procs.values():
@@ -33,7 +57,9 @@ def loop(served, tmp_path_factory):
 
 
 def setup_run(loop, name, rate=40.0):
-    splitter = TrafficSplitter(Backend(f"stable-{name}", loop["procs"]["stable"].url, "fraud"), SAMPLE, rate=rate).start()
+    splitter = TrafficSplitter(
+        Backend(f"stable-{name}", loop["procs"]["stable"].url, "fraud"), SAMPLE, rate=rate
+    ).start()
     prometheus = PrometheusServer(loop["logs"] / f"prom-{name}", [f"127.0.0.1:{splitter.port}"]).start()
     return splitter, prometheus
 
@@ -50,14 +76,18 @@ def run(adapter, prometheus, stable, on_action=None, max_steps=40, policy=POLICY
         if on_action:
             on_action(a)
 
-    final = controller.run(adapter, PrometheusProvider(prometheus.url, window="6s"), policy, stable, on_action=record, max_steps=max_steps)
+    final = controller.run(
+        adapter, PrometheusProvider(prometheus.url, window="6s"), policy, stable, on_action=record, max_steps=max_steps
+    )
     return final, actions
 
 
 def test_a_canary_that_never_becomes_ready_is_never_promoted(loop):
     splitter, prometheus = setup_run(loop, "unready")
     try:
-        dead = Backend("unready", f"http://127.0.0.1:{free_port()}", "fraud")  # its model failed to load: nothing listens
+        dead = Backend(
+            "unready", f"http://127.0.0.1:{free_port()}", "fraud"
+        )  # its model failed to load: nothing listens
         adapter = LocalAdapter(splitter, dead)
         final, actions = run(adapter, prometheus, "stable-unready")
         assert final.kind == "rollback" and "not ready within 4s" in final.reason
@@ -122,14 +152,20 @@ def test_new_canary_mid_rollout_and_roll_forward_after_rollback(loop):
 
         final, actions = run(adapter, prometheus, "stable-overlap", on_action=swap_once_weighted)
         restarts = [a for _, a in actions if a.kind == "restart"]
-        assert len(restarts) == 2 and restarts[1].weight == 0 and "healthy-overlap-a -> broken-overlap-b" in restarts[1].reason
+        assert (
+            len(restarts) == 2
+            and restarts[1].weight == 0
+            and "healthy-overlap-a -> broken-overlap-b" in restarts[1].reason
+        )
         assert final.kind == "rollback"
         assert splitter.sent.get("healthy-overlap-a", 0) == replaced["sent_a"]  # no traffic to the superseded canary
         adapter.replace_canary(backend(loop, "healthy", "overlap-c"))  # roll forward after the rollback
         state = final.state
         final2 = None
         for _ in range(30):
-            final2 = controller.step(state, adapter, PrometheusProvider(prometheus.url, window="6s"), POLICY, time.monotonic())
+            final2 = controller.step(
+                state, adapter, PrometheusProvider(prometheus.url, window="6s"), POLICY, time.monotonic()
+            )
             state = final2.state
             if final2.kind in ("promote", "rollback"):
                 break
@@ -138,7 +174,11 @@ def test_new_canary_mid_rollout_and_roll_forward_after_rollback(loop):
         sent_b = splitter.sent.get("broken-overlap-b", 0)
         time.sleep(1.0)
         assert splitter.sent.get("broken-overlap-b", 0) == sent_b and set(splitter.sent) <= {
-            "stable-overlap", "healthy-overlap-a", "broken-overlap-b", "healthy-overlap-c"}
+            "stable-overlap",
+            "healthy-overlap-a",
+            "broken-overlap-b",
+            "healthy-overlap-c",
+        }
     finally:
         splitter.stop(), prometheus.stop()
 

@@ -25,9 +25,28 @@ def _listening(port: int) -> bool:
 def test_serve_stops_every_process_it_started(served, tmp_path, sig):
     http, grpc, drift = free_port(), free_port(), free_port()
     registry = str(served["root"] / "registry")
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--registry", registry, "--model", "fraud", "--http-port", str(http),
-                             "--grpc-port", str(grpc), "--drift-port", str(drift)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "serve",
+            "--registry",
+            registry,
+            "--model",
+            "fraud",
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--drift-port",
+            str(drift),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:

@@ -44,5 +44,7 @@ def test_a_candidate_that_disagrees_is_stopped(predictor, captured):
 def test_an_unreachable_candidate_counts_errors_and_fails():
     got = replay([{"amount": 1.0}] * 3, f"http://127.0.0.1:{free_port()}", "fraud", timeout=2)
     assert len(got.errors) == 3 and got.answered == []
-    decision, _ = shadow([{"amount": 1.0}] * 100, [0] * 100, [0.1] * 100, f"http://127.0.0.1:{free_port()}", "fraud", POLICY)
+    decision, _ = shadow(
+        [{"amount": 1.0}] * 100, [0] * 100, [0.1] * 100, f"http://127.0.0.1:{free_port()}", "fraud", POLICY
+    )
     assert not decision.passed and any("FAIL candidate error rate 1.0000" in r for r in decision.reasons)

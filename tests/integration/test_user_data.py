@@ -56,7 +56,9 @@ def test_binary_with_no_options_then_an_identical_rerun(datasets, tmp_path):
     [version] = registry.list_versions("breast-cancer")
     meta = registry.describe("breast-cancer", version)
     choice = meta["training"]["threshold"]
-    assert choice["policy"] == "f1" and meta["threshold"] == choice["threshold"] and choice["rows"] > 400  # out-of-fold: train + validation
+    assert (
+        choice["policy"] == "f1" and meta["threshold"] == choice["threshold"] and choice["rows"] > 400
+    )  # out-of-fold: train + validation
 
     again = mlcycle(tmp_path, "run", "--source", str(datasets / "breast_cancer.csv"), "--label", "target")
     assert again.returncode == 0, again.stderr[-3000:]
@@ -67,27 +69,49 @@ def test_binary_with_no_options_then_an_identical_rerun(datasets, tmp_path):
 def test_multiclass_and_categoricals_with_missing_values(datasets, tmp_path):
     iris = mlcycle(tmp_path, "run", "--source", str(datasets / "iris.parquet"), "--label", "species", *FAST)
     assert iris.returncode == 0, iris.stderr[-3000:]
-    wine = mlcycle(tmp_path, "run", "--source", str(datasets / "wine.csv"), "--label", "cultivar", "--threshold-policy", "cost:5", *FAST)
+    wine = mlcycle(
+        tmp_path,
+        "run",
+        "--source",
+        str(datasets / "wine.csv"),
+        "--label",
+        "cultivar",
+        "--threshold-policy",
+        "cost:5",
+        *FAST,
+    )
     assert wine.returncode == 0, wine.stderr[-3000:]
     registry = open_registry(tmp_path / "reg")
     iris_meta = registry.describe("iris", "production")
-    assert iris_meta["contract"]["classes"] == ["setosa", "versicolor", "virginica"] and iris_meta["metrics"]["accuracy"] > 0.8
+    assert (
+        iris_meta["contract"]["classes"] == ["setosa", "versicolor", "virginica"]
+        and iris_meta["metrics"]["accuracy"] > 0.8
+    )
     wine_meta = registry.describe("wine", "production")
     assert wine_meta["training"]["threshold"]["policy"] == "cost:5"
-    run_dir = next(line.split()[-1] for line in wine.stdout.splitlines() if line.startswith("full log: ")).rsplit("/", 1)[0]
+    run_dir = next(line.split()[-1] for line in wine.stdout.splitlines() if line.startswith("full log: ")).rsplit(
+        "/", 1
+    )[0]
     page = open(f"{run_dir}/data-report.html").read()
     assert "alcohol_band" in page and "Missing values per column" in page and "Correlation" in page
 
 
 def test_a_failed_step_prints_its_own_error_and_the_log(datasets, tmp_path):
-    first = mlcycle(tmp_path, "run", "--source", str(datasets / "wine.csv"), "--label", "cultivar", "--families", "logreg", *FAST)
+    first = mlcycle(
+        tmp_path, "run", "--source", str(datasets / "wine.csv"), "--label", "cultivar", "--families", "logreg", *FAST
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     skewed = pd.read_csv(datasets / "wine.csv").assign(alcohol_band="extreme")
     skewed.to_csv(tmp_path / "wine.csv", index=False)
-    failed = mlcycle(tmp_path, "run", "--source", str(tmp_path / "wine.csv"), "--label", "cultivar", "--families", "logreg", *FAST)
+    failed = mlcycle(
+        tmp_path, "run", "--source", str(tmp_path / "wine.csv"), "--label", "cultivar", "--families", "logreg", *FAST
+    )
     assert failed.returncode == 1
     assert "step 'validate-data' failed: ContractViolation: data contract breached" in failed.stderr
-    assert "column 'alcohol_band': rule 'allowed_categories'" in failed.stderr and "Traceback" not in failed.stderr + failed.stdout
+    assert (
+        "column 'alcohol_band': rule 'allowed_categories'" in failed.stderr
+        and "Traceback" not in failed.stderr + failed.stdout
+    )
     log = failed.stderr.split("full log: ")[1].split("\n")[0].strip()
     assert "Traceback" in open(log).read()  # the whole story is in the log
     page = failed.stderr.split("data report: ")[1].strip()  # and the breach per column on the data page
@@ -99,8 +123,19 @@ def test_xgboost_regression_trains_and_serves(datasets, tmp_path):
     from inference.devserve import start_predictor
     from mlcycle.models import ModelBundle
 
-    run = mlcycle(tmp_path, "run", "--source", str(datasets / "diabetes.csv"), "--label", "target", "--families", "xgboost",
-                  "--threshold", "r2=0.0", *FAST)
+    run = mlcycle(
+        tmp_path,
+        "run",
+        "--source",
+        str(datasets / "diabetes.csv"),
+        "--label",
+        "target",
+        "--families",
+        "xgboost",
+        "--threshold",
+        "r2=0.0",
+        *FAST,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     registry = open_registry(tmp_path / "reg")
     meta = registry.describe("diabetes", "production")
@@ -108,13 +143,19 @@ def test_xgboost_regression_trains_and_serves(datasets, tmp_path):
     rows = pd.read_csv(datasets / "diabetes.csv").head(5)
     expected = ModelBundle.load(registry.fetch("diabetes", "production", tmp_path / "local")).score(rows)
     http, grpc = free_port(), free_port()
-    proc = start_predictor(f"{tmp_path / 'reg'}#diabetes@production", "diabetes", http, grpc, tmp_path / "predictor.log")
+    proc = start_predictor(
+        f"{tmp_path / 'reg'}#diabetes@production", "diabetes", http, grpc, tmp_path / "predictor.log"
+    )
     try:
         records = json.loads(rows.drop(columns=["target"]).to_json(orient="records"))
         v1 = requests.post(f"{proc.url}/v1/models/diabetes:predict", json={"instances": records}, timeout=30)
         assert v1.status_code == 200, v1.text
         np.testing.assert_allclose(v1.json()["predictions"], expected, rtol=1e-5)
-        inputs = [{"name": c, "shape": [len(rows)], "datatype": "FP64", "data": rows[c].astype(float).tolist()} for c in rows.columns if c != "target"]
+        inputs = [
+            {"name": c, "shape": [len(rows)], "datatype": "FP64", "data": rows[c].astype(float).tolist()}
+            for c in rows.columns
+            if c != "target"
+        ]
         v2 = requests.post(f"{proc.url}/v2/models/diabetes/infer", json={"inputs": inputs}, timeout=30)
         assert v2.status_code == 200, v2.text
         [out] = [o for o in v2.json()["outputs"] if o["name"] == "value"]

@@ -12,8 +12,16 @@ import pytest
 
 from inference.capture.events import BadEvent, decode
 from inference.capture.service import CaptureService
-from mlcycle.capture import (LABELS, TRAFFIC, CaptureStore, labelled_traffic, parse_part, parse_traffic_source,
-                             read_traffic, utcnow)
+from mlcycle.capture import (
+    LABELS,
+    TRAFFIC,
+    CaptureStore,
+    labelled_traffic,
+    parse_part,
+    parse_traffic_source,
+    read_traffic,
+    utcnow,
+)
 from mlcycle.errors import DataError, StorageUnavailable
 
 pytestmark = pytest.mark.unit
@@ -21,14 +29,25 @@ CE = "org.kubeflow.serving.inference."
 
 
 def event(kind, eid, body, **extra):
-    headers = {"content-type": "application/json", "ce-specversion": "1.0", "ce-id": eid, "ce-source": "test",
-               "ce-type": CE + kind, "ce-endpoint": "default", **extra}
+    headers = {
+        "content-type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": eid,
+        "ce-source": "test",
+        "ce-type": CE + kind,
+        "ce-endpoint": "default",
+        **extra,
+    }
     return headers, json.dumps(body).encode()
 
 
 def v1_response(predictions, version="v1"):
-    return {"predictions": predictions, "probabilities": [[1 - 0.9 * p, 0.9 * p] for p in predictions],
-            "classes": [0, 1], "model_version": version}
+    return {
+        "predictions": predictions,
+        "probabilities": [[1 - 0.9 * p, 0.9 * p] for p in predictions],
+        "classes": [0, 1],
+        "model_version": version,
+    }
 
 
 def call(service, rows, predictions, eid=None, version="v1", response_first=False):
@@ -45,7 +64,7 @@ def row(i=0):
 
 
 def make(tmp_path, **kw):
-    service = CaptureService(CaptureStore(tmp_path / "registry", "fraud"), tmp_path / "state", flush_rows=10 ** 6, **kw)
+    service = CaptureService(CaptureStore(tmp_path / "registry", "fraud"), tmp_path / "state", flush_rows=10**6, **kw)
     service.recover()
     return service
 
@@ -62,14 +81,28 @@ def feedback(service, *labels):
 def test_decodes_v1_v2_requests_and_responses_and_the_forwarded_request_id():
     e = decode(*event("request", "ce1", {"instances": [row()]}, **{"ce-metadata": '{"X-Request-Id": ["client-7"]}'}))
     assert (e.kind, e.event_id, e.request_id, e.rows) == ("request", "ce1", "client-7", [row()])
-    v2 = {"inputs": [{"name": "amount", "shape": [2], "datatype": "FP64", "data": [1.0, 2.0]},
-                     {"name": "channel", "shape": [2, 1], "datatype": "BYTES", "data": [["pos"], ["atm"]]}]}
+    v2 = {
+        "inputs": [
+            {"name": "amount", "shape": [2], "datatype": "FP64", "data": [1.0, 2.0]},
+            {"name": "channel", "shape": [2, 1], "datatype": "BYTES", "data": [["pos"], ["atm"]]},
+        ]
+    }
     expected = [{"amount": 1.0, "channel": "pos"}, {"amount": 2.0, "channel": "atm"}]
     assert decode(*event("request", "ce2", v2)).rows == expected
-    out = {"model_name": "fraud", "model_version": "v9", "outputs": [
-        {"name": "label", "shape": [2], "datatype": "INT64", "data": [0, 1]},
-        {"name": "probabilities", "shape": [2, 2], "datatype": "FP64", "data": [0.8, 0.2, 0.3, 0.7],
-         "parameters": {"classes": "0,1"}}]}
+    out = {
+        "model_name": "fraud",
+        "model_version": "v9",
+        "outputs": [
+            {"name": "label", "shape": [2], "datatype": "INT64", "data": [0, 1]},
+            {
+                "name": "probabilities",
+                "shape": [2, 2],
+                "datatype": "FP64",
+                "data": [0.8, 0.2, 0.3, 0.7],
+                "parameters": {"classes": "0,1"},
+            },
+        ],
+    }
     r = decode(*event("response", "ce2", out))
     assert (r.model_version, r.predictions, r.scores, r.classes) == ("v9", [0, 1], [0.2, 0.7], [0, 1])
     for headers, body, why in [
@@ -122,24 +155,39 @@ def test_unanswered_requests_are_captured_and_lone_responses_counted_as_dropped(
 def test_feedback_refuses_unknown_duplicate_wrong_type_and_wrong_class_labels_with_reasons(tmp_path):
     service = make(tmp_path)
     single, batch = call(service, [row()], [1]), call(service, [row(0), row(1)], [0, 0])
-    status, body = feedback(service, {"request_id": single, "label": 1}, {"request_id": single, "label": 0},
-                            {"request_id": "no-such-id", "label": 1}, {"request_id": batch, "label": 1},
-                            {"request_id": batch, "row": 1, "label": "1"},
-                            {"request_id": batch, "row": 1, "label": True},
-                            {"request_id": batch, "row": 1, "label": 3}, {"request_id": batch, "row": 5, "label": 1},
-                            {"request_id": batch, "row": 0, "label": 1, "extra": 1},
-                            {"request_id": batch, "row": 1, "label": 0})
+    status, body = feedback(
+        service,
+        {"request_id": single, "label": 1},
+        {"request_id": single, "label": 0},
+        {"request_id": "no-such-id", "label": 1},
+        {"request_id": batch, "label": 1},
+        {"request_id": batch, "row": 1, "label": "1"},
+        {"request_id": batch, "row": 1, "label": True},
+        {"request_id": batch, "row": 1, "label": 3},
+        {"request_id": batch, "row": 5, "label": 1},
+        {"request_id": batch, "row": 0, "label": 1, "extra": 1},
+        {"request_id": batch, "row": 1, "label": 0},
+    )
     assert status == 200 and body["accepted"] == 2
     assert [(r["index"], r["reason"]) for r in body["refused"]] == [
-        (1, "duplicate"), (2, "unknown_request_id"), (3, "row_required"), (4, "wrong_type"), (5, "wrong_type"),
-        (6, "unknown_class"), (7, "unknown_row"), (8, "malformed")]
+        (1, "duplicate"),
+        (2, "unknown_request_id"),
+        (3, "row_required"),
+        (4, "wrong_type"),
+        (5, "wrong_type"),
+        (6, "unknown_class"),
+        (7, "unknown_row"),
+        (8, "malformed"),
+    ]
     assert "already labelled" in body["refused"][0]["detail"] and "[0, 1]" in body["refused"][5]["detail"]
     status, body = feedback(service, {"request_id": single, "label": 1})  # a later duplicate alone: 422, nothing stored
     assert status == 422 and body["refused"][0]["reason"] == "duplicate"
     assert run(service.feedback(b"{oops"))[0] == 400
     assert service.refusals["duplicate"] == 2 and service.refusals["malformed"] == 2
     labels = service.store.read(LABELS)
-    assert sorted(zip(labels["request_id"], labels["row"], labels["label"])) == sorted([(single, 0, 1), (batch, 1, 0)])
+    assert sorted(zip(labels["request_id"], labels["row"], labels["label"], strict=False)) == sorted(
+        [(single, 0, 1), (batch, 1, 0)]
+    )
 
 
 def test_online_metrics_per_version_with_the_false_positive_rate(tmp_path):
@@ -269,7 +317,9 @@ def test_labelled_traffic_has_the_contracts_columns_and_label_and_ingest_reads_i
     truth = demo_frame[contract.label].head(30).tolist()
     ids = [call(service, [r], [0], version=version) for r in records]
     run(service.flush())
-    status, body = feedback(service, *({"request_id": i, "label": int(y)} for i, y in zip(ids[:20], truth)))
+    status, body = feedback(
+        service, *({"request_id": i, "label": int(y)} for i, y in zip(ids[:20], truth, strict=False))
+    )
     assert status == 200 and body["accepted"] == 20
     frame = labelled_traffic(str(tmp_path / "registry"), "fraud", days=7)
     assert list(frame.columns) == contract.feature_names + [contract.timestamp, contract.label]
@@ -278,7 +328,10 @@ def test_labelled_traffic_has_the_contracts_columns_and_label_and_ingest_reads_i
     result = ingest(source, tmp_path / "dataset.parquet")
     assert result.rows == 20 and set(result.columns) == set(frame.columns)
     assert parse_traffic_source("traffic://s3://mlcycle-models#fraud-detector?days=1.5") == (
-        "s3://mlcycle-models", "fraud-detector", 1.5)
+        "s3://mlcycle-models",
+        "fraud-detector",
+        1.5,
+    )
     for bad in ("traffic://#fraud", "traffic:///r#m?days=-1", "traffic:///r#m?weeks=1"):
         with pytest.raises(DataError):
             parse_traffic_source(bad)

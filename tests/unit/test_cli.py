@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli.main import _model_name, main as cli
+from cli.main import _model_name
+from cli.main import main as cli
 
 pytestmark = pytest.mark.unit
 
@@ -14,9 +15,16 @@ pytestmark = pytest.mark.unit
 def data(tmp_path):
     rng = np.random.default_rng(0)
     n = 300
-    frame = pd.DataFrame({"age": rng.integers(18, 90, n), "income": rng.normal(50, 10, n).round(2),
-                          "city": rng.choice(["seoul", "busan", "incheon"], n), "churned": rng.integers(0, 2, n),
-                          "price": rng.normal(100, 20, n), "one": 1})
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 90, n),
+            "income": rng.normal(50, 10, n).round(2),
+            "city": rng.choice(["seoul", "busan", "incheon"], n),
+            "churned": rng.integers(0, 2, n),
+            "price": rng.normal(100, 20, n),
+            "one": 1,
+        }
+    )
     frame.to_csv(tmp_path / "customers.csv", index=False)
     return tmp_path
 
@@ -30,10 +38,16 @@ def _run(data, capsys, *args):
 CASES = [
     (["--label", "churn"], "label column 'churn' not found; did you mean 'churned'?"),
     (["--label", "one"], "label column 'one' is constant (only value 1)"),
-    (["--label", "city", "--task", "regression"], "label column 'city' is categorical (dtype object, e.g. 'incheon') but the task is regression"),
+    (
+        ["--label", "city", "--task", "regression"],
+        "label column 'city' is categorical (dtype object, e.g. 'incheon') but the task is regression",
+    ),
     (["--label", "churned", "--families", "xgboost,forest"], "unknown or no model families ['forest']"),
     (["--label", "churned", "--primary-metric", "auc"], "unknown metric 'auc'"),
-    (["--label", "price", "--threshold", "roc_auc=0.8"], "threshold on 'roc_auc' is a classification metric; regression has: rmse, mae, r2"),
+    (
+        ["--label", "price", "--threshold", "roc_auc=0.8"],
+        "threshold on 'roc_auc' is a classification metric; regression has: rmse, mae, r2",
+    ),
     (["--label", "churned", "--threshold", "roc_auc"], "expected METRIC=VALUE"),
     (["--label", "churned", "--threshold-policy", "precision:2"], "the target precision must be in (0, 1]"),
     (["--label", "churned", "--segment-column", "region"], "--segment-column 'region' is not a column"),
@@ -72,19 +86,24 @@ def test_task_inference_is_said(data, capsys, monkeypatch):
     import cli.main as cli_module
 
     seen = {}
-    monkeypatch.setattr("pipelines.local.run_local", lambda registry, root, progress=None, **params: seen.update(params) or (_ for _ in ()).throw(SystemExit(0)))
+    monkeypatch.setattr(
+        "pipelines.local.run_local",
+        lambda registry, root, progress=None, **params: seen.update(params) or (_ for _ in ()).throw(SystemExit(0)),
+    )
     with pytest.raises(SystemExit):
-        cli_module.main(["run", "--source", str(data / "customers.csv"), "--label", "price", "--registry", str(data / "reg")])
+        cli_module.main(
+            ["run", "--source", str(data / "customers.csv"), "--label", "price", "--registry", str(data / "reg")]
+        )
     out = capsys.readouterr().out
     assert "task: regression (inferred from label 'price': numeric with non-integer values; --task to override)" in out
     assert seen["task"] == "regression" and seen["segment_column"] == "" and seen["model_name"] == "customers"
-    assert "gate: primary metric rmse, thresholds {\"r2\": 0.1}" in out
+    assert 'gate: primary metric rmse, thresholds {"r2": 0.1}' in out
 
 
 @pytest.mark.parametrize("action", [["promote", "m", "v1"], ["rollback", "m"]])
 def test_promote_and_rollback_by_hand_need_a_reason(tmp_path, capsys, action):
     assert cli(["models", *action, "--registry", str(tmp_path)]) == 2
-    assert "--why \"reason\" is required" in capsys.readouterr().err
+    assert '--why "reason" is required' in capsys.readouterr().err
 
 
 def test_model_names_from_file_names():
@@ -95,13 +114,56 @@ def test_model_names_from_file_names():
 def test_submit_refuses_what_a_cluster_cannot_run(tmp_path, capsys):
     assert cli(["submit", "--host", "http://127.0.0.1:9", "--source", "s3://b/d.csv", "--label", "y"]) == 1
     assert "needs --registry s3://BUCKET" in capsys.readouterr().err
-    assert cli(["submit", "--host", "http://127.0.0.1:9", "--registry", "s3://b", "--source", str(tmp_path / "d.csv"), "--label", "y"]) == 1
+    assert (
+        cli(
+            [
+                "submit",
+                "--host",
+                "http://127.0.0.1:9",
+                "--registry",
+                "s3://b",
+                "--source",
+                str(tmp_path / "d.csv"),
+                "--label",
+                "y",
+            ]
+        )
+        == 1
+    )
     assert "cannot read the local file" in capsys.readouterr().err
-    assert cli(["submit", "--host", "http://127.0.0.1:9", "--registry", "s3://b", "--source", "s3://b/d.csv", "--label", "y",
-                "--threshold", "rmse=3"]) == 1
+    assert (
+        cli(
+            [
+                "submit",
+                "--host",
+                "http://127.0.0.1:9",
+                "--registry",
+                "s3://b",
+                "--source",
+                "s3://b/d.csv",
+                "--label",
+                "y",
+                "--threshold",
+                "rmse=3",
+            ]
+        )
+        == 1
+    )
     assert "threshold on 'rmse' is a regression metric" in capsys.readouterr().err
 
 
 def test_submit_to_an_unreachable_host_says_so(capsys):
-    code = cli(["submit", "--host", "http://127.0.0.1:9", "--registry", "s3://mlcycle-models", "--source", "s3://b/d.csv", "--label", "y"])
+    code = cli(
+        [
+            "submit",
+            "--host",
+            "http://127.0.0.1:9",
+            "--registry",
+            "s3://mlcycle-models",
+            "--source",
+            "s3://b/d.csv",
+            "--label",
+            "y",
+        ]
+    )
     assert code == 1 and "could not submit to http://127.0.0.1:9" in capsys.readouterr().err

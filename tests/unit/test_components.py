@@ -29,37 +29,105 @@ def test_shims_chain_end_to_end(tmp_path):
     assert len(fp) == 64 and data.metadata["rows"] == 3000
 
     contract, report, page = a(Artifact, "contract"), a(Markdown, "report"), a(HTML, "exploration")
-    validate_data.python_func(dataset=data, label="is_fraud", task="classification", timestamp_column="timestamp",
-                              registry_uri=reg, model_name="fraud", max_categories=1000, contract=contract, report=report, exploration=page)
+    validate_data.python_func(
+        dataset=data,
+        label="is_fraud",
+        task="classification",
+        timestamp_column="timestamp",
+        registry_uri=reg,
+        model_name="fraud",
+        max_categories=1000,
+        contract=contract,
+        report=report,
+        exploration=page,
+    )
     assert json.loads(open(contract.path).read())["label"] == "is_fraud"
     assert "Columns and contract verdict" in open(page.path).read()
 
     tr, va, te = a(Dataset, "train"), a(Dataset, "val"), a(Dataset, "test")
-    split.python_func(dataset=data, contract=contract, val_fraction=0.2, test_fraction=0.2, seed=5, timestamp_column="", train=tr, validation=va, test=te)
+    split.python_func(
+        dataset=data,
+        contract=contract,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        seed=5,
+        timestamp_column="",
+        train=tr,
+        validation=va,
+        test=te,
+    )
 
     model, board = a(Model, "model"), a(Metrics, "board")
-    family = train.python_func(train=tr, validation=va, contract=contract, families=["baseline", "logreg"], seed=5, primary_metric="",
-                               model=model, leaderboard=board)
+    family = train.python_func(
+        train=tr,
+        validation=va,
+        contract=contract,
+        families=["baseline", "logreg"],
+        seed=5,
+        primary_metric="",
+        model=model,
+        leaderboard=board,
+    )
     assert family == "logreg" and board.metadata["baseline_roc_auc"] == 0.5
 
     tuned, trials, trial_log = a(Model, "tuned"), a(Metrics, "trials"), a(Artifact, "trial_log")
-    tune.python_func(train=tr, validation=va, contract=contract, trained_model=model, family=family, n_trials=2, cv_folds=2, seed=5,
-                     primary_metric="", threshold_policy="recall:0.5", model=tuned, trials=trials, trial_log=trial_log)
+    tune.python_func(
+        train=tr,
+        validation=va,
+        contract=contract,
+        trained_model=model,
+        family=family,
+        n_trials=2,
+        cv_folds=2,
+        seed=5,
+        primary_metric="",
+        threshold_policy="recall:0.5",
+        model=tuned,
+        trials=trials,
+        trial_log=trial_log,
+    )
     assert len(open(trial_log.path).read().splitlines()) == 2
     bundle = json.loads(open(f"{tuned.path}/bundle.json").read())
-    assert bundle["training"]["threshold"]["policy"] == "recall:0.5" and bundle["training"]["threshold"]["recall"] >= 0.5
-    assert bundle["threshold"] == bundle["training"]["threshold"]["threshold"] == pytest.approx(trials.metadata["decision_threshold"], abs=1e-6)
+    assert (
+        bundle["training"]["threshold"]["policy"] == "recall:0.5" and bundle["training"]["threshold"]["recall"] >= 0.5
+    )
+    assert (
+        bundle["threshold"]
+        == bundle["training"]["threshold"]["threshold"]
+        == pytest.approx(trials.metadata["decision_threshold"], abs=1e-6)
+    )
 
     metrics, cm, html, ev = a(Metrics, "metrics"), a(ClassificationMetrics, "cm"), a(HTML, "html"), a(Artifact, "ev")
-    evaluate.python_func(model=tuned, test=te, contract=contract, segment_column="channel", seed=5, primary_metric="", metrics=metrics,
-                         classification_metrics=cm, report=html, evaluation=ev)
+    evaluate.python_func(
+        model=tuned,
+        test=te,
+        contract=contract,
+        segment_column="channel",
+        seed=5,
+        primary_metric="",
+        metrics=metrics,
+        classification_metrics=cm,
+        report=html,
+        evaluation=ev,
+    )
     assert metrics.metadata["roc_auc"] > 0.75
     assert len(cm.metadata["confusionMatrix"]["rows"]) == 2 and len(cm.metadata["confidenceMetrics"]) > 10
 
     decision, comparison = a(Artifact, "decision"), a(HTML, "comparison")
-    passed = gate.python_func(model=tuned, test=te, evaluation=ev, label="is_fraud", registry_uri=reg, model_name="fraud",
-                              primary_metric="roc_auc", thresholds={"roc_auc": 0.7}, min_improvement=0.0, confidence=0.0, decision=decision,
-                              comparison=comparison)
+    passed = gate.python_func(
+        model=tuned,
+        test=te,
+        evaluation=ev,
+        label="is_fraud",
+        registry_uri=reg,
+        model_name="fraud",
+        primary_metric="roc_auc",
+        thresholds={"roc_auc": 0.7},
+        min_improvement=0.0,
+        confidence=0.0,
+        decision=decision,
+        comparison=comparison,
+    )
     assert passed is True and decision.metadata["passed"] is True
     assert "Gate: PASSED" in open(comparison.path).read()
 
@@ -68,9 +136,22 @@ def test_shims_chain_end_to_end(tmp_path):
     assert detector.metadata["reference_rows"] == 1800
 
     out = a(Model, "registered")
-    version = register.python_func(model=tuned, contract=contract, train=tr, test=te, evaluation=ev, decision=decision,
-                                   report=html,
-                                   drift_detector=detector, registry_uri=reg, model_name="fraud", dataset_fingerprint=fp, run_id="r1", auto_promote=True, registered=out)
+    version = register.python_func(
+        model=tuned,
+        contract=contract,
+        train=tr,
+        test=te,
+        evaluation=ev,
+        decision=decision,
+        report=html,
+        drift_detector=detector,
+        registry_uri=reg,
+        model_name="fraud",
+        dataset_fingerprint=fp,
+        run_id="r1",
+        auto_promote=True,
+        registered=out,
+    )
     registry = open_registry(reg)
     assert registry.resolve("fraud", "production") == version == out.metadata["version"]
     files = registry.describe("fraud", version)["files"]
@@ -81,8 +162,13 @@ def test_shims_chain_end_to_end(tmp_path):
 
     local = registry.fetch("fraud", version, tmp_path / "fetched")
     stored = pd.read_parquet(local / "reference.parquet")
-    pd.testing.assert_frame_equal(stored, reference_sample(pd.read_parquet(tr.path), DataContract.model_validate_json(open(contract.path).read()),
-                                                           seed=5).reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        stored,
+        reference_sample(
+            pd.read_parquet(tr.path), DataContract.model_validate_json(open(contract.path).read()), seed=5
+        ).reset_index(drop=True),
+        check_dtype=False,
+    )
 
 
 def test_step_executor_loads_no_heavy_library(tmp_path):

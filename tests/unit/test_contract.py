@@ -75,7 +75,9 @@ def test_contract_breach_names_the_problem(demo_frame, contract, mutate, column,
 
 def test_training_serving_skew_fails_validation(demo_frame, contract):
     drifted = demo_frame.assign(merchant_category="crypto")
-    with pytest.raises(ContractViolation, match="column 'merchant_category': rule 'allowed_categories' observed 100.00% unseen"):
+    with pytest.raises(
+        ContractViolation, match="column 'merchant_category': rule 'allowed_categories' observed 100.00% unseen"
+    ):
         validate(drifted, "is_fraud", timestamp="timestamp", reference=contract, reference_version="v1")
 
 

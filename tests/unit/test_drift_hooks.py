@@ -67,7 +67,7 @@ def test_a_local_retraining_command_that_succeeds_is_not_counted():
     assert _failures(service) == 0.0 and len(service.status()["retrain"]) == 1
 
 
-def test_a_kfp_submission_that_fails_in_the_background_is_counted(monkeypatch):
+def test_a_kfp_submission_that_fails_in_the_background_is_counted(monkeypatch, tmp_path):
     import kfp
 
     class Unreachable:
@@ -75,9 +75,40 @@ def test_a_kfp_submission_that_fails_in_the_background_is_counted(monkeypatch):
             raise ConnectionError(f"cannot reach {host}")
 
     monkeypatch.setattr(kfp, "Client", Unreachable)
-    service = _service(KfpHook("http://kfp.invalid:8888", "/nonexistent/pipeline.yaml"))
+    package = tmp_path / "pipeline.yaml"
+    package.write_text("compiled pipeline")
+    service = _service(KfpHook("http://kfp.invalid:8888", str(package)))
     _drifted_window(service)
-    assert service.status()["retrain"][0]["result"].startswith("submitting KFP run of /nonexistent/pipeline.yaml")
+    assert service.status()["retrain"][0]["result"].startswith(f"submitting KFP run of {package}")
     assert _wait_for(lambda: _failures(service) == 1.0)
     assert service.status()["retrain"][1]["result"] == (
-        "retrain failed: KFP retraining submission failed: cannot reach http://kfp.invalid:8888")
+        "retrain failed: KFP retraining submission failed: cannot reach http://kfp.invalid:8888"
+    )
+
+
+def test_the_kfp_hook_refuses_a_missing_package_and_sends_real_parameters(contract):
+    from inference.drift_detector.hooks import retrain_params
+    from mlcycle.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no compiled pipeline at /nonexistent.yaml"):
+        KfpHook("http://kfp:8888", "/nonexistent.yaml")
+    params = retrain_params(contract, "fraud", "s3://mlcycle-models", 3, {"namespace": "prod"})
+    assert params == {
+        "source": "traffic://s3://mlcycle-models#fraud?days=3",
+        "label": "is_fraud",
+        "task": "classification",
+        "timestamp_column": contract.timestamp or "",
+        "registry_uri": "s3://mlcycle-models",
+        "model_name": "fraud",
+        "deploy": True,
+        "auto_promote": False,
+        "trigger": "drift",
+        "namespace": "prod",
+    }
+    import inspect
+
+    from pipelines.training import training_pipeline
+
+    assert set(params) - {"namespace"} <= set(inspect.signature(training_pipeline.pipeline_func).parameters)
+    with pytest.raises(ConfigError, match="s3:// registry"):
+        retrain_params(contract, "fraud", "/local/registry")

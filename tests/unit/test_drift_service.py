@@ -13,8 +13,13 @@ from mlcycle import drift as stats
 from mlcycle.data import make_demo_dataset
 
 pytestmark = pytest.mark.unit
-HEADERS = {"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "1", "ce-source": "test",
-           "ce-type": "org.kubeflow.serving.inference.request"}
+HEADERS = {
+    "content-type": "application/json",
+    "ce-specversion": "1.0",
+    "ce-id": "1",
+    "ce-source": "test",
+    "ce-type": "org.kubeflow.serving.inference.request",
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +33,17 @@ def records(n, seed, contract):
 
 
 def v2(recs):
-    return {"inputs": [{"name": k, "shape": [len(recs)], "datatype": "BYTES" if isinstance(recs[0][k], str) else "FP64",
-                        "data": [r[k] for r in recs]} for k in recs[0]]}
+    return {
+        "inputs": [
+            {
+                "name": k,
+                "shape": [len(recs)],
+                "datatype": "BYTES" if isinstance(recs[0][k], str) else "FP64",
+                "data": [r[k] for r in recs],
+            }
+            for k in recs[0]
+        ]
+    }
 
 
 def run(coro):
@@ -114,5 +128,7 @@ def test_above_the_queue_limit_events_are_shed_and_counted(detector, contract):
 
     service, codes = run(scenario())
     assert codes == [200, 200, 200, 503, 503]
-    assert service.counts["dropped"] == 2 and service.metrics.registry.get_sample_value(
-        "mlcycle_drift_events_dropped_total") == 2
+    assert (
+        service.counts["dropped"] == 2
+        and service.metrics.registry.get_sample_value("mlcycle_drift_events_dropped_total") == 2
+    )

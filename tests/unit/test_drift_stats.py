@@ -65,8 +65,10 @@ def test_missing_values_are_encoded_with_the_models_imputer(model_dirs, splits, 
         bundle = ModelBundle.load(model_dirs[family])
         imputer = bundle.preprocessor.named_transformers_["num"].named_steps["impute"]
         numeric = list(bundle.preprocessor.transformers_[0][2])
-        assert detector.encoder.fill == dict(zip(numeric, map(float, imputer.statistics_)))
-        assert detector.encoder.fill == dict(zip(numeric, map(float, compile_preprocessor(bundle.preprocessor).fill)))
+        assert detector.encoder.fill == dict(zip(numeric, map(float, imputer.statistics_), strict=False))
+        assert detector.encoder.fill == dict(
+            zip(numeric, map(float, compile_preprocessor(bundle.preprocessor).fill), strict=False)
+        )
     window = test[contract.feature_names].head(5).reset_index(drop=True)
     window["distance_from_home_km"] = np.nan
     x = detector.encoder.encode(window)
@@ -78,8 +80,10 @@ def test_missing_and_unseen_categories_have_buckets_of_their_own(reference, cont
     encoder = stats.build(reference, contract, "scipy").encoder
     spec = contract.column("channel")
     j = contract.feature_names.index("channel")
-    columns = {s.name: reference[s.name].head(4).to_numpy(dtype=np.float64 if s.kind == "numeric" else object)
-               for s in contract.features}
+    columns = {
+        s.name: reference[s.name].head(4).to_numpy(dtype=np.float64 if s.kind == "numeric" else object)
+        for s in contract.features
+    }
     columns["channel"] = np.array([spec.categories[2], None, np.nan, "hologram"], dtype=object)
     x = encoder.encode_columns(columns, 4)
     k = len(spec.categories)

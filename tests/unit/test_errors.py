@@ -21,9 +21,14 @@ def _sources(packages=RUNTIME):
 
 
 def test_no_bare_root_is_raised():
-    bare = [f"{rel}:{node.lineno}" for rel, tree in _sources(RUNTIME + ("devtools",)) for node in ast.walk(tree)
-            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
-            and getattr(node.exc.func, "id", None) == "MlcycleError"]
+    bare = [
+        f"{rel}:{node.lineno}"
+        for rel, tree in _sources(RUNTIME + ("devtools",))
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Raise)
+        and isinstance(node.exc, ast.Call)
+        and getattr(node.exc.func, "id", None) == "MlcycleError"
+    ]
     assert bare == []
 
 
@@ -55,7 +60,13 @@ def test_the_store_says_object_the_registry_says_version(tmp_path):
 
 def test_the_s3_store_uses_only_the_sdks_public_api():
     tree = ast.parse((ROOT / "mlcycle" / "registry" / "s3.py").read_text())
-    private = [f"{node.lineno}: {ast.unparse(node)}" for node in ast.walk(tree)
-               if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
-               and isinstance(node.value, ast.Attribute) and node.value.attr == "client"]
+    private = [
+        f"{node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "client"
+    ]
     assert private == []

@@ -53,7 +53,7 @@ def test_replay_equals_sklearn_on_missing_none_and_unseen_values(family, model_d
     fast = compile_preprocessor(bundle.preprocessor)
     unseen = frame.index[frame["channel"] == "never-seen-in-training"][0]
     offset = len(fast.numeric) + sum(len(c) for c in fast.categories[: fast.categorical.index("channel")])
-    assert expected[unseen, offset: offset + len(fast.categories[fast.categorical.index("channel")])].sum() == 0
+    assert expected[unseen, offset : offset + len(fast.categories[fast.categorical.index("channel")])].sum() == 0
     # and the model scores the replayed matrix exactly as it scores the DataFrame
     x = fast.transform(columns_of(frame, fast), len(frame))
     np.testing.assert_allclose(bundle.score_matrix(x), bundle.score(frame), rtol=0, atol=1e-9)

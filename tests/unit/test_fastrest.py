@@ -37,31 +37,48 @@ def test_regression_response_json_is_byte_identical_to_kserves(contract):
 
 
 def test_a_plain_v2_body_becomes_the_request_kserve_would_build():
-    body = {"id": "r1", "inputs": [{"name": "amount", "shape": [2], "datatype": "FP64", "data": [1.5, 2]},
-                                   {"name": "channel", "shape": [2, 1], "datatype": "BYTES", "data": ["pos", None]}]}
+    body = {
+        "id": "r1",
+        "inputs": [
+            {"name": "amount", "shape": [2], "datatype": "FP64", "data": [1.5, 2]},
+            {"name": "channel", "shape": [2, 1], "datatype": "BYTES", "data": ["pos", None]},
+        ],
+    }
     ours = _parse(orjson.dumps(body), True, "fraud")
     theirs = InferRequest.from_inference_request(InferenceRequest.model_validate(body), "fraud")
     assert ours.id == theirs.id and ours.model_name == theirs.model_name
-    for a, b in zip(ours.inputs, theirs.inputs):
+    for a, b in zip(ours.inputs, theirs.inputs, strict=False):
         assert (a.name, a.shape, a.datatype, a.data) == (b.name, b.shape, b.datatype, b.data)
 
 
-@pytest.mark.parametrize("body", [
-    b"not json", b"[1, 2]", b'{"inputs": "x"}', b'{"inputs": [], "outputs": [{"name": "label"}]}',
-    b'{"inputs": [], "parameters": {"a": 1}}', b'{"id": 5, "inputs": []}',
-    b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": [true]}]}',
-    b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": ["1.5"], "parameters": {}}]}',
-    b'{"inputs": [{"name": "a", "shape": ["1"], "datatype": "FP64", "data": [1.5]}]}',
-    b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": [[1.5]]}]}',
-    b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": [1, "x"]}]}',
-    b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP16", "data": [1.0]}]}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"inputs": "x"}',
+        b'{"inputs": [], "outputs": [{"name": "label"}]}',
+        b'{"inputs": [], "parameters": {"a": 1}}',
+        b'{"id": 5, "inputs": []}',
+        b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": [true]}]}',
+        b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": ["1.5"], "parameters": {}}]}',
+        b'{"inputs": [{"name": "a", "shape": ["1"], "datatype": "FP64", "data": [1.5]}]}',
+        b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": [[1.5]]}]}',
+        b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": [1, "x"]}]}',
+        b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP16", "data": [1.0]}]}',
+    ],
+)
 def test_anything_but_the_plain_case_goes_to_kserves_own_path(body):
     assert _parse(body, True, "fraud") is None
 
 
-V1_FOR_KSERVE = [b"[]", b'{"instances": {"a": 1}}', b'{"rows": []}', b'{"instances": [], "inputs": []}',
-                 b'{"specversion": "1.0", "instances": [], "data": {}}']
+V1_FOR_KSERVE = [
+    b"[]",
+    b'{"instances": {"a": 1}}',
+    b'{"rows": []}',
+    b'{"instances": [], "inputs": []}',
+    b'{"specversion": "1.0", "instances": [], "data": {}}',
+]
 
 
 @pytest.mark.parametrize("body", V1_FOR_KSERVE)

@@ -16,10 +16,34 @@ POLICY = GatePolicy("roc_auc", {"roc_auc": 0.75, "log_loss": 0.2}, min_improveme
         ({"roc_auc": 0.80, "log_loss": 0.3}, None, POLICY, False, "FAIL log_loss=0.3000 > maximum 0.2"),
         ({"roc_auc": 0.80}, None, POLICY, False, "FAIL log_loss: not computed"),
         ({"roc_auc": 0.80, "log_loss": 0.1}, {"roc_auc": 0.79}, POLICY, True, "gain +0.0100"),
-        ({"roc_auc": 0.80, "log_loss": 0.1}, {"roc_auc": 0.80}, POLICY, True, "gain +0.0000, required >= +0.0000"),  # >=, not >
-        ({"roc_auc": 0.80, "log_loss": 0.1}, {"roc_auc": 0.81}, POLICY, False, "FAIL roc_auc: challenger 0.8000 vs champion"),
-        ({"roc_auc": 0.80, "log_loss": 0.1}, {"roc_auc": 0.805}, GatePolicy("roc_auc", {}, -0.01), True, "required >= -0.0100"),
-        ({"roc_auc": 0.80, "log_loss": 0.1}, {"roc_auc": 0.78}, GatePolicy("roc_auc", {}, 0.05), False, "required >= +0.0500"),
+        (
+            {"roc_auc": 0.80, "log_loss": 0.1},
+            {"roc_auc": 0.80},
+            POLICY,
+            True,
+            "gain +0.0000, required >= +0.0000",
+        ),  # >=, not >
+        (
+            {"roc_auc": 0.80, "log_loss": 0.1},
+            {"roc_auc": 0.81},
+            POLICY,
+            False,
+            "FAIL roc_auc: challenger 0.8000 vs champion",
+        ),
+        (
+            {"roc_auc": 0.80, "log_loss": 0.1},
+            {"roc_auc": 0.805},
+            GatePolicy("roc_auc", {}, -0.01),
+            True,
+            "required >= -0.0100",
+        ),
+        (
+            {"roc_auc": 0.80, "log_loss": 0.1},
+            {"roc_auc": 0.78},
+            GatePolicy("roc_auc", {}, 0.05),
+            False,
+            "required >= +0.0500",
+        ),
         ({"rmse": 1.0}, {"rmse": 1.2}, GatePolicy("rmse", {"rmse": 2.0}), True, "gain +0.2000"),  # lower is better
         ({"rmse": 1.3}, {"rmse": 1.2}, GatePolicy("rmse", {"rmse": 2.0}), False, "gain -0.1000"),
     ],
@@ -44,7 +68,18 @@ def test_gate_scores_the_production_model_on_the_same_test_set(tmp_path, model_d
     registry = open_registry(tmp_path / "reg")
     champion_metrics = score_bundle(ModelBundle.load(model_dirs["logreg"]), test, "is_fraud")
     passed = {"passed": True, "reasons": ["first"]}
-    first = register(model_dirs["logreg"], contract, train, {"metrics": champion_metrics}, passed, registry, "fraud", "f" * 64, "run-1", auto_promote=True)
+    first = register(
+        model_dirs["logreg"],
+        contract,
+        train,
+        {"metrics": champion_metrics},
+        passed,
+        registry,
+        "fraud",
+        "f" * 64,
+        "run-1",
+        auto_promote=True,
+    )
     challenger = score_bundle(ModelBundle.load(model_dirs["baseline"]), test, "is_fraud")
     decision = gate(model_dirs["baseline"], test, "is_fraud", challenger, GatePolicy("roc_auc"), registry, "fraud")
     assert decision.champion_version == first.version
@@ -69,7 +104,9 @@ def test_paired_bootstrap_interval_covers_the_gain_and_orders_the_models():
 
     y, good, noisy = _synthetic()
     ci = paired_bootstrap("roc_auc", "classification", y, good, noisy, [0, 1], resamples=300)
-    gain = metric_value("roc_auc", "classification", y, good, [0, 1]) - metric_value("roc_auc", "classification", y, noisy, [0, 1])
+    gain = metric_value("roc_auc", "classification", y, good, [0, 1]) - metric_value(
+        "roc_auc", "classification", y, noisy, [0, 1]
+    )
     assert ci["gain"] == pytest.approx(gain, abs=1e-6)
     assert 0 < ci["low"] < gain < ci["high"]  # clearly better: the whole interval is above 0
     same = paired_bootstrap("roc_auc", "classification", y, good, good, [0, 1], resamples=100)
@@ -80,14 +117,19 @@ def test_paired_bootstrap_interval_covers_the_gain_and_orders_the_models():
     assert rmse["low"] > 0  # lower rmse is better: the gain is oriented by the metric's direction
 
 
-@pytest.mark.parametrize("low, confidence, passed, fragment", [
-    (0.004, 0.95, True, "ok   roc_auc: 95% interval of the gain [+0.0040"),
-    (-0.002, 0.95, False, "FAIL roc_auc: 95% interval of the gain [-0.0020"),
-    (-0.002, 0.0, True, "info roc_auc: 95% interval"),  # reported, not required
-])
+@pytest.mark.parametrize(
+    "low, confidence, passed, fragment",
+    [
+        (0.004, 0.95, True, "ok   roc_auc: 95% interval of the gain [+0.0040"),
+        (-0.002, 0.95, False, "FAIL roc_auc: 95% interval of the gain [-0.0020"),
+        (-0.002, 0.0, True, "info roc_auc: 95% interval"),  # reported, not required
+    ],
+)
 def test_the_gate_can_require_the_intervals_lower_bound(low, confidence, passed, fragment):
     ci = {"metric": "roc_auc", "gain": 0.01, "low": low, "high": 0.02, "confidence": 0.95, "resamples": 1000}
-    decision = decide({"roc_auc": 0.81}, {"roc_auc": 0.80}, GatePolicy("roc_auc", {}, 0.0, confidence), "v1", bootstrap=ci)
+    decision = decide(
+        {"roc_auc": 0.81}, {"roc_auc": 0.80}, GatePolicy("roc_auc", {}, 0.0, confidence), "v1", bootstrap=ci
+    )
     assert decision.passed is passed
     assert any(r.startswith(fragment) for r in decision.reasons), decision.reasons
     assert decision.bootstrap == ci
@@ -105,9 +147,21 @@ def test_gate_reports_the_interval_against_the_real_champion(tmp_path, model_dir
 
     train, _, test = splits
     registry = open_registry(tmp_path / "reg")
-    register(model_dirs["baseline"], contract, train, {"metrics": {}}, {"passed": True, "reasons": []}, registry, "fraud",
-             "f" * 64, "run-1", auto_promote=True)
+    register(
+        model_dirs["baseline"],
+        contract,
+        train,
+        {"metrics": {}},
+        {"passed": True, "reasons": []},
+        registry,
+        "fraud",
+        "f" * 64,
+        "run-1",
+        auto_promote=True,
+    )
     challenger = score_bundle(ModelBundle.load(model_dirs["xgboost"]), test, "is_fraud")
-    decision = gate(model_dirs["xgboost"], test, "is_fraud", challenger, GatePolicy("roc_auc", {}, 0.0, 0.95), registry, "fraud")
+    decision = gate(
+        model_dirs["xgboost"], test, "is_fraud", challenger, GatePolicy("roc_auc", {}, 0.0, 0.95), registry, "fraud"
+    )
     assert decision.bootstrap["low"] > 0.1  # XGBoost over a constant model: far beyond the test set's noise
     assert decision.passed

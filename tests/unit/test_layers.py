@@ -67,15 +67,33 @@ def test_every_runtime_module_imports_downward_only():
 def test_the_checker_sees_upward_sideways_and_lazy_imports():
     assert violations("mlcycle.cli", "from pipelines.local import run_local") == ["mlcycle.cli imports pipelines.local"]
     lazy = "def f():\n    from inference.rollout.kserve import KServeAdapter\n"
-    assert violations("components.deploy_canary.logic", lazy) == ["components.deploy_canary.logic imports inference.rollout.kserve"]
+    assert violations("components.deploy_canary.logic", lazy) == [
+        "components.deploy_canary.logic imports inference.rollout.kserve"
+    ]
     assert violations("components.tune.logic", "from components.train.logic import fit_bundle") == [
-        "components.tune.logic imports components.train.logic (another step)"]
+        "components.tune.logic imports components.train.logic (another step)"
+    ]
     assert violations("mlcycle.registry.s3", "import devtools.minio") == ["mlcycle.registry.s3 imports devtools.minio"]
     assert violations("inference.predictor.model", "from components.register.logic import register") != []
-    assert violations("components.gate.component", "from components.image import PIPELINE_IMAGE\nfrom components.gate.logic import gate") == []
-    assert violations("pipelines.training", "from components.train.component import train\nfrom mlcycle import defaults") == []
+    assert (
+        violations(
+            "components.gate.component",
+            "from components.image import PIPELINE_IMAGE\nfrom components.gate.logic import gate",
+        )
+        == []
+    )
+    assert (
+        violations("pipelines.training", "from components.train.component import train\nfrom mlcycle import defaults")
+        == []
+    )
 
 
 def test_the_walk_covers_every_layer():
     modules = {m for m, _ in runtime_modules()}
-    assert {"mlcycle.models", "components.train.logic", "inference.predictor.model", "pipelines.training", "cli.main"} <= modules
+    assert {
+        "mlcycle.models",
+        "components.train.logic",
+        "inference.predictor.model",
+        "pipelines.training",
+        "cli.main",
+    } <= modules

@@ -69,3 +69,18 @@ def test_every_test_file_carries_its_tiers_marker():
     for path in (ROOT / "tests").glob("*/test_*.py"):
         marks = re.findall(r"^pytestmark = pytest\.mark\.(\w+)$", path.read_text(), re.M)
         assert marks == [path.parent.name], f"{path.relative_to(ROOT)}: marked {marks}, lives in {path.parent.name}/"
+
+
+def test_the_drift_image_carries_the_pipeline_its_kfp_hook_submits():
+    import re
+
+    stage = (ROOT / "Dockerfile").read_text().split("FROM base AS drift", 1)[1].split("\nFROM ", 1)[0]
+    assert re.search(r"python -m pipelines\.compile --out /app/pipelines", stage)
+    main = (ROOT / "inference" / "drift_detector" / "__main__.py").read_text()
+    assert '"/app/pipelines/mlcycle-training.yaml"' in main  # the hook's default package is what the stage writes
+    import tempfile
+
+    from pipelines.compile import compile_all
+
+    with tempfile.TemporaryDirectory() as tmp:
+        assert "mlcycle-training.yaml" in {p.name for p in compile_all(Path(tmp))}

@@ -2,10 +2,22 @@ from dataclasses import replace
 
 import pytest
 
-from mlcycle.rollout.policy import IDLE, PROGRESSING, PROMOTED, ROLLED_BACK, MetricCheck, Observation, Policy, State, decide
+from mlcycle.rollout.policy import (
+    IDLE,
+    PROGRESSING,
+    PROMOTED,
+    ROLLED_BACK,
+    MetricCheck,
+    Observation,
+    Policy,
+    State,
+    decide,
+)
 
 pytestmark = pytest.mark.unit
-P = Policy(interval_s=10, threshold=3, step_weight=20, max_weight=60, min_requests=50, max_metric_errors=2, ready_timeout_s=100)
+P = Policy(
+    interval_s=10, threshold=3, step_weight=20, max_weight=60, min_requests=50, max_metric_errors=2, ready_timeout_s=100
+)
 GOOD = {"error_rate": 0.001, "p99_latency_ms": 20.0}
 BAD_ERR = {"error_rate": 0.2, "p99_latency_ms": 20.0}
 RUN = State(stable="v1", canary="v2", phase=PROGRESSING, weight=20, started_at=0.0)
@@ -32,8 +44,20 @@ def obs(**kw):
         (RUN, obs(metrics=BAD_ERR), "wait", 20, "failed check 1/3: error_rate=0.2 > max 0.01"),
         (replace(RUN, failed_checks=2), obs(metrics=BAD_ERR), "rollback", 0, "3 failed checks"),
         (RUN, obs(metrics={"error_rate": 0.0}), "wait", 20, "p99_latency_ms: no value"),
-        (RUN, obs(metrics=None, error="connection refused"), "wait", 20, "metrics unavailable (connection refused); 1/2"),
-        (replace(RUN, metric_errors=1), obs(metrics=None, error="timeout"), "rollback", 0, "never promoting on missing evidence"),
+        (
+            RUN,
+            obs(metrics=None, error="connection refused"),
+            "wait",
+            20,
+            "metrics unavailable (connection refused); 1/2",
+        ),
+        (
+            replace(RUN, metric_errors=1),
+            obs(metrics=None, error="timeout"),
+            "rollback",
+            0,
+            "never promoting on missing evidence",
+        ),
         (replace(RUN, weight=60, metric_errors=1), obs(metrics=None), "rollback", 0, "aborting"),  # even at max weight
         (replace(RUN, phase=PROMOTED, weight=100), obs(), "wait", 100, "already promoted"),
         (replace(RUN, phase=ROLLED_BACK, weight=0), obs(), "wait", 0, "already rolled_back"),
@@ -57,7 +81,9 @@ def test_metric_errors_reset_after_a_good_observation():
 
 def test_min_bound_checks():
     policy = replace(P, metrics=(MetricCheck("online_accuracy", min=0.9),))
-    assert decide(RUN, obs(metrics={"online_accuracy": 0.8}), policy).reason.startswith("failed check 1/3: online_accuracy=0.8 < min 0.9")
+    assert decide(RUN, obs(metrics={"online_accuracy": 0.8}), policy).reason.startswith(
+        "failed check 1/3: online_accuracy=0.8 < min 0.9"
+    )
 
 
 def test_full_run_promotes_after_max_weight_and_a_bad_canary_rolls_back_in_time():
@@ -83,8 +109,18 @@ def test_full_run_promotes_after_max_weight_and_a_bad_canary_rolls_back_in_time(
     assert a.kind == "rollback" and t - first_failure <= P.interval_s * P.threshold
 
 
-@pytest.mark.parametrize("bad", [{"step_weight": 0}, {"step_weight": 101}, {"max_weight": 0}, {"max_weight": 101},
-                                 {"threshold": 0}, {"interval_s": 0}, {"interval_s": -1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"step_weight": 0},
+        {"step_weight": 101},
+        {"max_weight": 0},
+        {"max_weight": 101},
+        {"threshold": 0},
+        {"interval_s": 0},
+        {"interval_s": -1},
+    ],
+)
 def test_policy_validation(bad):
     with pytest.raises(ValueError, match="invalid rollout policy"):
         Policy(**bad)
@@ -97,8 +133,8 @@ def test_policy_bounds_are_inclusive():
 
 def test_deploy_canary_needs_an_s3_registry(tmp_path):
     from components.deploy_canary.logic import version_uri
-    from mlcycle.rollout.kserve import RolloutError
     from mlcycle.registry import open_registry
+    from mlcycle.rollout.kserve import RolloutError
 
     with pytest.raises(RolloutError, match="needs an s3:// registry"):
         version_uri(open_registry(tmp_path), "fraud", "v1")
@@ -113,11 +149,20 @@ def test_cli_rollout_without_a_cluster_says_so(monkeypatch, capsys):
     assert "no Kubernetes cluster configured" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("annotation, status, mode", [("Serverless", None, "serverless"), (None, None, "serverless"), ("Knative", None, "serverless"),
-                                                     ("Standard", None, "standard"), ("RawDeployment", None, "standard"),
-                                                     # KServe's effective mode (status) wins over the annotation
-                                                     ("RawDeployment", "Standard", "standard"), (None, "Standard", "standard"),
-                                                     ("Standard", "Knative", "serverless")])
+@pytest.mark.parametrize(
+    "annotation, status, mode",
+    [
+        ("Serverless", None, "serverless"),
+        (None, None, "serverless"),
+        ("Knative", None, "serverless"),
+        ("Standard", None, "standard"),
+        ("RawDeployment", None, "standard"),
+        # KServe's effective mode (status) wins over the annotation
+        ("RawDeployment", "Standard", "standard"),
+        (None, "Standard", "standard"),
+        ("Standard", "Knative", "serverless"),
+    ],
+)
 def test_detect_canary_api(annotation, status, mode):
     from mlcycle.rollout.kserve import detect_mode
 
@@ -135,12 +180,32 @@ def test_unknown_deployment_mode_is_refused_by_name():
 def test_standard_canary_has_the_shape_kserves_webhook_accepts():
     from mlcycle.rollout.kserve import canary_patch, predictor_service, route_backends
 
-    isvc = {"metadata": {"name": "fd"}, "spec": {"predictor": {"minReplicas": 2, "maxReplicas": 4, "containers": [
-        {"name": "kserve-container", "env": [{"name": "STORAGE_URI", "value": "s3://b/m/v1/"}], "resources": {"limits": {"cpu": "2"}}}]}}}
+    isvc = {
+        "metadata": {"name": "fd"},
+        "spec": {
+            "predictor": {
+                "minReplicas": 2,
+                "maxReplicas": 4,
+                "containers": [
+                    {
+                        "name": "kserve-container",
+                        "env": [{"name": "STORAGE_URI", "value": "s3://b/m/v1/"}],
+                        "resources": {"limits": {"cpu": "2"}},
+                    }
+                ],
+            }
+        },
+    }
     patched = canary_patch(isvc, "standard", "s3://b/m/v20261201T095519197307-e92c3a/", 20)
     canary = patched["spec"]["canary"][0]["predictor"]
-    assert canary["name"] == "c-v20261201t095519197307-e92c3a" and "maxReplicas" not in canary and canary["minReplicas"] == 1
-    assert canary["containers"][0]["resources"] == {"limits": {"cpu": "2"}}  # same resources: promotion restarts nothing
+    assert (
+        canary["name"] == "c-v20261201t095519197307-e92c3a"
+        and "maxReplicas" not in canary
+        and canary["minReplicas"] == 1
+    )
+    assert canary["containers"][0]["resources"] == {
+        "limits": {"cpu": "2"}
+    }  # same resources: promotion restarts nothing
     assert route_backends(patched) == [("fd-predictor", 80), ("fd-c-v20261201t095519197307-e92c3a-predictor", 20)]
     assert predictor_service("fd", canary) == "fd-c-v20261201t095519197307-e92c3a-predictor"
 
@@ -148,14 +213,34 @@ def test_standard_canary_has_the_shape_kserves_webhook_accepts():
 def test_promote_and_rollback_patches():
     from mlcycle.rollout.kserve import canary_patch, promote_patch, rollback_patch, storage_uri
 
-    isvc = {"metadata": {}, "spec": {"predictor": {"containers": [{"name": "kserve-container", "env": [{"name": "STORAGE_URI", "value": "s3://b/m/v1/"}]}]}}}
+    isvc = {
+        "metadata": {},
+        "spec": {
+            "predictor": {
+                "containers": [{"name": "kserve-container", "env": [{"name": "STORAGE_URI", "value": "s3://b/m/v1/"}]}]
+            }
+        },
+    }
     s = canary_patch(isvc, "standard", "s3://b/m/v2/", 30)
-    assert storage_uri(s["spec"]["predictor"]) == "s3://b/m/v1/" and storage_uri(s["spec"]["canary"][0]["predictor"]) == "s3://b/m/v2/"
-    assert storage_uri(promote_patch(s, "standard")["spec"]["predictor"]) == "s3://b/m/v2/" and "canary" not in promote_patch(s, "standard")["spec"]
+    assert (
+        storage_uri(s["spec"]["predictor"]) == "s3://b/m/v1/"
+        and storage_uri(s["spec"]["canary"][0]["predictor"]) == "s3://b/m/v2/"
+    )
+    assert (
+        storage_uri(promote_patch(s, "standard")["spec"]["predictor"]) == "s3://b/m/v2/"
+        and "canary" not in promote_patch(s, "standard")["spec"]
+    )
     assert "canary" not in rollback_patch(s, "standard", "s3://b/m/v1/")["spec"]
     k = canary_patch(isvc, "serverless", "s3://b/m/v2/", 30)
-    assert k["spec"]["predictor"]["canaryTrafficPercent"] == 30 and storage_uri(k["spec"]["predictor"]) == "s3://b/m/v2/"
+    assert (
+        k["spec"]["predictor"]["canaryTrafficPercent"] == 30 and storage_uri(k["spec"]["predictor"]) == "s3://b/m/v2/"
+    )
     assert "canaryTrafficPercent" not in promote_patch(k, "serverless")["spec"]["predictor"]
     back = rollback_patch(k, "serverless", "s3://b/m/v1/")
-    assert back["spec"]["predictor"]["canaryTrafficPercent"] == 0 and storage_uri(back["spec"]["predictor"]) == "s3://b/m/v1/"
-    assert isvc["spec"]["predictor"]["containers"][0]["env"] == [{"name": "STORAGE_URI", "value": "s3://b/m/v1/"}]  # pure: input untouched
+    assert (
+        back["spec"]["predictor"]["canaryTrafficPercent"] == 0
+        and storage_uri(back["spec"]["predictor"]) == "s3://b/m/v1/"
+    )
+    assert isvc["spec"]["predictor"]["containers"][0]["env"] == [
+        {"name": "STORAGE_URI", "value": "s3://b/m/v1/"}
+    ]  # pure: input untouched

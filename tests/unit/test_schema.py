@@ -32,8 +32,17 @@ def version(tmp_path_factory, model_dirs, contract, splits):
 
     root = tmp_path_factory.mktemp("schema")
     registry = open_registry(root / "registry")
-    result = register(model_dirs["logreg"], contract, splits[0], {"metrics": {"roc_auc": 0.8}},
-                      {"passed": True, "reasons": []}, registry, "fraud", "f" * 64, "run-1")
+    result = register(
+        model_dirs["logreg"],
+        contract,
+        splits[0],
+        {"metrics": {"roc_auc": 0.8}},
+        {"passed": True, "reasons": []},
+        registry,
+        "fraud",
+        "f" * 64,
+        "run-1",
+    )
     return registry, result.version, registry.fetch("fraud", result.version, root / "local")
 
 
@@ -54,8 +63,11 @@ def readers_by_name(rel: str, source: str) -> list[str]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
-            found += [f"{rel}:{node.lineno} {name!r}" for name in VERSION_FILES
-                      if name in node.value and (rel, name) not in NOT_VERSION_FILES]
+            found += [
+                f"{rel}:{node.lineno} {name!r}"
+                for name in VERSION_FILES
+                if name in node.value and (rel, name) not in NOT_VERSION_FILES
+            ]
         elif isinstance(node, ast.Name) and node.id in NAMES or isinstance(node, ast.Attribute) and node.attr in NAMES:
             found.append(f"{rel}:{node.lineno} {getattr(node, 'id', None) or node.attr}")
         elif isinstance(node, ast.ImportFrom):

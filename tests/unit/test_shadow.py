@@ -5,8 +5,15 @@ from mlcycle.shadow import ShadowEvidence, ShadowPolicy, compare, decide, ks_dis
 
 pytestmark = pytest.mark.unit
 
-P = ShadowPolicy(min_requests=100, min_agreement=0.9, max_score_ks=0.2, max_p99_ms=50, max_error_rate=0.0, min_labels=50,
-                 max_accuracy_drop=0.01)
+P = ShadowPolicy(
+    min_requests=100,
+    min_agreement=0.9,
+    max_score_ks=0.2,
+    max_p99_ms=50,
+    max_error_rate=0.0,
+    min_labels=50,
+    max_accuracy_drop=0.01,
+)
 
 
 def test_ks_distance_matches_scipy():
@@ -22,7 +29,9 @@ def test_compare_pairs_the_answers():
     prod = np.array([0, 1, 1, 0, 1])
     cand = np.array([0, 1, 0, 0, 1])
     truth = [0, 1, None, 1, float("nan")]
-    e = compare(prod, cand, [0.1, 0.9, 0.8, 0.2, 0.7], [0.1, 0.9, 0.4, 0.2, 0.7], [1, 2, 3, 4, 100], errors=1, truth=truth)
+    e = compare(
+        prod, cand, [0.1, 0.9, 0.8, 0.2, 0.7], [0.1, 0.9, 0.4, 0.2, 0.7], [1, 2, 3, 4, 100], errors=1, truth=truth
+    )
     assert (e.requests, e.errors, e.agreement, e.labelled) == (6, 1, 0.8, 3)
     assert e.accuracy == {"production": pytest.approx(2 / 3, abs=1e-6), "candidate": pytest.approx(2 / 3, abs=1e-6)}
     assert e.p99_ms == pytest.approx(np.percentile([1, 2, 3, 4, 100], 99))
@@ -30,20 +39,30 @@ def test_compare_pairs_the_answers():
         compare(prod, cand[:3], prod, cand, [1], 0)
 
 
-GOOD = ShadowEvidence(requests=500, errors=0, agreement=0.97, score_ks=0.05, p99_ms=12.0, labelled=200,
-                      accuracy={"production": 0.90, "candidate": 0.93})
+GOOD = ShadowEvidence(
+    requests=500,
+    errors=0,
+    agreement=0.97,
+    score_ks=0.05,
+    p99_ms=12.0,
+    labelled=200,
+    accuracy={"production": 0.90, "candidate": 0.93},
+)
 
 
-@pytest.mark.parametrize("change, passed, fragment", [
-    ({}, True, "ok   online accuracy candidate 0.9300"),
-    ({"requests": 99}, False, "wait 99 shadowed requests"),
-    ({"errors": 1}, False, "FAIL candidate error rate 0.0020"),
-    ({"agreement": 0.85}, False, "FAIL decision agreement 0.85"),
-    ({"score_ks": 0.3}, False, "FAIL score KS distance 0.3"),
-    ({"p99_ms": 80.0}, False, "FAIL candidate p99 80.0 ms"),
-    ({"accuracy": {"production": 0.9, "candidate": 0.85}}, False, "FAIL online accuracy candidate 0.8500"),
-    ({"labelled": 10}, True, "info 10 labelled requests < 50"),
-])
+@pytest.mark.parametrize(
+    "change, passed, fragment",
+    [
+        ({}, True, "ok   online accuracy candidate 0.9300"),
+        ({"requests": 99}, False, "wait 99 shadowed requests"),
+        ({"errors": 1}, False, "FAIL candidate error rate 0.0020"),
+        ({"agreement": 0.85}, False, "FAIL decision agreement 0.85"),
+        ({"score_ks": 0.3}, False, "FAIL score KS distance 0.3"),
+        ({"p99_ms": 80.0}, False, "FAIL candidate p99 80.0 ms"),
+        ({"accuracy": {"production": 0.9, "candidate": 0.85}}, False, "FAIL online accuracy candidate 0.8500"),
+        ({"labelled": 10}, True, "info 10 labelled requests < 50"),
+    ],
+)
 def test_decide(change, passed, fragment):
     from dataclasses import replace
 

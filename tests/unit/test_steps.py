@@ -84,13 +84,15 @@ def test_tune_logs_every_trial_and_keeps_the_better_model(splits, contract, mode
     train_df, val, _ = splits
     default_dir = model_dirs["baseline" if better == "tuned" else "logreg"]  # a constant model loses to any tuned one
     if better == "default":  # the refit with the best params comes out a constant model: worse than the default
+
         def constant_refit(_family, tr, va, c, seed, _params, fit=tune_logic.fit_bundle):
             return fit("baseline", tr, va, c, seed)
 
         monkeypatch.setattr(tune_logic, "fit_bundle", constant_refit)
     logs = []
-    result = tune(train_df, val, contract, "logreg", default_dir, tmp_path / "t", n_trials=3, cv_folds=2, seed=1,
-                  log=logs.append)
+    result = tune(
+        train_df, val, contract, "logreg", default_dir, tmp_path / "t", n_trials=3, cv_folds=2, seed=1, log=logs.append
+    )
     assert len(result.trials) == 3 and sum(line.startswith("trial") for line in logs) == 3
     assert all(0.5 < t.cv_mean <= 1 for t in result.trials)
     primary = result.primary_metric
@@ -107,12 +109,20 @@ def test_tune_logs_every_trial_and_keeps_the_better_model(splits, contract, mode
 
 def test_tune_with_zero_budget_copies_the_model(splits, contract, model_dirs, tmp_path):
     result = tune(splits[0], splits[1], contract, "logreg", model_dirs["logreg"], tmp_path / "t", n_trials=0)
-    assert result.trials == [] and sha256_file(tmp_path / "t" / "estimator.skops") == sha256_file(model_dirs["logreg"] / "estimator.skops")
+    assert result.trials == [] and sha256_file(tmp_path / "t" / "estimator.skops") == sha256_file(
+        model_dirs["logreg"] / "estimator.skops"
+    )
 
 
 def test_evaluate_report_and_segments(splits, contract, model_dirs, tmp_path):
     _, _, test = splits
-    ev = evaluate_run(model_dirs["xgboost"], _parquet(test, tmp_path / "t"), contract, tmp_path / "report.html", segment_column="channel")
+    ev = evaluate_run(
+        model_dirs["xgboost"],
+        _parquet(test, tmp_path / "t"),
+        contract,
+        tmp_path / "report.html",
+        segment_column="channel",
+    )
     for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss"):
         assert key in ev.metrics
     assert np.sum(ev.confusion) == len(test)
@@ -126,7 +136,13 @@ def test_evaluate_report_and_segments(splits, contract, model_dirs, tmp_path):
 
 def test_evaluate_unknown_segment(splits, contract, model_dirs, tmp_path):
     with pytest.raises(DataError, match="segment column 'nope'"):
-        evaluate_run(model_dirs["logreg"], _parquet(splits[2], tmp_path / "t"), contract, tmp_path / "r.html", segment_column="nope")
+        evaluate_run(
+            model_dirs["logreg"],
+            _parquet(splits[2], tmp_path / "t"),
+            contract,
+            tmp_path / "r.html",
+            segment_column="nope",
+        )
     assert not (tmp_path / "r.html").exists()
 
 
@@ -134,12 +150,28 @@ def test_register_writes_a_self_describing_version(splits, contract, model_dirs,
     train_df, _, test = splits
     reg = open_registry(tmp_path / "reg")
     decision = {"passed": True, "reasons": ["ok"], "champion_version": None}
-    result = register(model_dirs["xgboost"], contract, train_df, {"metrics": {"roc_auc": 0.9}}, decision, reg, "fraud",
-                      "a" * 64, "run-7", test=test)
+    result = register(
+        model_dirs["xgboost"],
+        contract,
+        train_df,
+        {"metrics": {"roc_auc": 0.9}},
+        decision,
+        reg,
+        "fraud",
+        "a" * 64,
+        "run-7",
+        test=test,
+    )
     assert not result.promoted and reg.aliases("fraud")[0] == {"candidate": result.version}
     meta = reg.describe("fraud", "candidate")
-    assert set(meta["files"]) == {"bundle.json", "preprocessor.skops", "estimator.ubj", "evaluation.json",
-                                  "reference.parquet", "fastpath.onnx"}
+    assert set(meta["files"]) == {
+        "bundle.json",
+        "preprocessor.skops",
+        "estimator.ubj",
+        "evaluation.json",
+        "reference.parquet",
+        "fastpath.onnx",
+    }
     assert meta["fast_path"]["status"] == "ready" and meta["fast_path"]["checked_on"] == "test"
     assert meta["fast_path"]["parity"]["rows"] == len(test)
     assert meta["files"]["fastpath.onnx"]["sha256"] == meta["fast_path"]["sha256"]
@@ -155,7 +187,17 @@ def test_register_writes_a_self_describing_version(splits, contract, model_dirs,
 def test_register_refuses_a_failed_gate(splits, contract, model_dirs, tmp_path):
     reg = open_registry(tmp_path / "reg")
     with pytest.raises(RegistryError, match="the gate did not pass"):
-        register(model_dirs["logreg"], contract, splits[0], {}, {"passed": False, "reasons": ["FAIL x"]}, reg, "fraud", "a", "r")
+        register(
+            model_dirs["logreg"],
+            contract,
+            splits[0],
+            {},
+            {"passed": False, "reasons": ["FAIL x"]},
+            reg,
+            "fraud",
+            "a",
+            "r",
+        )
     assert reg.list_models() == []
 
 

@@ -65,8 +65,15 @@ def test_string_labels_work_with_every_family(family, kind, tmp_path):
         assert (loaded.predict(frame) == frame["y"].to_numpy()).mean() > 0.7
 
 
-@pytest.mark.parametrize("values, task", [([0, 1] * 50, "classification"), (list(range(100)), "regression"),
-                                          ([0.5, 1.25] * 50, "regression"), (["a", "b"] * 50, "classification")])
+@pytest.mark.parametrize(
+    "values, task",
+    [
+        ([0, 1] * 50, "classification"),
+        (list(range(100)), "regression"),
+        ([0.5, 1.25] * 50, "regression"),
+        (["a", "b"] * 50, "classification"),
+    ],
+)
 def test_task_is_inferred_from_the_label(values, task):
     assert infer_task(pd.Series(values))[0] == task
 
@@ -77,14 +84,20 @@ def test_each_task_has_its_own_defaults():
     assert task_defaults("regression", "mae", {"rmse": 30.0}) == ("mae", {"rmse": 30.0})
 
 
-@pytest.mark.parametrize("call, fragment", [
-    (lambda: task_defaults("regression", thresholds={"roc_auc": 0.8}), "threshold on 'roc_auc' is a classification metric; regression has: rmse"),
-    (lambda: task_defaults("classification", "rsme"), "unknown metric 'rsme'"),
-    (lambda: task_defaults("classification", "roc-auc"), "did you mean roc_auc"),
-    (lambda: task_defaults("classification", thresholds={"roc_auc": float("nan")}), "must be a finite number"),
-    (lambda: check_families(["xgb"]), "unknown or no model families ['xgb']"),
-    (lambda: check_families(["xgbost"]), "did you mean xgboost"),
-])
+@pytest.mark.parametrize(
+    "call, fragment",
+    [
+        (
+            lambda: task_defaults("regression", thresholds={"roc_auc": 0.8}),
+            "threshold on 'roc_auc' is a classification metric; regression has: rmse",
+        ),
+        (lambda: task_defaults("classification", "rsme"), "unknown metric 'rsme'"),
+        (lambda: task_defaults("classification", "roc-auc"), "did you mean roc_auc"),
+        (lambda: task_defaults("classification", thresholds={"roc_auc": float("nan")}), "must be a finite number"),
+        (lambda: check_families(["xgb"]), "unknown or no model families ['xgb']"),
+        (lambda: check_families(["xgbost"]), "did you mean xgboost"),
+    ],
+)
 def test_bad_options_are_named(call, fragment):
     with pytest.raises(ConfigError) as err:
         call()

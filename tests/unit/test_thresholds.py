@@ -78,8 +78,18 @@ def test_unreachable_precision_is_reported_not_hidden():
     assert choice.target_met is False
 
 
-@pytest.mark.parametrize("text, fragment", [("f2", "unknown threshold policy 'f2'"), ("precision", "is not a number"),
-                                            ("precision:1.5", "must be in (0, 1]"), ("cost:-1", "must be > 0"), ("f1:3", "takes no value")])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("f2", "unknown threshold policy 'f2'"),
+        ("precision", "is not a number"),
+        ("precision:1.5", "must be in (0, 1]"),
+        ("cost:-1", "must be > 0"),
+        ("f1:3", "takes no value"),
+    ],
+)
 def test_bad_policies_are_refused_by_name(text, fragment):
-    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    ):
         ThresholdPolicy.parse(text)

@@ -6,30 +6,86 @@ from mlcycle.triggers import Decision, Observation, TriggerController, TriggerPo
 
 pytestmark = pytest.mark.unit
 
-P = TriggerPolicy(drift_windows=3, min_accuracy=0.9, max_false_positive_rate=0.05, min_samples=100, new_rows=1000,
-                  schedule_s=86400, cooldown_s=600)
+P = TriggerPolicy(
+    drift_windows=3,
+    min_accuracy=0.9,
+    max_false_positive_rate=0.05,
+    min_samples=100,
+    new_rows=1000,
+    schedule_s=86400,
+    cooldown_s=600,
+)
 IDLE = TriggerState(last_started=0.0)
 
 
-@pytest.mark.parametrize("state, obs, start, trigger, fragment", [
-    (IDLE, Observation(now=1000), False, None, "no trigger"),
-    (IDLE, Observation(now=1000, drifted_windows=2), False, None, "no trigger"),
-    (IDLE, Observation(now=1000, drifted_windows=3), True, "drift", "3 consecutive drifted windows"),
-    (IDLE, Observation(now=1000, online={"accuracy": 0.8}, labelled=99), False, None, "no trigger"),  # too few labels
-    (IDLE, Observation(now=1000, online={"accuracy": 0.8}, labelled=100), True, "accuracy", "online accuracy 0.8000 < 0.9"),
-    (IDLE, Observation(now=1000, online={"accuracy": 0.95, "false_positive_rate": 0.17}, labelled=500), True, "accuracy",
-     "false-positive rate 0.1700 > 0.05"),
-    (IDLE, Observation(now=1000, new_rows=1000), True, "new_data", "1000 new labelled rows"),
-    (IDLE, Observation(now=86400), True, "schedule", "86400 s since the last retrain"),
-    (IDLE, Observation(now=100, drifted_windows=5), False, "drift", "cooldown (500 s left)"),
-    (IDLE, Observation(now=100, manual="ops asked"), True, "manual", "requested: ops asked"),  # manual skips the cooldown
-    (TriggerState(running="drift"), Observation(now=1e6, drifted_windows=9), False, "drift", "a retrain (drift) is in progress"),
-    (TriggerState(running="drift"), Observation(now=1e6, manual="x"), False, "manual", "in progress"),  # never two at once
-    (TriggerState(fingerprints=("ab" * 32,)), Observation(now=1e6, drifted_windows=3, fingerprint="ab" * 32), False, "drift",
-     "already retrained on data abababababab"),
-    # accuracy outranks drift when both hold: the evidence names the stronger reason
-    (IDLE, Observation(now=1000, drifted_windows=4, online={"accuracy": 0.5}, labelled=300), True, "accuracy", "accuracy"),
-])
+@pytest.mark.parametrize(
+    "state, obs, start, trigger, fragment",
+    [
+        (IDLE, Observation(now=1000), False, None, "no trigger"),
+        (IDLE, Observation(now=1000, drifted_windows=2), False, None, "no trigger"),
+        (IDLE, Observation(now=1000, drifted_windows=3), True, "drift", "3 consecutive drifted windows"),
+        (
+            IDLE,
+            Observation(now=1000, online={"accuracy": 0.8}, labelled=99),
+            False,
+            None,
+            "no trigger",
+        ),  # too few labels
+        (
+            IDLE,
+            Observation(now=1000, online={"accuracy": 0.8}, labelled=100),
+            True,
+            "accuracy",
+            "online accuracy 0.8000 < 0.9",
+        ),
+        (
+            IDLE,
+            Observation(now=1000, online={"accuracy": 0.95, "false_positive_rate": 0.17}, labelled=500),
+            True,
+            "accuracy",
+            "false-positive rate 0.1700 > 0.05",
+        ),
+        (IDLE, Observation(now=1000, new_rows=1000), True, "new_data", "1000 new labelled rows"),
+        (IDLE, Observation(now=86400), True, "schedule", "86400 s since the last retrain"),
+        (IDLE, Observation(now=100, drifted_windows=5), False, "drift", "cooldown (500 s left)"),
+        (
+            IDLE,
+            Observation(now=100, manual="ops asked"),
+            True,
+            "manual",
+            "requested: ops asked",
+        ),  # manual skips the cooldown
+        (
+            TriggerState(running="drift"),
+            Observation(now=1e6, drifted_windows=9),
+            False,
+            "drift",
+            "a retrain (drift) is in progress",
+        ),
+        (
+            TriggerState(running="drift"),
+            Observation(now=1e6, manual="x"),
+            False,
+            "manual",
+            "in progress",
+        ),  # never two at once
+        (
+            TriggerState(fingerprints=("ab" * 32,)),
+            Observation(now=1e6, drifted_windows=3, fingerprint="ab" * 32),
+            False,
+            "drift",
+            "already retrained on data abababababab",
+        ),
+        # accuracy outranks drift when both hold: the evidence names the stronger reason
+        (
+            IDLE,
+            Observation(now=1000, drifted_windows=4, online={"accuracy": 0.5}, labelled=300),
+            True,
+            "accuracy",
+            "accuracy",
+        ),
+    ],
+)
 def test_decide(state, obs, start, trigger, fragment):
     d = decide(state, obs, P)
     assert (d.start, d.trigger) == (start, trigger)
