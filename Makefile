@@ -14,7 +14,7 @@ GRPC_PORT ?= 8081
 DRIFT_PORT ?= 8090
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-minio serve traffic canary-demo loop-demo kind-up kind-down cluster-up cluster-down control-plane test test-unit compile minio lock bench clean help
+.PHONY: lint setup demo demo-minio serve traffic canary-demo loop-demo kind-up kind-down cluster-up cluster-down control-plane test test-unit compile minio lock bench clean help
 
 help:
 	@echo "make demo     run the whole training lifecycle locally (kfp.local, bundled data, local registry)"
@@ -88,7 +88,13 @@ cluster-up: setup control-plane
 cluster-down: setup
 	$(PY) -m devtools.cluster down --dir .mlcycle/cluster
 
-test: setup control-plane
+# Lint and types first (seconds): ruff's rules and format at 120 columns, mypy over the core library.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: setup control-plane lint
 	MINIO_BIN=$$(scripts/ensure-minio.sh) PROMETHEUS_BIN=$$(scripts/ensure-prometheus.sh) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
