@@ -94,6 +94,9 @@ class MlcycleModel(kserve.Model):
         self.inline_rows = inline_rows
         self.fast_path_max_rows = fast_path_max_rows
         self._metrics = None
+        self._old_scoring: tuple[str, str] | None = None
+        self._loop = None  # the server's event loop, once a request came
+        self.follow_error = ""
         self.preprocess_path, self.preprocess_why = "", ""
         self.ready = False
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score")

@@ -92,12 +92,13 @@ def test_the_predictor_follows_production_without_a_failed_request(served, model
             "fraud",
             "d" * 64,
             "test-follow",
-            auto_promote=True,
         ).version
         estimator = next(
             p for p in (tmp_path / "registry" / "fraud" / third).iterdir() if p.name.startswith("estimator")
         )
-        estimator.write_bytes(estimator.read_bytes()[:-1] + b"\0")
+        data = estimator.read_bytes()
+        estimator.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # one byte changed
+        registry.promote("fraud", third, why="test: a tampered version")
 
         def refused():
             with urllib.request.urlopen(f"{proc.url}/metrics", timeout=10) as r:

@@ -228,10 +228,10 @@ def test_a_preprocessor_the_replay_cannot_compile_is_reported_as_the_sklearn_pat
     import inference.predictor.model as predictor_model
     from inference.predictor.codec import Codec
 
-    original = ModelBundle.load
+    original = ModelBundle.from_version
 
-    def load_with_minmax(directory, *args, **kwargs):
-        bundle = original(directory, *args, **kwargs)
+    def load_with_minmax(version, *args, **kwargs):
+        bundle = original(version, *args, **kwargs)
         ct = copy.deepcopy(bundle.preprocessor)
         pipe = ct.named_transformers_["num"]
         numeric = [c.name for c in contract.features if c.kind == "numeric"]
@@ -240,7 +240,7 @@ def test_a_preprocessor_the_replay_cannot_compile_is_reported_as_the_sklearn_pat
         bundle.preprocessor = ct
         return bundle
 
-    monkeypatch.setattr(predictor_model.ModelBundle, "load", load_with_minmax)
+    monkeypatch.setattr(predictor_model.ModelBundle, "from_version", load_with_minmax)
     model = predictor_model.MlcycleModel("fraud-fallback", served["source"])
     assert model.load()
     with caplog.at_level(logging.INFO, logger="kserve"):
@@ -254,4 +254,5 @@ def test_a_preprocessor_the_replay_cannot_compile_is_reported_as_the_sklearn_pat
     rows = splits[2][contract.feature_names].head(20).reset_index(drop=True)
     batch = Codec(contract).decode({"instances": records(rows)})
     scores, _ = model.score_batch(batch)
-    np.testing.assert_allclose(scores, model.bundle.score(rows), atol=1e-9)
+    # the booster runs on the compiled fast path here: equal to the native model within its registration bound
+    np.testing.assert_allclose(scores, model.bundle.score(rows), atol=1e-5 if model.scoring_path == "fast" else 1e-9)
