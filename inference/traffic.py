@@ -8,20 +8,9 @@ import time
 import urllib.request
 
 from mlcycle import defaults
-from mlcycle.data import make_demo_dataset
+from mlcycle.data import DEMO_FEATURES, make_demo_dataset
 
-FEATURES = [
-    "amount",
-    "hour",
-    "card_age_days",
-    "distance_from_home_km",
-    "txn_count_24h",
-    "avg_amount_30d",
-    "is_foreign",
-    "merchant_category",
-    "channel",
-    "country",
-]
+FEATURES = DEMO_FEATURES
 
 
 def post(url: str, body: dict) -> dict:

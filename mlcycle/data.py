@@ -16,6 +16,31 @@ from mlcycle.errors import DataError
 
 DEMO_LABEL = "is_fraud"
 DEMO_TIMESTAMP = "timestamp"
+# What a client sends for the demo model (every column but the label and the timestamp), and one such row.
+DEMO_FEATURES = [
+    "amount",
+    "hour",
+    "card_age_days",
+    "distance_from_home_km",
+    "txn_count_24h",
+    "avg_amount_30d",
+    "is_foreign",
+    "merchant_category",
+    "channel",
+    "country",
+]
+DEMO_ROW = {
+    "amount": 42.5,
+    "hour": 13,
+    "card_age_days": 400,
+    "distance_from_home_km": 3.2,
+    "txn_count_24h": 2,
+    "avg_amount_30d": 40.0,
+    "is_foreign": 0,
+    "merchant_category": "grocery",
+    "channel": "pos",
+    "country": "KR",
+}
 DEMO_SEGMENT = "channel"
 MERCHANT_CATEGORIES = [
     "grocery",

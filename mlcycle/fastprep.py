@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlcycle.errors import ModelError
+
 
 @dataclass
 class FastPreprocessor:
@@ -50,7 +52,7 @@ class FastPreprocessor:
         return out
 
 
-class Unsupported(Exception):
+class Unsupported(ModelError):
     """The fitted preprocessor has a structure the replay does not reproduce; the message says which part."""
 
 

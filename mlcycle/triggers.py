@@ -5,7 +5,8 @@ Triggers (``Decision.trigger``): ``accuracy`` — online accuracy (or the false-
 at least ``min_samples`` labelled requests; ``drift`` — ``drift_windows`` consecutive drifted windows;
 ``new_data`` — at least ``new_rows`` labelled rows since the last retrain; ``schedule`` — ``schedule_s``
 since the last retrain; ``manual`` — asked for. Never two retrains of one model at once, none within
-``cooldown_s`` of the last start (except ``manual``), never twice on the same data fingerprint.
+``cooldown_s`` of the last start (except ``manual``), never twice on the same data fingerprint, and not
+before ``min_rows`` labelled rows are there to train on.
 """
 
 import json
@@ -29,6 +30,7 @@ class TriggerPolicy:
     new_rows: int | None = None
     schedule_s: float | None = None
     cooldown_s: float = 3600.0
+    min_rows: int = 0  # labelled rows a retrain needs (manual ones excepted): fewer, and the trigger waits
 
     def __post_init__(self):
         if self.drift_windows < 1 or self.min_samples < 1 or self.cooldown_s < 0:
@@ -103,6 +105,10 @@ def decide(state: TriggerState, obs: Observation, policy: TriggerPolicy) -> Deci
         return Decision(False, None, "no trigger")
     trigger, reason, evidence = wanted
     evidence = {**evidence, "fingerprint": obs.fingerprint}
+    if trigger != "manual" and obs.new_rows < policy.min_rows:
+        return Decision(
+            False, trigger, f"{reason}; waiting: {obs.new_rows} labelled rows < {policy.min_rows}", evidence
+        )
     if state.running:
         return Decision(False, trigger, f"{reason}; not started: a retrain ({state.running}) is in progress", evidence)
     if trigger != "manual" and obs.now - state.last_started < policy.cooldown_s:

@@ -14,6 +14,7 @@ from pathlib import Path
 from inference.devserve import start_predictor
 from inference.rollout.local import Backend, LocalAdapter, PrometheusServer, TrafficSplitter
 from mlcycle import defaults
+from mlcycle.data import DEMO_ROW
 from mlcycle.process import free_port
 from mlcycle.registry import open_registry
 from mlcycle.rollout import controller
@@ -21,22 +22,7 @@ from mlcycle.rollout.metrics import PrometheusProvider
 from mlcycle.rollout.policy import MetricCheck, Policy
 from pipelines.direct import run_direct
 
-SAMPLE = {
-    "instances": [
-        {
-            "amount": 42.5,
-            "hour": 13,
-            "card_age_days": 400,
-            "distance_from_home_km": 3.2,
-            "txn_count_24h": 2,
-            "avg_amount_30d": 40.0,
-            "is_foreign": 0,
-            "merchant_category": "grocery",
-            "channel": "pos",
-            "country": "KR",
-        }
-    ]
-}
+SAMPLE = {"instances": [DEMO_ROW]}
 DEMO_POLICY = Policy(
     interval_s=3,
     threshold=2,

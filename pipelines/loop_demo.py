@@ -22,7 +22,7 @@ from pathlib import Path
 
 from inference.devserve import Proc, _spawn, start_drift, start_predictor
 from mlcycle import defaults
-from mlcycle.data import DEMO_LABEL, make_demo_dataset
+from mlcycle.data import DEMO_FEATURES, DEMO_LABEL, make_demo_dataset
 from mlcycle.process import free_port
 from mlcycle.registry import open_registry
 from mlcycle.shadow import ShadowPolicy
@@ -32,19 +32,8 @@ from pipelines.direct import run_direct
 from pipelines.loop import Loop, get_json
 from pipelines.training import DEMO_THRESHOLDS
 
-FEATURES = [
-    "amount",
-    "hour",
-    "card_age_days",
-    "distance_from_home_km",
-    "txn_count_24h",
-    "avg_amount_30d",
-    "is_foreign",
-    "merchant_category",
-    "channel",
-    "country",
-]
-TRIGGERS = TriggerPolicy(drift_windows=2, min_accuracy=0.95, min_samples=300, cooldown_s=3600)
+FEATURES = DEMO_FEATURES
+TRIGGERS = TriggerPolicy(drift_windows=2, min_accuracy=0.95, min_samples=300, cooldown_s=3600, min_rows=1600)
 SHADOW = ShadowPolicy(
     min_requests=300, min_agreement=0.9, max_score_ks=0.25, max_p99_ms=250, min_labels=200, max_accuracy_drop=0.0
 )
@@ -120,7 +109,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--workdir", default=".mlcycle/loop-demo")
     p.add_argument("--model", default=defaults.MODEL_NAME)
-    p.add_argument("--rows", type=int, default=1500, help="requests of drifted traffic")
+    p.add_argument("--rows", type=int, default=2000, help="requests of drifted traffic")
     args = p.parse_args()
     started = time.perf_counter()
     work = Path(args.workdir).resolve()

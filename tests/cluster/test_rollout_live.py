@@ -14,6 +14,7 @@ import yaml
 
 from inference.devserve import start_predictor
 from inference.rollout.local import Backend, PrometheusServer, TrafficSplitter
+from mlcycle.data import DEMO_ROW
 from mlcycle.process import free_port
 from mlcycle.rollout import controller
 from mlcycle.rollout.kserve import KServeAdapter, canary_name, predictor_service, storage_uri
@@ -21,22 +22,7 @@ from mlcycle.rollout.metrics import PrometheusProvider
 from mlcycle.rollout.policy import MetricCheck, Policy
 
 pytestmark = pytest.mark.cluster
-SAMPLE = {
-    "instances": [
-        {
-            "amount": 42.5,
-            "hour": 13,
-            "card_age_days": 400,
-            "distance_from_home_km": 3.2,
-            "txn_count_24h": 2,
-            "avg_amount_30d": 40.0,
-            "is_foreign": 0,
-            "merchant_category": "grocery",
-            "channel": "pos",
-            "country": "KR",
-        }
-    ]
-}
+SAMPLE = {"instances": [DEMO_ROW]}
 POLICY = Policy(
     interval_s=2,
     threshold=2,

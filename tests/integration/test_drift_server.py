@@ -10,23 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from mlcycle.data import make_demo_dataset
+from mlcycle.data import DEMO_FEATURES, make_demo_dataset
 from mlcycle.process import free_port
 
 pytestmark = pytest.mark.integration
 TYPE = "org.kubeflow.serving.inference.request"
-FEATURES = [
-    "amount",
-    "hour",
-    "card_age_days",
-    "distance_from_home_km",
-    "txn_count_24h",
-    "avg_amount_30d",
-    "is_foreign",
-    "merchant_category",
-    "channel",
-    "country",
-]
+FEATURES = DEMO_FEATURES
 
 
 def rows(n, seed, drift=0.0):

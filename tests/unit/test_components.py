@@ -150,6 +150,7 @@ def test_shims_chain_end_to_end(tmp_path):
         dataset_fingerprint=fp,
         run_id="r1",
         auto_promote=True,
+        trigger="manual",
         registered=out,
     )
     registry = open_registry(reg)

@@ -92,6 +92,14 @@ def test_decide(state, obs, start, trigger, fragment):
     assert fragment in d.reason
 
 
+def test_a_trigger_waits_for_enough_labelled_rows():
+    policy = TriggerPolicy(drift_windows=1, min_rows=500, cooldown_s=0)
+    waiting = decide(TriggerState(), Observation(now=10, drifted_windows=1, new_rows=499), policy)
+    assert (waiting.start, waiting.trigger) == (False, "drift") and "waiting: 499 labelled rows < 500" in waiting.reason
+    assert decide(TriggerState(), Observation(now=10, drifted_windows=1, new_rows=500), policy).start
+    assert decide(TriggerState(), Observation(now=10, manual="now", new_rows=0), policy).start
+
+
 def test_bad_policies_are_refused():
     from mlcycle.errors import ConfigError
 
