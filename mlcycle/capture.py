@@ -27,6 +27,7 @@ import re
 import secrets
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -133,7 +134,9 @@ class CaptureStore:
         frames = [f for f in frames if not f.empty]
         if not frames:
             return pd.DataFrame(columns=columns or (TRAFFIC_META if kind == TRAFFIC else LABEL_COLUMNS))
-        out = pd.concat(frames, ignore_index=True)
+        with warnings.catch_warnings():  # parts where a column is all missing (e.g. no score yet) keep their dtype
+            warnings.simplefilter("ignore", FutureWarning)
+            out = pd.concat(frames, ignore_index=True)
         time_column = "received_at" if kind == TRAFFIC else "labelled_at"
         if since is not None and time_column in out.columns:
             out = out[pd.to_datetime(out[time_column], utc=True) >= since].reset_index(drop=True)
@@ -219,8 +222,10 @@ def labelled_traffic(
     else:
         features = [name for name in contract.feature_names if name in joined.columns]
         out = joined[features].copy()
-        if contract.timestamp:
-            out[contract.timestamp] = pd.to_datetime(joined["received_at"], utc=True).dt.tz_localize(None)
+        captured_at = pd.to_datetime(joined["received_at"], utc=True).dt.tz_localize(None)
+        # the contract's time columns (declared timestamp or any datetime column): the capture time stands in
+        for name in {c.name for c in contract.columns if c.kind == "datetime"} | {contract.timestamp} - {None}:
+            out[name] = captured_at
         out[contract.label] = joined["label"].to_numpy()
         for column in extra:
             out[column] = joined[column].to_numpy()

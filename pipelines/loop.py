@@ -9,6 +9,7 @@ captured-traffic source and ``deploy=true``), and the rollout changes the Infere
 
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mlcycle import capture
+from mlcycle.errors import MlcycleError
 from mlcycle.registry import Registry
 from mlcycle.shadow import ShadowDecision, ShadowPolicy
 from mlcycle.triggers import Decision, Observation, TriggerController, TriggerPolicy
@@ -28,8 +30,15 @@ def get_json(url: str, body: dict | None = None, timeout: float = 30) -> dict:
     req = urllib.request.Request(
         url, data=data, headers={"content-type": "application/json"}, method="POST" if data else "GET"
     )
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:  # the server's reason, not just the status
+        raise LoopError(f"{req.get_method()} {url}: HTTP {e.code}: {e.read().decode(errors='replace')[:500]}") from None
+
+
+class LoopError(MlcycleError):
+    """A server of the loop answered with an error (its message included)."""
 
 
 @dataclass

@@ -17,6 +17,7 @@ import argparse
 import json
 import shutil
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from pipelines.loop import Loop, get_json
 from pipelines.training import DEMO_THRESHOLDS
 
 FEATURES = DEMO_FEATURES
-TRIGGERS = TriggerPolicy(drift_windows=2, min_accuracy=0.95, min_samples=300, cooldown_s=3600, min_rows=1600)
+TRIGGERS = TriggerPolicy(drift_windows=2, min_accuracy=0.95, min_samples=300, cooldown_s=3600, min_rows=2000)
 SHADOW = ShadowPolicy(
     min_requests=300, min_agreement=0.9, max_score_ks=0.25, max_p99_ms=250, min_labels=200, max_accuracy_drop=0.0
 )
@@ -85,6 +86,23 @@ def send(url: str, model: str, rows: list[dict], first_id: int) -> list[str]:
     return ids
 
 
+def feedback(url: str, labels: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Send late labels; returns those the capture service has not seen the request of yet (sent again later)."""
+    body = json.dumps({"labels": [{"request_id": r, "label": y} for r, y in labels]}).encode()
+    req = urllib.request.Request(
+        f"{url}/v1/feedback", data=body, headers={"content-type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            answer = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        if e.code != 422:
+            raise
+        answer = json.loads(e.read())
+    unseen = {x["request_id"] for x in answer.get("refused", []) if x["reason"] in ("unknown_request_id", "pending")}
+    return [(r, y) for r, y in labels if r in unseen]
+
+
 def wait_for_version(url: str, model: str, version: str, row: dict, timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -109,7 +127,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--workdir", default=".mlcycle/loop-demo")
     p.add_argument("--model", default=defaults.MODEL_NAME)
-    p.add_argument("--rows", type=int, default=2000, help="requests of drifted traffic")
+    p.add_argument("--rows", type=int, default=3000, help="requests of drifted traffic")
     args = p.parse_args()
     started = time.perf_counter()
     work = Path(args.workdir).resolve()
@@ -190,25 +208,35 @@ def main() -> int:
         drifted = make_demo_dataset(max(args.rows, 1000), seed=202, drift=0.5, pattern=1.0).head(args.rows)
         sent: list[tuple[str, int]] = []
         frames = [(normal, "normal"), (drifted, "drifted")]
-        decision, next_id = None, 0
+        decision, next_id, said = None, 0, set()
+
+        def observe(where: str):
+            d = loop.observe()
+            state = (d.trigger, "waiting" in d.reason, d.start)
+            if d.trigger and state not in said:  # each decision once, with its evidence
+                said.add(state)
+                say(f"   {where}: {d.trigger}: {d.reason}")
+            return d
+
         for frame, phase in frames:
             for start in range(0, len(frame), 100):
                 chunk = frame.iloc[start : start + 100]
                 ids = send(predictor.url, model, records(chunk), next_id)
                 next_id += len(ids)
-                sent += list(zip(ids, chunk[DEMO_LABEL].astype(int).tolist(), strict=False))
-                late = sent[:-200] if len(sent) > 200 else []
-                if late:
-                    get_json(f"{cap.url}/v1/feedback", {"labels": [{"request_id": r, "label": y} for r, y in late]})
-                    sent = sent[-200:]
+                sent += list(zip(ids, chunk[DEMO_LABEL].astype(int).tolist(), strict=True))
+                if len(sent) > 200:
+                    sent = feedback(cap.url, sent[:-200]) + sent[-200:]
                 get_json(f"{drift.url}/flush", {})
-                decision = loop.observe()
-                if decision.trigger:
-                    say(f"   after {next_id} requests ({phase}): {decision.trigger}: {decision.reason}")
+                decision = observe(f"after {next_id} requests ({phase})")
                 if decision.start:
                     break
             if decision and decision.start:
                 break
+        deadline = time.monotonic() + 120
+        while not loop.retrains and time.monotonic() < deadline:  # the last labels come back
+            sent = feedback(cap.url, sent)
+            time.sleep(1)
+            decision = observe(f"after the traffic, {len(sent)} labels still to come")
         if not loop.retrains:
             raise SystemExit("no retrain was triggered: the drifted traffic was not detected")
 

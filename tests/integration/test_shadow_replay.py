@@ -35,10 +35,18 @@ def test_a_candidate_identical_to_production_passes(predictor, captured):
 def test_a_candidate_that_disagrees_is_stopped(predictor, captured):
     rows, labels, scores, truth = captured
     flipped = 1 - np.asarray(labels)
-    decision, _ = shadow(rows, flipped, 1 - scores, predictor["url"], "fraud", POLICY, truth=truth)
+    # no labels yet: agreement and score distance stand in for correctness, and stop it
+    decision, _ = shadow(rows, flipped, 1 - scores, predictor["url"], "fraud", POLICY)
     assert not decision.passed
     assert any(r.startswith("FAIL decision agreement") for r in decision.reasons)
     assert any(r.startswith("FAIL score KS distance") for r in decision.reasons)
+    # labels that say the candidate is the one that is wrong: the accuracy comparison stops it
+    wrong = 1 - np.asarray(labels)  # production (here: the flipped answers) is right on every labelled row
+    decision, _ = shadow(rows, flipped, 1 - scores, predictor["url"], "fraud", POLICY, truth=wrong.tolist())
+    assert not decision.passed
+    assert any(
+        r.startswith("FAIL online balanced accuracy candidate 0.0000 vs production 1.0000") for r in decision.reasons
+    )
 
 
 def test_an_unreachable_candidate_counts_errors_and_fails():

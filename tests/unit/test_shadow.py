@@ -33,7 +33,7 @@ def test_compare_pairs_the_answers():
         prod, cand, [0.1, 0.9, 0.8, 0.2, 0.7], [0.1, 0.9, 0.4, 0.2, 0.7], [1, 2, 3, 4, 100], errors=1, truth=truth
     )
     assert (e.requests, e.errors, e.agreement, e.labelled) == (6, 1, 0.8, 3)
-    assert e.accuracy == {"production": pytest.approx(2 / 3, abs=1e-6), "candidate": pytest.approx(2 / 3, abs=1e-6)}
+    assert e.accuracy == {"production": 0.75, "candidate": 0.75}  # balanced: recall 1/1 on class 0, 1/2 on class 1
     assert e.p99_ms == pytest.approx(np.percentile([1, 2, 3, 4, 100], 99))
     with pytest.raises(ValueError, match="not paired"):
         compare(prod, cand[:3], prod, cand, [1], 0)
@@ -53,13 +53,16 @@ GOOD = ShadowEvidence(
 @pytest.mark.parametrize(
     "change, passed, fragment",
     [
-        ({}, True, "ok   online accuracy candidate 0.9300"),
+        ({}, True, "ok   online balanced accuracy candidate 0.9300"),
         ({"requests": 99}, False, "wait 99 shadowed requests"),
         ({"errors": 1}, False, "FAIL candidate error rate 0.0020"),
-        ({"agreement": 0.85}, False, "FAIL decision agreement 0.85"),
-        ({"score_ks": 0.3}, False, "FAIL score KS distance 0.3"),
+        ({"agreement": 0.85, "labelled": 10}, False, "FAIL decision agreement 0.85"),
+        # with enough labels the accuracy decides: a retrain is meant to disagree where production is wrong
+        ({"agreement": 0.85}, True, "info decision agreement 0.85 (min 0.9): outside, but the labels decide"),
+        ({"score_ks": 0.3, "labelled": 10}, False, "FAIL score KS distance 0.3"),
+        ({"score_ks": 0.3, "accuracy": {"production": 0.9, "candidate": 0.85}}, False, "FAIL online balanced accuracy"),
         ({"p99_ms": 80.0}, False, "FAIL candidate p99 80.0 ms"),
-        ({"accuracy": {"production": 0.9, "candidate": 0.85}}, False, "FAIL online accuracy candidate 0.8500"),
+        ({"accuracy": {"production": 0.9, "candidate": 0.85}}, False, "FAIL online balanced accuracy candidate 0.8500"),
         ({"labelled": 10}, True, "info 10 labelled requests < 50"),
     ],
 )
