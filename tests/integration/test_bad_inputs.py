@@ -9,20 +9,11 @@ import requests
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
+from mlcycle.data import DEMO_ROW
+
 pytestmark = pytest.mark.integration
 
-ROW = {
-    "amount": 42.5,
-    "hour": 13,
-    "card_age_days": 400,
-    "distance_from_home_km": 3.2,
-    "txn_count_24h": 2,
-    "avg_amount_30d": 40.0,
-    "is_foreign": 0,
-    "merchant_category": "grocery",
-    "channel": "pos",
-    "country": "KR",
-}
+ROW = dict(DEMO_ROW)
 ORDER = list(ROW)
 
 
