@@ -54,8 +54,16 @@ def _spawn(argv: list[str], url: str, health: str, log: Path, timeout: float, en
 
 
 def start_predictor(
-    source: str, name: str, http_port: int, grpc_port: int, log: Path, *extra: str, timeout: float = 60
+    source: str,
+    name: str,
+    http_port: int,
+    grpc_port: int,
+    log: Path,
+    *extra: str,
+    timeout: float = 60,
+    env: dict | None = None,
 ) -> Proc:
+    """``env``: extra environment, e.g. ``{"MLCYCLE_PAYLOAD_LOG_MODE": "all"}`` to log responses too."""
     argv = [
         sys.executable,
         "-m",
@@ -70,11 +78,31 @@ def start_predictor(
         str(grpc_port),
         *extra,
     ]
-    return _spawn(argv, f"http://127.0.0.1:{http_port}", f"/v2/models/{name}/ready", log, timeout)
+    return _spawn(argv, f"http://127.0.0.1:{http_port}", f"/v2/models/{name}/ready", log, timeout, env)
 
 
 def start_drift(source: str, port: int, log: Path, *extra: str, timeout: float = 90) -> Proc:
     argv = [sys.executable, "-m", "inference.drift_detector", "--storage_uri", source, "--port", str(port), *extra]
+    return _spawn(argv, f"http://127.0.0.1:{port}", "/healthz", log, timeout)
+
+
+def start_capture(
+    registry: str, model: str, port: int, state_dir: Path, log: Path, *extra: str, timeout: float = 60
+) -> Proc:
+    argv = [
+        sys.executable,
+        "-m",
+        "inference.capture",
+        "--registry",
+        registry,
+        "--model",
+        model,
+        "--port",
+        str(port),
+        "--state_dir",
+        str(state_dir),
+        *extra,
+    ]
     return _spawn(argv, f"http://127.0.0.1:{port}", "/healthz", log, timeout)
 
 

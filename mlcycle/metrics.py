@@ -112,10 +112,10 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
-def score_bundle(bundle, frame, label: str) -> dict[str, float]:
-    """Metrics of a ModelBundle on a labelled frame."""
+def score_bundle(bundle, frame, label: str, scores: np.ndarray | None = None) -> dict[str, float]:
+    """Metrics of a ModelBundle on a labelled frame (``scores``: its scores on ``frame``, when already computed)."""
     y = frame[label].to_numpy()
-    scores = bundle.score(frame)
+    scores = bundle.score(frame) if scores is None else scores
     if bundle.task == "classification":
         return classification_metrics(y, scores, bundle.classes, bundle.threshold)
     return regression_metrics(y, scores)

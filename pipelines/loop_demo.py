@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from inference.devserve import Proc, _spawn, start_drift, start_predictor
+from inference.devserve import Proc, start_capture, start_drift, start_predictor
 from mlcycle import defaults
 from mlcycle.data import DEMO_FEATURES, DEMO_LABEL, make_demo_dataset
 from mlcycle.process import free_port
@@ -42,31 +42,6 @@ SHADOW = ShadowPolicy(
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def start_capture(registry: str, model: str, port: int, forward: str, state: Path, log: Path) -> Proc:
-    import sys
-
-    argv = [
-        sys.executable,
-        "-m",
-        "inference.capture",
-        "--registry",
-        registry,
-        "--model",
-        model,
-        "--port",
-        str(port),
-        "--state_dir",
-        str(state),
-        "--forward_url",
-        forward,
-        "--flush_rows",
-        "200",
-        "--flush_age_s",
-        "2",
-    ]
-    return _spawn(argv, f"http://127.0.0.1:{port}", "/healthz", log, 60)
 
 
 def send(url: str, model: str, rows: list[dict], first_id: int) -> list[str]:
@@ -165,12 +140,19 @@ def main() -> int:
         )
         procs.append(drift)
         cap = start_capture(
-            registry_uri, model, free_port(), f"{drift.url}/events", work / "capture", logs / "capture.log"
+            registry_uri,
+            model,
+            free_port(),
+            work / "capture",
+            logs / "capture.log",
+            "--forward_url",
+            f"{drift.url}/events",
+            "--flush_rows",
+            "200",
+            "--flush_age_s",
+            "2",
         )
         procs.append(cap)
-        import os
-
-        os.environ["MLCYCLE_PAYLOAD_LOG_MODE"] = "all"
         predictor = start_predictor(
             f"{registry_uri}#{model}@production",
             model,
@@ -181,6 +163,7 @@ def main() -> int:
             f"{cap.url}/events",
             "--follow_s",
             "1",
+            env={"MLCYCLE_PAYLOAD_LOG_MODE": "all"},  # responses too: the capture joins them to the requests
         )
         procs.append(predictor)
         loop = Loop(

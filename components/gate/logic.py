@@ -6,6 +6,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mlcycle.errors import ConfigError, MlcycleError, VersionNotFound
@@ -137,8 +138,11 @@ def gate(
             try:
                 local = registry.fetch_version(model_name, champion_version, Path(tmp) / "champion")
                 champion_bundle = ModelBundle.from_version(local)
-                champion = score_bundle(champion_bundle, test, label)
-                interval = _bootstrap(ModelBundle.load(model_dir), champion_bundle, test, label, policy)
+                champion_scores = champion_bundle.score(test)  # once: for its metrics and for the interval
+                champion = score_bundle(champion_bundle, test, label, champion_scores)
+                interval = _bootstrap(
+                    ModelBundle.load(model_dir), champion_bundle, champion_scores, test, label, policy
+                )
             except (MlcycleError, KeyError, ValueError) as e:
                 error = f"{type(e).__name__}: {e}"
     decision = decide(challenger, champion, policy, champion_version, error, interval)
@@ -154,7 +158,12 @@ def gate(
 
 
 def _bootstrap(
-    challenger: ModelBundle, champion: ModelBundle, test: pd.DataFrame, label: str, policy: GatePolicy
+    challenger: ModelBundle,
+    champion: ModelBundle,
+    champion_scores: np.ndarray,
+    test: pd.DataFrame,
+    label: str,
+    policy: GatePolicy,
 ) -> dict | None:
     """The paired bootstrap interval of the primary metric's gain, or None when the two cannot be compared row by row."""
     if challenger.task != champion.task or (
@@ -167,7 +176,7 @@ def _bootstrap(
         challenger.task,
         y,
         challenger.score(test),
-        champion.score(test),
+        champion_scores,
         challenger.classes,
         (challenger.threshold, champion.threshold),
         confidence=policy.confidence or 0.95,

@@ -8,7 +8,6 @@ import math
 import os
 import signal
 import statistics
-import sys
 import time
 
 import pytest
@@ -34,7 +33,7 @@ def _wait(predicate, timeout=30.0):
 def stack(tmp_path_factory, splits, contract):
     from components.register.logic import register
     from devtools.minio import MinioServer
-    from inference.devserve import _spawn, start_predictor
+    from inference.devserve import start_capture, start_predictor
     from mlcycle.models import fit_bundle
     from mlcycle.registry import open_registry
     from mlcycle.registry.s3 import S3Store
@@ -66,18 +65,7 @@ def stack(tmp_path_factory, splits, contract):
             auto_promote=True,
         ).version
         port = free_port()
-        capture_argv = [
-            sys.executable,
-            "-m",
-            "inference.capture",
-            "--registry",
-            "s3://mlcycle-models",
-            "--model",
-            MODEL,
-            "--port",
-            str(port),
-            "--state_dir",
-            str(root / "state"),
+        capture_args = [
             "--flush_rows",
             "1000000",
             "--flush_age_s",
@@ -89,10 +77,12 @@ def stack(tmp_path_factory, splits, contract):
         ]
         logs = root / "logs"
 
-        def start_capture():
-            return _spawn(capture_argv, f"http://127.0.0.1:{port}", "/healthz", logs / "capture.log", 60)
+        def run_capture():
+            return start_capture(
+                "s3://mlcycle-models", MODEL, port, root / "state", logs / "capture.log", *capture_args
+            )
 
-        capture = start_capture()
+        capture = run_capture()
         predictor = start_predictor(
             f"s3://mlcycle-models#{MODEL}@production",
             MODEL,
@@ -102,7 +92,7 @@ def stack(tmp_path_factory, splits, contract):
             "--payload_log_url",
             f"{capture.url}/events",
         )
-        state.update(minio=minio, capture=capture, predictor=predictor, version=version, start_capture=start_capture)
+        state.update(minio=minio, capture=capture, predictor=predictor, version=version, start_capture=run_capture)
         yield state
     finally:
         for name in ("predictor", "capture"):
