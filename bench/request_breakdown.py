@@ -1,6 +1,7 @@
 """Where one request's time goes inside the predictor, stage by stage, in-process (µs per call).
 
-    python bench/request_breakdown.py VERSION_DIR   (a registered version directory, e.g. from bench/serving.py)
+    python bench/request_breakdown.py VERSION_DIR [ROWS]   (a registered version directory, e.g. from bench/serving.py;
+                                                           ROWS per request, default 1)
 
 The HTTP part (uvicorn's parse and write, the event loop) is what the served latency adds on top; README
 "Benchmarks" sets the two side by side.
@@ -33,22 +34,23 @@ def main() -> None:
     from inference.predictor.model import MlcycleModel
 
     version = Path(sys.argv[1])
+    rows = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     model = MlcycleModel("fraud", str(version))
     model.load()
-    ref = pd.read_parquet(version / "reference.parquet")[model.bundle.features].dropna().head(1)
+    ref = pd.read_parquet(version / "reference.parquet")[model.bundle.features].dropna().head(rows)
     inputs = [
         {
             "name": c.name,
-            "shape": [1],
+            "shape": [rows],
             "datatype": "FP64" if c.kind == "numeric" else "BYTES",
-            "data": [float(ref[c.name].iloc[0]) if c.kind == "numeric" else str(ref[c.name].iloc[0])],
+            "data": [float(v) for v in ref[c.name]] if c.kind == "numeric" else [str(v) for v in ref[c.name]],
         }
         for c in model.codec.contract.features
     ]
     body = json.dumps({"inputs": inputs}).encode()
     req = _parse(body, True, "fraud")
     batch = model.codec.decode(req)
-    x = model.fast.transform(batch.columns, 1)
+    x = model.fast.transform(batch.columns, rows)
     scores, labels = model.score_batch(batch)
     loop = asyncio.new_event_loop()
 
@@ -58,10 +60,11 @@ def main() -> None:
         return orjson.dumps(model.codec.encode_v2_rest(r.id, "fraud", s, lab, model.bundle.classes, model.version))
 
     out = {
+        "rows": rows,
         "scoring_path": model.scoring_path,
         "json_parse_and_request": timed(lambda: _parse(body, True, "fraud")),
         "contract_validation_decode": timed(lambda: model.codec.decode(req)),
-        "preprocessing_replay": timed(lambda: model.fast.transform(batch.columns, 1)),
+        "preprocessing_replay": timed(lambda: model.fast.transform(batch.columns, rows)),
         "model_call": timed(lambda: model.scorer.score_matrix(x)),
         "native_model_call": timed(lambda: model.bundle.score_matrix(x)),
         "prometheus_updates": timed(

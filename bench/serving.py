@@ -447,6 +447,18 @@ def main() -> None:
             grpc_request("fraud", one, contract),
             grpc_request("fraud", hundred, contract),
         )
+    floor_port = free_port()  # the HTTP stack alone: uvicorn with KServe's settings and a fixed answer
+    serve(
+        "httpfloor",
+        [sys.executable, str(ROOT / "bench" / "httpfloor.py"), "--http_port", str(floor_port)],
+        f"http://127.0.0.1:{floor_port}/ready",
+    )
+    targets["httpfloor_v2_rest_1row"] = {
+        "kind": "rest",
+        "url": f"http://127.0.0.1:{floor_port}/v2/models/fraud/infer",
+        "body": v2_body(one, contract),
+        "open_loop": True,
+    }
     peers = {}
     if not args.no_peers:
         from mlcycle.fastprep import compile_preprocessor
@@ -603,7 +615,17 @@ def ratios(servers: dict, floor_: dict) -> dict:
         if "mlserver" in c8:
             entry["c8_rps_over_mlserver"] = round(mine[8]["rps"] / c8["mlserver"]["rps"], 2)
         out[case] = entry
-    rest, grpc = servers.get("mlcycle_v2_rest_1row"), servers.get("mlcycle_v2_grpc_1row")
+    floor_runs, rest = servers.get("httpfloor_v2_rest_1row"), servers.get("mlcycle_v2_rest_1row")
+    if floor_runs and rest:  # the HTTP stack's own ceiling and tail, for the same 1-row V2 request
+        closed = {r["concurrency"]: r for r in floor_runs if r.get("mode") == "closed"}
+        out["http_floor_v2_rest_1row"] = {
+            "c8_rps": closed[8]["rps"],
+            "c8_p99_ms": closed[8]["p99_ms"],
+            "c1_p99_ms": closed[1]["p99_ms"],
+            "open_loop_p99_ms": {r["target_rps"]: r["p99_ms"] for r in floor_runs if r.get("mode") == "open"},
+            "mlcycle_c8_rps_over_http_floor": round(rest[1]["rps"] / closed[8]["rps"], 2),
+        }
+    grpc = servers.get("mlcycle_v2_grpc_1row")
     if rest and grpc and "skipped" not in grpc[0]:
         out["grpc_over_rest_1row_c8"] = round(grpc[1]["rps"] / rest[1]["rps"], 2)
     return out

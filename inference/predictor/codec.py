@@ -173,6 +173,12 @@ class Codec:
             return out
         allowed = self.allowed[name]
         out = np.empty(len(values), dtype=object)
+        try:  # the common case in one C-level pass: every value a known category (the allowed set holds only str)
+            if allowed.issuperset(values):
+                out[:] = values
+                return out
+        except TypeError:  # an unhashable value: the loop below names it
+            pass
         for i, v in enumerate(values):
             if isinstance(v, bytes):
                 try:
@@ -281,7 +287,7 @@ def _check_numbers(name: str, inp) -> None:
     booleans — the same rule as V1. (gRPC contents are typed by the protocol already.)"""
     if not isinstance(inp.data, list):
         return
-    if all(type(v) in _NUMBER_TYPES for v in inp.data):  # flat numbers / nulls (bool is not in the set)
+    if _NUMBER_TYPES.issuperset(map(type, inp.data)):  # flat numbers / nulls (bool is not in the set)
         return
     stack, index = [inp.data], 0
     while stack:

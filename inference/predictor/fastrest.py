@@ -150,7 +150,7 @@ def _parse(body: bytes, v2: bool, model_name: str):
 
 def _flat_scalars(data: list) -> bool:
     """All ints/floats/None or all strings/None: what pydantic's data union keeps as it is."""
-    kinds = {type(v) for v in data}
+    kinds = set(map(type, data))
     kinds.discard(type(None))
     return kinds <= {int, float} or kinds == {str}
 
