@@ -231,6 +231,20 @@ class Loop:
         return decision
 
 
+def _local_path(uri: str) -> Path | None:
+    """The directory of a local registry URI (a path or file://), None for s3://."""
+    if uri.startswith("s3://"):
+        return None
+    return Path(uri.removeprefix("file://")).expanduser().resolve()
+
+
+def _same_registry(a: str, b: str) -> bool:
+    """One registry, however written: a path, a relative path or file:// (s3:// URIs compared as written)."""
+    if _local_path(a) is None or _local_path(b) is None:
+        return a.rstrip("/") == b.rstrip("/")
+    return _local_path(a) == _local_path(b)
+
+
 def _alive(pid: int | None, host: str | None) -> bool | None:
     """Whether the loop's process still runs (None: it ran on another host, unknown from here)."""
     if not pid or host != socket.gethostname():
@@ -258,7 +272,7 @@ def loop_status(
     where = f"{registry_uri or (loop or {}).get('registry_uri') or '?'}#{model or (loop or {}).get('model') or '?'}"
     if loop is None:
         raise NoLoop(f"no loop has run against {where}: no {LOOP_STATE} in {state_dir} (--state-dir names another)")
-    if (registry_uri and registry_uri != loop["registry_uri"]) or (model and model != loop["model"]):
+    if (registry_uri and not _same_registry(registry_uri, loop["registry_uri"])) or (model and model != loop["model"]):
         raise NoLoop(
             f"no loop has run against {where} in {state_dir}: the loop there ran against "
             f"{loop['registry_uri']}#{loop['model']}"
@@ -305,7 +319,13 @@ def loop_status(
         report["retrain_in_progress"] = None
     report["last_retrain"] = last
     report["log"] = last.get("log") if last else None
-    report["aliases"] = _aliases(open_registry(loop["registry_uri"]), loop["model"])
+    local = _local_path(loop["registry_uri"])
+    gone = local is not None and not local.is_dir()  # opening a local registry would create it: not for a reader
+    report["aliases"] = (
+        {"production": None, "candidate": None}
+        if gone
+        else _aliases(open_registry(loop["registry_uri"]), loop["model"])
+    )
     return report
 
 
