@@ -181,6 +181,8 @@ class TriggerController:
         self.restarted = False
         self.last_decision: dict = {}
         self.state = self._load()
+        if self.restarted:  # written now, so a reader no longer sees the lost run as in progress
+            self._save()
 
     def _load(self) -> TriggerState:
         if not self.path.exists():

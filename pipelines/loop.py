@@ -269,7 +269,9 @@ def loop_status(
     state_dir = Path(state_dir)
     loop_file, trigger_file = state_dir / LOOP_STATE, state_dir / TRIGGER_STATE
     loop = json.loads(loop_file.read_text()) if loop_file.exists() else None
-    where = f"{registry_uri or (loop or {}).get('registry_uri') or '?'}#{model or (loop or {}).get('model') or '?'}"
+    known = loop or {}
+    registry_named, model_named = registry_uri or known.get("registry_uri"), model or known.get("model")
+    where = f"{registry_named or 'any registry'}#{model_named or 'any model'}"
     if loop is None:
         raise NoLoop(f"no loop has run against {where}: no {LOOP_STATE} in {state_dir} (--state-dir names another)")
     if (registry_uri and not _same_registry(registry_uri, loop["registry_uri"])) or (model and model != loop["model"]):

@@ -55,10 +55,13 @@ class Capture:
                 if owner.during:
                     owner.during()
                 data = b'{"error": "capture store unavailable"}'
-                self.send_response(500)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(500)
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the loop process that asked was killed meanwhile
+                    pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
@@ -158,3 +161,63 @@ def test_status_while_a_retrain_runs_and_the_last_decision(registry, capture_ser
     code, text = _status(state, reg.uri)
     assert "last decision: drift at " in text and "not started: cooldown" in text
     assert "retrain in progress: no" in text and "last trigger: manual" in text
+
+
+def test_a_loop_that_died_during_a_retrain_is_said_so(registry, capture_service, tmp_path):
+    """A real loop process stops mid-retrain (killed while its capture flush waits): status says the run was
+    lost instead of "in progress", and the next loop on that state says so and may start again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    reg = registry[0]
+    state = tmp_path / "loop"
+    arrived, release = threading.Event(), threading.Event()
+    capture_service.during = lambda: (arrived.set(), release.wait(30))
+    script = (
+        "import sys, time\n"
+        "from mlcycle.registry import open_registry\n"
+        "from mlcycle.shadow import ShadowPolicy\n"
+        "from mlcycle.triggers import Observation, TriggerPolicy\n"
+        "from pipelines.loop import Loop\n"
+        "reg = open_registry(sys.argv[1])\n"
+        "loop = Loop(reg, reg.uri, sys.argv[2], 'http://127.0.0.1:9', sys.argv[3], sys.argv[4],\n"
+        "            TriggerPolicy(cooldown_s=600), ShadowPolicy(), log=lambda line: None)\n"
+        "loop.triggers.observe(Observation(now=time.time(), manual='nightly'))\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, reg.uri, MODEL, capture_service.url, str(state)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    try:
+        assert arrived.wait(120), "the loop process never reached the capture flush"
+        code, raw = _status(state, reg.uri, "--json")
+        assert code == 0 and json.loads(raw)["retrain_in_progress"] == "manual"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+    code, raw = _status(state, reg.uri, "--json")
+    report = json.loads(raw)
+    assert report["loop_running"] is False and report["retrain_in_progress"] is None
+    assert report["last_retrain"]["outcome"] == "lost" and "is gone" in report["last_retrain"]["detail"]
+    lines: list[str] = []
+    again = Loop(
+        reg,
+        reg.uri,
+        MODEL,
+        "http://127.0.0.1:9",
+        capture_service.url,
+        state,
+        TriggerPolicy(cooldown_s=600),
+        ShadowPolicy(),
+        log=lines.append,
+    )
+    assert again.triggers.restarted and "outcome is unknown" in lines[0]
+    code, text = _status(state, reg.uri)
+    assert "last retrain: lost" in text and "retrain in progress: no" in text and "loop pid" in text
