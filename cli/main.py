@@ -235,6 +235,272 @@ def cmd_submit(args) -> int:
     return 0
 
 
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+LOOP_STATE_DIR = ".mlcycle/loop-demo/loop"  # where `make loop-demo` keeps its loop's state
+
+
+def _interval_seconds(text: str) -> int:
+    """``3600``, ``90s``, ``30m``, ``6h``, ``1d`` -> whole seconds (positive)."""
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _DURATION else (text, "s")
+    try:
+        seconds = float(number) * _DURATION[unit]
+    except ValueError:
+        seconds = 0
+    if seconds < 1 or seconds != int(seconds):
+        raise ConfigError(f"--interval {text!r}: expected whole seconds or a duration such as 90m, 6h, 1d")
+    return int(seconds)
+
+
+def _cron(text: str) -> str:
+    """A KFP cron expression: six fields, seconds first (the SDK's format), or a @-descriptor such as @daily."""
+    if text.startswith("@") or len(text.split()) == 6:
+        return text
+    hint = f"; for {text!r} that is '0 {text}'" if len(text.split()) == 5 else ""
+    raise ConfigError(
+        f"--cron {text!r}: KFP takes 6 fields, seconds first (e.g. '0 0 3 * * *' = 03:00 every day){hint}"
+    )
+
+
+def schedule_spec(args) -> dict:
+    """The recurring run `mlcycle schedule` creates: its trigger, max_concurrency 1 (two retrains never overlap),
+    no_catchup (missed intervals are not backfilled), and the pipeline's parameters, each option checked."""
+    from mlcycle import capture
+
+    if not args.registry or not args.registry.startswith("s3://"):
+        raise ConfigError(
+            "mlcycle schedule needs --registry s3://BUCKET: the cluster's steps cannot see a local directory"
+        )
+    if (args.cron is None) == (args.interval is None):
+        raise ConfigError("mlcycle schedule: give exactly one of --cron or --interval")
+    if args.days <= 0:
+        raise ConfigError(f"--days must be positive, got {args.days:g}")
+    if args.source == "traffic":  # the registry's captured, labelled traffic of the model
+        args.model = args.model or defaults.MODEL_NAME
+        args.source = f"{capture.SCHEME}{args.registry}#{args.model}?days={args.days:g}"
+    elif args.source.startswith(capture.SCHEME):
+        traffic_registry, traffic_model, _ = capture.parse_traffic_source(args.source)
+        if not traffic_registry.startswith("s3://"):
+            raise ConfigError(
+                f"mlcycle schedule: the cluster's steps read captured traffic from an s3:// registry, not {traffic_registry!r}"
+            )
+        args.model = args.model or traffic_model
+    elif not args.source.startswith("s3://") and args.source != "demo":
+        raise ConfigError(
+            f"mlcycle schedule: the cluster's steps cannot read the local file {args.source!r}; give "
+            "--source traffic (the captured traffic), a traffic:// or an s3:// URI"
+        )
+    args.model = args.model or _model_name(args.source)
+    params = _unchecked_params(args)
+    if args.source == "demo":
+        params["demo_rows"] = defaults.DEMO_ROWS
+    # with a canary rollout, the rollout promotes (as the drift hook's runs do); without one, --promote decides
+    params.update(registry_uri=args.registry, deploy=args.deploy, trigger="schedule")
+    params["auto_promote"] = args.promote and not args.deploy
+    trigger = (
+        {"cron_schedule": {"cron": _cron(args.cron)}}
+        if args.cron is not None
+        else {"periodic_schedule": {"interval_second": _interval_seconds(args.interval)}}
+    )
+    return {
+        "host": args.host,
+        "experiment": args.experiment,
+        "display_name": args.name or f"{args.model}-scheduled-retrain",
+        "description": f"mlcycle: scheduled retrain of {args.model} on {args.source}",
+        "trigger": trigger,
+        "max_concurrency": 1,
+        "no_catchup": not args.catchup,
+        "mode": "ENABLE",
+        "parameters": params,
+    }
+
+
+def _pipeline_inputs(package: Path) -> set[str]:
+    import yaml
+
+    spec = next(doc for doc in yaml.safe_load_all(package.read_text()) if "root" in doc)  # then the platform spec
+    return set(spec["root"]["inputDefinitions"]["parameters"])
+
+
+def cmd_schedule(args) -> int:
+    """Compile the training pipeline and create a KFP recurring run of it (the schedule trigger on a cluster)."""
+    import tempfile
+
+    from kfp import compiler
+
+    from pipelines.training import PIPELINE_NAME, training_pipeline
+
+    spec = schedule_spec(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = Path(tmp) / f"{PIPELINE_NAME}.yaml"
+        compiler.Compiler().compile(training_pipeline, str(package))
+        unknown = sorted(set(spec["parameters"]) - _pipeline_inputs(package))
+        if unknown:  # the API server would refuse them; say so before anything is sent
+            raise ConfigError(f"mlcycle schedule: {PIPELINE_NAME} has no parameter(s) {', '.join(unknown)}")
+        if args.dry_run:
+            print(json.dumps({**spec, "pipeline": PIPELINE_NAME}, indent=2, sort_keys=True))
+            return 0
+        try:
+            job = _create_recurring_run(spec, package)
+        except _Refused as e:
+            print(f"mlcycle schedule: error: {e}", file=sys.stderr)
+            return 1
+        except Exception as e:  # urllib3 errors, kfp_server_api.ApiException, ValueError: all mean "not scheduled"
+            print(
+                f"mlcycle schedule: error: could not create the recurring run on {args.host}: {type(e).__name__}: {e}",
+                file=sys.stderr,
+            )
+            return 1
+    when = spec["trigger"].get("cron_schedule", {}).get("cron") or (
+        f"every {spec['trigger']['periodic_schedule']['interval_second']} s"
+    )
+    print(
+        f"scheduled recurring run {job.recurring_run_id} ({spec['display_name']}, {when}, max_concurrency 1): "
+        f"{args.host.rstrip('/')}/#/recurringrun/details/{job.recurring_run_id}"
+    )
+    return 0
+
+
+class _Refused(Exception):
+    """The host is reachable but the recurring run is not created (a schedule of that name exists)."""
+
+
+def _create_recurring_run(spec: dict, package: Path):
+    import kfp
+
+    client = kfp.Client(host=spec["host"])
+    experiment = client.create_experiment(name=spec["experiment"])
+    same_name = json.dumps(
+        {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": spec["display_name"]}]}
+    )
+    existing = client.list_recurring_runs(experiment_id=experiment.experiment_id, filter=same_name).recurring_runs
+    if existing:  # a second schedule of the same retrain would start runs beside the first one's
+        raise _Refused(
+            f"experiment {spec['experiment']!r} already has recurring run {spec['display_name']!r} "
+            f"({existing[0].recurring_run_id}); delete it in the KFP UI first, or give another --name"
+        )
+    trigger = spec["trigger"]
+    return client.create_recurring_run(
+        experiment_id=experiment.experiment_id,
+        job_name=spec["display_name"],
+        description=spec["description"],
+        cron_expression=trigger.get("cron_schedule", {}).get("cron"),
+        interval_second=trigger.get("periodic_schedule", {}).get("interval_second"),
+        max_concurrency=spec["max_concurrency"],
+        no_catchup=spec["no_catchup"],
+        params=spec["parameters"],
+        pipeline_package_path=str(package),
+        enabled=spec["mode"] == "ENABLE",
+    )
+
+
+def cmd_loop(args) -> int:
+    """``mlcycle loop status``: what the local loop controller persisted, and the model's aliases."""
+    from pipelines.loop import NoLoop, loop_status
+
+    registry = args.registry or os.environ.get("MLCYCLE_REGISTRY")
+    try:
+        report = loop_status(Path(args.state_dir), registry, args.model)
+    except NoLoop as e:
+        print(f"mlcycle loop status: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2, sort_keys=True, default=str) if args.json else render_loop_status(report))
+    return 0
+
+
+def _when(at: float | None) -> str:
+    import time
+    from datetime import UTC, datetime
+
+    if at is None:
+        return "-"
+    ago = time.time() - at
+    return f"{datetime.fromtimestamp(at, UTC).isoformat(timespec='seconds')} ({ago:.0f} s ago)"
+
+
+def render_loop_status(r: dict) -> str:
+    trig, last, decision = r["last_trigger"], r["last_retrain"], r["last_decision"]
+    running = {True: "running", False: "not running", None: "unknown (another host)"}[r["loop_running"]]
+    lines = [
+        f"loop: {r['registry']}#{r['model']}  (state {r['state_dir']}; loop pid {r['loop_pid']}: {running})",
+        "last trigger: "
+        + (
+            f"{trig['kind']} at {_when(trig['at'])}: {trig['reason']}  evidence {json.dumps(trig['evidence'])}"
+            if trig
+            else "none yet"
+        ),
+        f"retrains started: {r['retrains']}",
+        "cooldown: "
+        + (
+            f"{r['cooldown_left_s']:.0f} s left (of {r['cooldown_s']:g} s)"
+            if r.get("cooldown_left_s")
+            else "none (a trigger may start a retrain now)"
+        ),
+        f"retrain in progress: {'yes (' + r['retrain_in_progress'] + ')' if r['retrain_in_progress'] else 'no'}",
+    ]
+    if decision and not decision.get("start"):
+        lines.append(f"last decision: {decision['trigger']} at {_when(decision['at'])}: {decision['reason']}")
+    if last:
+        produced = f"version {last['version']}" if last.get("version") else last.get("detail") or "-"
+        lines.append(
+            f"last retrain: {last['outcome']} — {produced} (trigger {last['trigger']}, {last.get('seconds', 0):g} s, "
+            f"started {_when(last.get('started_at'))})"
+        )
+    else:
+        lines.append("last retrain: none yet")
+    for alias in ("production", "candidate", *sorted(set(r["aliases"]) - {"production", "candidate"})):
+        entry = r["aliases"].get(alias)
+        lines.append(f"{alias}: {entry['version']} (semver {entry['semver'] or '-'})" if entry else f"{alias}: none")
+    lines.append(f"log: {r['log'] or 'no retrain log yet'}")
+    return "\n".join(lines)
+
+
+def _add_loop_commands(sub) -> None:
+    """`mlcycle schedule` and `mlcycle loop`: the schedule trigger on a cluster, the local loop's state."""
+    p = sub.add_parser(
+        "schedule",
+        help="create a KFP recurring run of the training pipeline (the schedule trigger on a cluster)",
+        description="Compile the training pipeline and create a Kubeflow Pipelines recurring run of it: "
+        "trigger=schedule, deploy=true, max_concurrency 1, no catch-up. --source traffic: the model's captured, "
+        "labelled traffic in the registry (traffic://REGISTRY#MODEL?days=DAYS).",
+    )
+    _training_options(p)
+    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8888")
+    p.add_argument("--experiment", default="mlcycle", help="KFP experiment (default mlcycle; created if missing)")
+    p.add_argument("--name", default="", help="recurring run name (default MODEL-scheduled-retrain)")
+    p.add_argument("--cron", help="KFP cron, 6 fields with seconds first, e.g. '0 0 3 * * *' (03:00 daily)")
+    p.add_argument("--interval", help="or a period: seconds or 90m, 6h, 1d")
+    p.add_argument(
+        "--days", type=float, default=7.0, help="--source traffic: the last DAYS of captured traffic (default 7)"
+    )
+    p.add_argument(
+        "--deploy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="roll each registered version out as a KServe canary (default: yes; the rollout then promotes)",
+    )
+    p.add_argument(
+        "--catchup",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="backfill intervals missed while paused (default: no; only the latest one runs)",
+    )
+    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="print the recurring run, create nothing")
+    p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("loop", help="the local loop controller's state (mlcycle loop status)")
+    p.add_argument("action", choices=["status"])
+    p.add_argument("--registry", help="registry URI the loop ran against (default: the one its state names)")
+    p.add_argument("--model", default="", help="registered model (default: the one its state names)")
+    p.add_argument(
+        "--state-dir",
+        dest="state_dir",
+        default=os.environ.get("MLCYCLE_LOOP_STATE", LOOP_STATE_DIR),
+        help=f"the loop's state directory (default $MLCYCLE_LOOP_STATE or {LOOP_STATE_DIR}, make loop-demo's)",
+    )
+    p.add_argument("--json", action="store_true", help="the status as JSON")
+    p.set_defaults(func=cmd_loop)
+
+
 def _options(args) -> dict:
     """The pipeline parameters the options give, each option checked (the data is not read here)."""
     from mlcycle.models import check_families
@@ -592,6 +858,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--why", default="")
     p.set_defaults(func=cmd_rollout)
+    _add_loop_commands(sub)
     return parser
 
 

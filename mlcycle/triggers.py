@@ -13,7 +13,7 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from mlcycle.errors import ConfigError
@@ -56,6 +56,10 @@ class TriggerState:
     last_started: float = -math.inf
     fingerprints: tuple[str, ...] = ()  # data already retrained on
     retrains: int = 0
+    # the decision behind the last start: what ``mlcycle loop status`` shows
+    last_trigger: str | None = None
+    last_reason: str = ""
+    last_evidence: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -124,12 +128,42 @@ def decide(state: TriggerState, obs: Observation, policy: TriggerPolicy) -> Deci
 def started(state: TriggerState, decision: Decision, now: float) -> TriggerState:
     prints = state.fingerprints + ((decision.evidence["fingerprint"],) if decision.evidence.get("fingerprint") else ())
     return replace(
-        state, running=decision.trigger, last_started=now, fingerprints=prints[-100:], retrains=state.retrains + 1
+        state,
+        running=decision.trigger,
+        last_started=now,
+        fingerprints=prints[-100:],
+        retrains=state.retrains + 1,
+        last_trigger=decision.trigger,
+        last_reason=decision.reason,
+        last_evidence=dict(decision.evidence),
     )
 
 
 def finished(state: TriggerState) -> TriggerState:
     return replace(state, running=None)
+
+
+def cooldown_left(state: TriggerState, policy: TriggerPolicy, now: float) -> float:
+    """Seconds until a trigger other than ``manual`` may start a retrain again (0 when it may now)."""
+    return max(0.0, policy.cooldown_s - (now - state.last_started))
+
+
+def read_state(path: Path) -> tuple[TriggerState, TriggerPolicy | None, dict] | None:
+    """A controller's file as it is, for a reader such as ``mlcycle loop status`` (a retrain in flight stays
+    ``running``; only the controller itself, on start, clears it): (state, policy, the last decision seen).
+    None when no controller has written there."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text())
+    policy = TriggerPolicy(**raw["policy"]) if raw.get("policy") else None
+    return _state(raw), policy, raw.get("last_decision") or {}
+
+
+def _state(raw: dict) -> TriggerState:
+    known = {f.name for f in fields(TriggerState)}  # the file also holds the policy and the last decision
+    state = {k: v for k, v in raw.items() if k in known}
+    return TriggerState(**{**state, "fingerprints": tuple(state.get("fingerprints", ()))})
 
 
 class TriggerController:
@@ -145,13 +179,16 @@ class TriggerController:
     ):
         self.path, self.policy, self.launch, self.record = Path(state_path), policy, launch, record
         self.restarted = False
+        self.last_decision: dict = {}
         self.state = self._load()
+        if self.restarted:  # written now, so a reader no longer sees the lost run as in progress
+            self._save()
 
     def _load(self) -> TriggerState:
         if not self.path.exists():
             return TriggerState()
         raw = json.loads(self.path.read_text())
-        state = TriggerState(**{**raw, "fingerprints": tuple(raw.get("fingerprints", ()))})
+        state, self.last_decision = _state(raw), raw.get("last_decision") or {}
         if state.running:  # the process that ran it is gone: say so, and let the next trigger start
             self.restarted = True
             state = finished(state)
@@ -160,17 +197,25 @@ class TriggerController:
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state)))
+        body = {**asdict(self.state), "policy": asdict(self.policy), "last_decision": self.last_decision}
+        tmp.write_text(json.dumps(body))
         os.replace(tmp, self.path)
 
     def observe(self, obs: Observation) -> Decision:
         decision = decide(self.state, obs, self.policy)
+        seen = {"trigger": decision.trigger, "reason": decision.reason, "start": decision.start, "at": obs.now}
         if decision.start:
-            self.state = started(self.state, decision, obs.now)
+            self.state, self.last_decision = started(self.state, decision, obs.now), seen
             self._save()
             if self.record:
                 self.record(decision)
             self.launch(decision)
+        elif decision.trigger and (decision.trigger, decision.reason) != (
+            self.last_decision.get("trigger"),
+            self.last_decision.get("reason"),
+        ):  # a trigger that waits or is held back: kept for a reader, written when it changes
+            self.last_decision = seen
+            self._save()
         return decision
 
     def done(self) -> None:

@@ -8,6 +8,8 @@ captured-traffic source and ``deploy=true``), and the rollout changes the Infere
 """
 
 import json
+import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +24,9 @@ from mlcycle import capture
 from mlcycle.errors import MlcycleError
 from mlcycle.registry import Registry
 from mlcycle.shadow import ShadowDecision, ShadowPolicy
-from mlcycle.triggers import Decision, Observation, TriggerController, TriggerPolicy
+from mlcycle.triggers import Decision, Observation, TriggerController, TriggerPolicy, cooldown_left, read_state
+
+TRIGGER_STATE, LOOP_STATE = "triggers.json", "loop.json"  # in the loop's state directory
 
 
 def get_json(url: str, body: dict | None = None, timeout: float = 30) -> dict:
@@ -41,6 +45,10 @@ class LoopError(MlcycleError):
     """A server of the loop answered with an error (its message included)."""
 
 
+class NoLoop(MlcycleError):
+    """No loop has written its state where ``mlcycle loop status`` looked."""
+
+
 @dataclass
 class Retrain:
     trigger: str
@@ -50,6 +58,8 @@ class Retrain:
     detail: str = ""
     log: Path | None = None
     seconds: float = 0.0
+    started_at: float = 0.0
+    finished_at: float | None = None
     shadow: ShadowDecision | None = None
     rollout: str | None = None  # promote | rollback
 
@@ -71,9 +81,41 @@ class Loop:
 
     def __post_init__(self):
         self.state_dir = Path(self.state_dir)
-        self.triggers = TriggerController(self.state_dir / "triggers.json", self.policy, self._launch, self._record)
+        self.triggers = TriggerController(self.state_dir / TRIGGER_STATE, self.policy, self._launch, self._record)
+        previous = self.state_dir / LOOP_STATE
+        self.last_retrain: dict | None = (
+            json.loads(previous.read_text()).get("last_retrain") if previous.exists() else None
+        )
         if self.triggers.restarted:
             self.log("loop: restarted while a retrain was running; that run's outcome is unknown and was not repeated")
+            if self.last_retrain and self.last_retrain.get("outcome") == "running":
+                self.last_retrain = {
+                    **self.last_retrain,
+                    "outcome": "lost",
+                    "detail": "the loop stopped during the run",
+                }
+        self._save()
+
+    def _save(self) -> None:
+        """``loop.json``: which registry and model this loop serves, its process, and the last retrain's outcome
+        (the trigger state is the controller's own file beside it)."""
+        body = {
+            "registry_uri": self.registry_uri,
+            "model": self.model,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "saved_at": time.time(),
+            "last_retrain": self.last_retrain,
+        }
+        tmp = self.state_dir / f".{LOOP_STATE}.tmp"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(body, default=str))
+        os.replace(tmp, self.state_dir / LOOP_STATE)
+
+    def _retrain_done(self, run: Retrain) -> None:
+        fields = ("trigger", "reason", "version", "outcome", "detail", "seconds", "started_at", "finished_at")
+        self.last_retrain = {**{k: getattr(run, k) for k in fields}, "log": str(run.log) if run.log else None}
+        self._save()
 
     # observation ------------------------------------------------------------------------------------
     def observe(self, manual: str | None = None) -> Decision:
@@ -104,14 +146,16 @@ class Loop:
     def _launch(self, d: Decision) -> None:
         from pipelines.local import StepFailed, run_local
 
-        run = Retrain(d.trigger, d.reason)
+        run = Retrain(d.trigger, d.reason, started_at=time.time())
         self.retrains.append(run)
-        get_json(f"{self.capture_url}/flush", {})  # the captured rows reach the store before the run reads them
         source = f"{capture.SCHEME}{self.registry_uri}#{self.model}?days={self.traffic_days:g}"
-        run.log = self.state_dir / f"retrain-{len(self.retrains)}.log"
+        # numbered by the persisted count, so a restarted loop does not overwrite the log of an earlier retrain
+        run.log = self.state_dir / f"retrain-{self.triggers.state.retrains}.log"
+        self._retrain_done(run)  # outcome "running" until it ends
         start = time.perf_counter()
         with open(run.log, "w") as out:
             try:
+                get_json(f"{self.capture_url}/flush", {})  # the captured rows reach the store before the run reads them
                 params = {
                     "label": "is_fraud",
                     **self.train_params,
@@ -139,7 +183,8 @@ class Loop:
                 run.outcome, run.detail = "failed", str(e)
             except Exception as e:  # a retrain never takes the loop down; the reason is recorded
                 run.outcome, run.detail = "failed", f"{type(e).__name__}: {e}"
-        run.seconds = round(time.perf_counter() - start, 1)
+        run.seconds, run.finished_at = round(time.perf_counter() - start, 1), time.time()
+        self._retrain_done(run)
         self.registry.audit(
             self.model,
             f"retrain_{run.outcome}",
@@ -184,3 +229,118 @@ class Loop:
             evidence={"reasons": decision.reasons, **decision.evidence.as_dict()},
         )
         return decision
+
+
+def _local_path(uri: str) -> Path | None:
+    """The directory of a local registry URI (a path or file://), None for s3://."""
+    if uri.startswith("s3://"):
+        return None
+    return Path(uri.removeprefix("file://")).expanduser().resolve()
+
+
+def _same_registry(a: str, b: str) -> bool:
+    """One registry, however written: a path, a relative path or file:// (s3:// URIs compared as written)."""
+    if _local_path(a) is None or _local_path(b) is None:
+        return a.rstrip("/") == b.rstrip("/")
+    return _local_path(a) == _local_path(b)
+
+
+def _alive(pid: int | None, host: str | None) -> bool | None:
+    """Whether the loop's process still runs (None: it ran on another host, unknown from here)."""
+    if not pid or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def loop_status(
+    state_dir: Path, registry_uri: str | None = None, model: str | None = None, now: float | None = None
+) -> dict:
+    """What the loop persisted in ``state_dir`` (its ``loop.json`` and the trigger controller's ``triggers.json``),
+    with the model's aliases from the registry. NoLoop when no loop has run there against ``registry_uri#model``
+    (either defaults to what the loop recorded)."""
+    from mlcycle.registry import open_registry
+
+    state_dir = Path(state_dir)
+    loop_file, trigger_file = state_dir / LOOP_STATE, state_dir / TRIGGER_STATE
+    loop = json.loads(loop_file.read_text()) if loop_file.exists() else None
+    known = loop or {}
+    registry_named, model_named = registry_uri or known.get("registry_uri"), model or known.get("model")
+    where = f"{registry_named or 'any registry'}#{model_named or 'any model'}"
+    if loop is None:
+        raise NoLoop(f"no loop has run against {where}: no {LOOP_STATE} in {state_dir} (--state-dir names another)")
+    if (registry_uri and not _same_registry(registry_uri, loop["registry_uri"])) or (model and model != loop["model"]):
+        raise NoLoop(
+            f"no loop has run against {where} in {state_dir}: the loop there ran against "
+            f"{loop['registry_uri']}#{loop['model']}"
+        )
+    now = time.time() if now is None else now
+    read = read_state(trigger_file)
+    report: dict = {
+        "registry": loop["registry_uri"],
+        "model": loop["model"],
+        "state_dir": str(state_dir),
+        "loop_pid": loop.get("pid"),
+        "loop_running": _alive(loop.get("pid"), loop.get("host")),
+        "saved_at": loop.get("saved_at"),
+    }
+    if read is None:
+        report.update(last_trigger=None, cooldown_left_s=0.0, retrain_in_progress=None, retrains=0, last_decision=None)
+    else:
+        state, policy, last_decision = read
+        started = state.last_started if state.retrains else None
+        report.update(
+            last_trigger=(
+                {
+                    "kind": state.last_trigger,
+                    "reason": state.last_reason,
+                    "evidence": state.last_evidence,
+                    "at": started,
+                }
+                if state.retrains
+                else None
+            ),
+            cooldown_s=policy.cooldown_s if policy else None,
+            cooldown_left_s=round(cooldown_left(state, policy, now), 1) if policy else None,
+            retrain_in_progress=state.running,
+            retrains=state.retrains,
+            last_decision=last_decision or None,
+        )
+    last = loop.get("last_retrain")
+    if last and last.get("outcome") == "running" and report["loop_running"] is False:
+        last = {
+            **last,
+            "outcome": "lost",
+            "detail": f"the loop (pid {loop.get('pid')}) is gone; the run's outcome is unknown",
+        }
+        report["retrain_in_progress"] = None
+    report["last_retrain"] = last
+    report["log"] = last.get("log") if last else None
+    local = _local_path(loop["registry_uri"])
+    gone = local is not None and not local.is_dir()  # opening a local registry would create it: not for a reader
+    report["aliases"] = (
+        {"production": None, "candidate": None}
+        if gone
+        else _aliases(open_registry(loop["registry_uri"]), loop["model"])
+    )
+    return report
+
+
+def _aliases(registry: Registry, model: str) -> dict:
+    try:
+        aliases, _ = registry.aliases(model)
+    except MlcycleError:
+        aliases = {}
+    out: dict = {"production": None, "candidate": None}
+    for alias in sorted(aliases):
+        try:
+            semver = registry.metadata(model, aliases[alias]).semver
+        except MlcycleError:
+            semver = None
+        out[alias] = {"version": aliases[alias], "semver": semver}
+    return out

@@ -130,3 +130,27 @@ def test_state_survives_a_restart_and_says_so(tmp_path):
     assert not d.start and "cooldown" in d.reason  # the cooldown was not forgotten
     assert not TriggerController(tmp_path / "fresh.json", TriggerPolicy(), lambda d: None).restarted
     assert TriggerState().last_started == -math.inf
+
+
+def test_a_reader_sees_the_last_start_the_policy_and_a_retrain_in_flight(tmp_path):
+    from mlcycle.triggers import cooldown_left, read_state
+
+    path = tmp_path / "state.json"
+    assert read_state(path) is None
+    policy = TriggerPolicy(drift_windows=1, cooldown_s=1000)
+    ctl = TriggerController(path, policy, lambda d: None)
+    ctl.observe(Observation(now=10.0, drifted_windows=1, fingerprint="f" * 64))
+    state, saved_policy, last = read_state(path)
+    assert state.running == "drift" and state.last_trigger == "drift"  # a reader does not clear it
+    assert "1 consecutive drifted windows" in state.last_reason and state.last_evidence == {
+        "drifted_windows": 1,
+        "fingerprint": "f" * 64,
+    }
+    assert saved_policy == policy and cooldown_left(state, saved_policy, now=110.0) == 900.0
+    assert last["start"] is True and last["trigger"] == "drift"
+    ctl.done()
+    ctl.observe(Observation(now=20.0, drifted_windows=1, fingerprint="e" * 64))  # held back: cooldown
+    state, _, last = read_state(path)
+    assert state.running is None and last["start"] is False and "cooldown" in last["reason"]
+    assert state.last_trigger == "drift" and state.last_started == 10.0
+    assert cooldown_left(TriggerState(), policy, now=0.0) == 0.0
