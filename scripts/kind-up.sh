@@ -85,6 +85,8 @@ kubectl -n kubeflow create secret generic mlcycle-s3-pipeline \
   --from-literal=AWS_ENDPOINT_URL=http://minio.mlcycle.svc.cluster.local:9000 \
   --from-literal=AWS_ACCESS_KEY_ID="$PIPELINE_ACCESS_KEY" --from-literal=AWS_SECRET_ACCESS_KEY="$PIPELINE_SECRET_KEY" \
   --from-literal=AWS_DEFAULT_REGION=us-east-1 --from-literal=S3_VERIFY_SSL=0 --dry-run=client -o yaml | kubectl apply -f -
+# the bootstrap Job is idempotent: run it again so users added since the last kind-up (e.g. capture) exist
+kubectl -n mlcycle delete job minio-bootstrap --ignore-not-found
 kubectl apply -k manifests/overlays/kind
 
 echo "== 7/7 a first model version, then readiness"

@@ -31,6 +31,8 @@ def test_logger_feeds_the_capture_service_which_forwards_to_the_drift_detector()
     assert "secrets" not in account and account["automountServiceAccountToken"] is False
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
     assert refs == {k: {"name": "mlcycle-s3-capture", "key": k} for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    endpoint = next(e["value"] for e in container["env"] if e["name"] == "AWS_ENDPOINT_URL")
+    assert endpoint == "https://s3.example.internal"  # production's external S3, not the kind overlay's MinIO
     policies = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "mlcycle-minio-policies")
     assert "capture-writer.json" in policies["data"]
 
