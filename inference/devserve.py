@@ -87,8 +87,16 @@ def start_drift(source: str, port: int, log: Path, *extra: str, timeout: float =
 
 
 def start_capture(
-    registry: str, model: str, port: int, state_dir: Path, log: Path, *extra: str, timeout: float = 60
+    registry: str,
+    model: str,
+    port: int,
+    state_dir: Path,
+    log: Path,
+    *extra: str,
+    timeout: float = 60,
+    env: dict | None = None,
 ) -> Proc:
+    """``env``: extra environment, e.g. the capture user's own S3 keys (``AWS_ACCESS_KEY_ID``, ...)."""
     argv = [
         sys.executable,
         "-m",
@@ -103,7 +111,7 @@ def start_capture(
         str(state_dir),
         *extra,
     ]
-    return _spawn(argv, f"http://127.0.0.1:{port}", "/healthz", log, timeout)
+    return _spawn(argv, f"http://127.0.0.1:{port}", "/healthz", log, timeout, env)
 
 
 def serve(

@@ -61,6 +61,12 @@ SERVING_ACCESS_KEY=serving-$(python3 -c 'import secrets; print(secrets.token_hex
 SERVING_SECRET_KEY=$(rnd)
 EOT
 fi
+if ! grep -q '^CAPTURE_ACCESS_KEY=' "$creds"; then  # credentials files from before the capture user
+  umask 077
+  printf 'CAPTURE_ACCESS_KEY=capture-%s\nCAPTURE_SECRET_KEY=%s\n' \
+    "$(python3 -c 'import secrets; print(secrets.token_hex(4))')" \
+    "$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')" >> "$creds"
+fi
 set -a; source "$creds"; set +a
 kubectl create namespace mlcycle --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n mlcycle create secret generic mlcycle-minio-admin --from-env-file="$creds" --dry-run=client -o yaml | kubectl apply -f -
@@ -70,11 +76,17 @@ kubectl -n mlcycle create secret generic mlcycle-s3-serving \
 kubectl -n mlcycle annotate --overwrite secret mlcycle-s3-serving \
   serving.kserve.io/s3-endpoint=minio.mlcycle.svc.cluster.local:9000 serving.kserve.io/s3-usehttps=0 \
   serving.kserve.io/s3-verifyssl=0 serving.kserve.io/s3-region=us-east-1
+# the capture service's keys (MinIO policy capture-writer: <model>/traffic/ and <model>/labels/ only)
+kubectl -n mlcycle create secret generic mlcycle-s3-capture \
+  --from-literal=AWS_ACCESS_KEY_ID="$CAPTURE_ACCESS_KEY" --from-literal=AWS_SECRET_ACCESS_KEY="$CAPTURE_SECRET_KEY" \
+  --dry-run=client -o yaml | kubectl apply -f -
 # the pipeline's write credentials, where KFP runs its steps
 kubectl -n kubeflow create secret generic mlcycle-s3-pipeline \
   --from-literal=AWS_ENDPOINT_URL=http://minio.mlcycle.svc.cluster.local:9000 \
   --from-literal=AWS_ACCESS_KEY_ID="$PIPELINE_ACCESS_KEY" --from-literal=AWS_SECRET_ACCESS_KEY="$PIPELINE_SECRET_KEY" \
   --from-literal=AWS_DEFAULT_REGION=us-east-1 --from-literal=S3_VERIFY_SSL=0 --dry-run=client -o yaml | kubectl apply -f -
+# the bootstrap Job is idempotent: run it again so users added since the last kind-up (e.g. capture) exist
+kubectl -n mlcycle delete job minio-bootstrap --ignore-not-found
 kubectl apply -k manifests/overlays/kind
 
 echo "== 7/7 a first model version, then readiness"

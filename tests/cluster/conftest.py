@@ -49,6 +49,7 @@ def mlcycle_namespace(cluster):
                 "serving.kserve.io/s3-region": "us-east-1",
             },
         ),
+        secret("mlcycle-s3-capture", {"AWS_ACCESS_KEY_ID": "capture", "AWS_SECRET_ACCESS_KEY": "capture-secret"}),
         secret(
             "mlcycle-minio-admin",
             {
@@ -58,6 +59,8 @@ def mlcycle_namespace(cluster):
                 "PIPELINE_SECRET_KEY": "pipeline-secret",
                 "SERVING_ACCESS_KEY": "serving",
                 "SERVING_SECRET_KEY": "serving-secret",
+                "CAPTURE_ACCESS_KEY": "capture",
+                "CAPTURE_SECRET_KEY": "capture-secret",
             },
         ),
         {
@@ -94,7 +97,13 @@ def tokens(applied, tmp_path_factory):
     """Kubeconfigs with real, apiserver-signed ServiceAccount tokens: {"namespace/name": path}."""
     root = tmp_path_factory.mktemp("tokens")
     out = {}
-    for account in ("mlcycle/mlcycle-rollout", "kubeflow/pipeline-runner", "mlcycle/mlcycle-serving"):
+    accounts = (
+        "mlcycle/mlcycle-rollout",
+        "kubeflow/pipeline-runner",
+        "mlcycle/mlcycle-serving",
+        "mlcycle/mlcycle-capture",
+    )
+    for account in accounts:
         ns, name = account.split("/")
         out[account] = applied.token_kubeconfig(ns, name, root / f"{ns}-{name}.kubeconfig")
     return out

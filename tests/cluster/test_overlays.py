@@ -75,8 +75,9 @@ def test_kind_overlay_is_admitted_and_reconciled(cluster, mlcycle_namespace):
     )
     main = next(c for c in pod["spec"]["containers"] if c["name"] == "kserve-container")
     assert {"name": "STORAGE_URI", "value": "/mnt/models"} in main["env"]
-    # The rest of the overlay: drift detector available, MinIO bootstrap Job complete, Prometheus available.
-    for name in ("fraud-detector-drift", "minio", "prometheus"):
+    # The rest of the overlay: drift detector and capture service available, MinIO bootstrap Job complete,
+    # Prometheus available.
+    for name in ("fraud-detector-drift", "fraud-detector-capture", "minio", "prometheus"):
         _wait(
             lambda name=name: (
                 (d := cluster.get("-n", "mlcycle", "deployment", name))

@@ -35,6 +35,15 @@ TABLE = [
     ("mlcycle/mlcycle-serving", "get", "inferenceservices.serving.kserve.io", "mlcycle", False),
     ("mlcycle/mlcycle-serving", "get", "secrets", "mlcycle", False),
     ("mlcycle/mlcycle-serving", "list", "pods", "mlcycle", False),
+    # the capture service's own account: no API access at all (S3 keys come from its Secret as env, by the kubelet)
+    ("mlcycle/mlcycle-capture", "get", "secrets/mlcycle-s3-capture", "mlcycle", False),
+    ("mlcycle/mlcycle-capture", "list", "secrets", "mlcycle", False),
+    ("mlcycle/mlcycle-capture", "get", "configmaps", "mlcycle", False),
+    ("mlcycle/mlcycle-capture", "list", "pods", "mlcycle", False),
+    ("mlcycle/mlcycle-capture", "get", "inferenceservices.serving.kserve.io", "mlcycle", False),
+    ("mlcycle/mlcycle-capture", "create", "events", "mlcycle", False),
+    ("mlcycle/mlcycle-capture", "create", "pods", "mlcycle", False),
+    ("mlcycle/mlcycle-capture", "get", "secrets", "kubeflow", False),
 ]
 
 
@@ -54,3 +63,50 @@ def test_the_apiserver_denies_a_real_request_naming_verb_and_resource(applied, t
     assert 'User "system:serviceaccount:mlcycle:mlcycle-rollout" cannot list resource "secrets"' in out.stderr, (
         out.stderr
     )
+
+
+def test_the_capture_account_has_no_rule_beyond_what_every_account_gets(applied, tokens):
+    """``auth can-i --list`` as the capture account: only the self-review APIs every authenticated user has."""
+
+    def rules(account: str) -> set[str]:
+        out = applied.kubectl("auth", "can-i", "--list", "-n", "mlcycle", kubeconfig=tokens[account])
+        return {line.split()[0] for line in out.stdout.splitlines()[1:] if line.strip() and not line.startswith(" ")}
+
+    assert "inferenceservices.serving.kserve.io" in rules("mlcycle/mlcycle-rollout")  # the listing names grants
+    resources = rules("mlcycle/mlcycle-capture")
+    assert "selfsubjectaccessreviews.authorization.k8s.io" in resources, resources
+    granted = {r for r in resources if not r.startswith("[")} - {
+        "selfsubjectreviews.authentication.k8s.io",
+        "selfsubjectaccessreviews.authorization.k8s.io",
+        "selfsubjectrulesreviews.authorization.k8s.io",
+    }
+    assert not granted, granted
+    bindings = applied.get("-n", "mlcycle", "rolebindings")["items"]
+    bound = [b["metadata"]["name"] for b in bindings for s in b.get("subjects", []) if s["name"] == "mlcycle-capture"]
+    assert not bound, bound
+
+
+def test_the_capture_pod_has_its_own_account_no_token_and_keys_by_secret_reference(applied):
+    """The pod the real controllers made from the capture Deployment (ServiceAccount admission ran on it)."""
+    import time
+
+    deadline, pods = time.monotonic() + 60, []
+    while time.monotonic() < deadline and not pods:
+        pods = applied.get("-n", "mlcycle", "pods", "-l", "app.kubernetes.io/name=fraud-detector-capture")["items"]
+        time.sleep(0.5)
+    assert pods, "the capture Deployment made no pod"
+    spec = pods[0]["spec"]
+    assert spec["serviceAccountName"] == "mlcycle-capture"
+    assert spec["automountServiceAccountToken"] is False
+    projected = [v["name"] for v in spec.get("volumes", []) if "projected" in v]
+    assert not projected, f"a ServiceAccount token volume was mounted: {projected}"
+    container = spec["containers"][0]
+    assert not container.get("envFrom"), container.get("envFrom")
+    env = {e["name"]: e for e in container["env"]}
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "mlcycle-s3-capture", "key": key}, env[key]
+    assert {
+        p["httpGet"]["path"] for p in (container[k] for k in ("startupProbe", "readinessProbe", "livenessProbe"))
+    } == {"/healthz"}
+    account = applied.get("-n", "mlcycle", "serviceaccount", "mlcycle-capture")
+    assert account.get("automountServiceAccountToken") is False and not account.get("secrets"), account

@@ -25,6 +25,16 @@ def test_logger_feeds_the_capture_service_which_forwards_to_the_drift_detector()
     container = capture["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "inference.capture"]
     assert "--forward_url=http://fraud-detector-drift.mlcycle.svc.cluster.local/events" in container["args"]
+    pod = capture["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "mlcycle-capture" and pod["automountServiceAccountToken"] is False
+    account = next(d for d in docs if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "mlcycle-capture")
+    assert "secrets" not in account and account["automountServiceAccountToken"] is False
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert refs == {k: {"name": "mlcycle-s3-capture", "key": k} for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    endpoint = next(e["value"] for e in container["env"] if e["name"] == "AWS_ENDPOINT_URL")
+    assert endpoint == "https://s3.example.internal"  # production's external S3, not the kind overlay's MinIO
+    policies = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "mlcycle-minio-policies")
+    assert "capture-writer.json" in policies["data"]
 
 
 def test_the_sidecar_variant_logs_requests_to_the_local_detector_only():
@@ -37,4 +47,4 @@ def test_the_sidecar_variant_logs_requests_to_the_local_detector_only():
     docs = render(build)
     logger = next(d for d in docs if d["kind"] == "InferenceService")["spec"]["predictor"]["logger"]
     assert logger["mode"] == "request" and logger["url"] == "http://localhost:8090/events"
-    assert not [d for d in docs if d["metadata"]["name"] == "fraud-detector-capture"]
+    assert not [d for d in docs if d["metadata"]["name"] in ("fraud-detector-capture", "mlcycle-capture")]

@@ -338,3 +338,18 @@ def test_labelled_traffic_has_the_contracts_columns_and_label_and_ingest_reads_i
     with pytest.raises(DataError, match="no labelled traffic"):
         ingest(f"traffic://{tmp_path / 'empty'}#fraud", tmp_path / "none.parquet")
     assert not Path(tmp_path / "none.parquet").exists()
+
+
+def test_capture_writer_policy_is_scoped_to_the_bucket_and_model_asked_for():
+    from mlcycle.errors import RegistryError
+    from mlcycle.registry.bootstrap import load_policy, policy_name
+
+    text = json.dumps(load_policy("capture-writer", "b1", "churn"))
+    assert "arn:aws:s3:::b1/churn/traffic/*" in text and "arn:aws:s3:::b1/churn/labels/*" in text
+    assert "mlcycle-models" not in text and "fraud-detector" not in text
+    assert policy_name("capture-writer", "b1", "churn") == "mlcycle-capture-writer-b1-churn"
+    assert policy_name("serving-reader", "b1", "churn") == "mlcycle-serving-reader-b1"
+    with pytest.raises(RegistryError, match="invalid model name 'Bad/Name'"):
+        load_policy("capture-writer", "b1", "Bad/Name")
+    with pytest.raises(RegistryError, match="unknown MinIO policy 'admin'"):
+        load_policy("admin", "b1")
