@@ -10,3 +10,5 @@ DEMO_ROWS = 20_000  # rows of the bundled synthetic fraud dataset
 LOCAL_REGISTRY = ".mlcycle/registry"
 CLUSTER_REGISTRY = "s3://mlcycle-models"
 REFERENCE_ROWS = 5_000  # rows of the training set a version keeps as its drift reference
+# REST bodies the predictor and the drift detector read at most (413 beyond): one request of max_batch_rows rows
+MAX_BODY_BYTES = 32 * 1024 * 1024

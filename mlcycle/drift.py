@@ -188,6 +188,8 @@ class ScipyBackend(Backend):
         super().__init__(encoder, x_ref, p_val)
         self._numeric = [j for j in range(x_ref.shape[1]) if j not in encoder.categorical]
         self._ref_sorted = np.sort(x_ref[:, self._numeric], axis=0)
+        n1 = len(self._ref_sorted)  # the reference ECDF at its own points, for every window's KS statistic
+        self._ref_ecdf = [np.searchsorted(ref, ref, side="right") / n1 for ref in self._ref_sorted.T]
         self._ref_counts = {
             j: np.bincount(x_ref[:, j].astype(int), minlength=k) for j, k in encoder.categorical.items()
         }
@@ -203,9 +205,11 @@ class ScipyBackend(Backend):
             d = np.empty(len(self._numeric))
             for i in range(len(self._numeric)):
                 ref, cur = self._ref_sorted[:, i], cur_sorted[:, i]
-                both = np.concatenate([ref, cur])
-                diffs = np.searchsorted(ref, both, side="right") / n1 - np.searchsorted(cur, both, side="right") / n2
-                d[i] = max(float(np.clip(-diffs.min(), 0, 1)), float(diffs.max()))
+                # ECDF differences at every point of both samples (ks_2samp's), the reference points' side cached
+                at_ref = self._ref_ecdf[i] - np.searchsorted(cur, ref, side="right") / n2
+                at_cur = np.searchsorted(ref, cur, side="right") / n1 - np.searchsorted(cur, cur, side="right") / n2
+                low, high = min(at_ref.min(), at_cur.min()), max(at_ref.max(), at_cur.max())
+                d[i] = max(float(np.clip(-low, 0, 1)), float(high))
             m, n = sorted([float(n1), float(n2)], reverse=True)
             p = np.clip(kstwo.sf(d, np.round(m * n / (m + n))), 0, 1)
             results.update({j: (float(d[i]), float(p[i])) for i, j in enumerate(self._numeric)})

@@ -16,6 +16,7 @@ from inference.drift_detector.hooks import CommandHook, KfpHook, retrain_params
 from inference.drift_detector.server import DriftService, create_app
 from inference.loader import materialize
 from mlcycle import drift as stats
+from mlcycle.defaults import MAX_BODY_BYTES
 from mlcycle.schema import VersionFiles
 
 
@@ -51,6 +52,9 @@ def main() -> None:
     p.add_argument("--max_age_s", type=float, default=60.0)
     p.add_argument("--min_window", type=int, default=50)
     p.add_argument("--queue_size", type=int, default=10_000)
+    p.add_argument(
+        "--max_body_bytes", type=int, default=MAX_BODY_BYTES, help="refuse larger event bodies (413, counted)"
+    )
     p.add_argument("--consecutive", type=int, default=3, help="drifted windows in a row before the retrain hook runs")
     p.add_argument(
         "--retrain_command", default=os.environ.get("MLCYCLE_RETRAIN_COMMAND"), help="local hook: a command to run"
@@ -99,7 +103,9 @@ def main() -> None:
         args.consecutive,
         hook,
     )
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        create_app(service, args.max_body_bytes), host=args.host, port=args.port, log_level="warning", access_log=False
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ setups test the same rows.
 import base64
 import json
 
+import orjson
 from kserve.errors import InvalidInput
 
 from inference.predictor.codec import Batch, Codec
@@ -19,7 +20,7 @@ from mlcycle.errors import MlcycleError
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 REQUIRED = ("specversion", "id", "source", "type")
 # Why an event was refused: the label of mlcycle_drift_events_rejected_total (a fixed, small set).
-REASONS = ("not_cloudevent", "wrong_type", "not_json", "not_inference_request", "invalid_input")
+REASONS = ("not_cloudevent", "wrong_type", "not_json", "not_inference_request", "invalid_input", "too_large")
 
 
 class BadEvent(MlcycleError, ValueError):
@@ -76,6 +77,10 @@ def _json(raw: bytes, what: str, reason: str = "not_json"):
     if not raw:
         raise BadEvent(f"{what} is empty", reason)
     try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:  # what orjson refuses and Python's json reads (NaN/Infinity literals), as KServe's own REST path does
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadEvent(f"{what} is not valid JSON: {e}", reason) from e

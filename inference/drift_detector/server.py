@@ -22,8 +22,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from inference.drift_detector import fastevents
 from inference.drift_detector.events import REASONS, BadEvent, decode
 from inference.predictor.codec import Batch, Codec
+from mlcycle.defaults import MAX_BODY_BYTES
 from mlcycle.drift import Backend, Encoder
 
 log = logging.getLogger("mlcycle.drift")
@@ -154,11 +156,7 @@ class DriftService:
         try:
             batch = decode(headers, body, self.codec, self.model)
         except BadEvent as e:
-            self.counts["rejected"] += 1
-            self.rejected_by_reason[e.reason] += 1
-            self.metrics.rejected.labels(e.reason).inc()
-            if e.rows:
-                self.metrics.rows_rejected.labels(e.reason).inc(e.rows)
+            self.refused(e.reason, e.rows)
             return 400, {"error": str(e), "reason": e.reason}
         try:
             self.queue.put_nowait(batch)
@@ -170,6 +168,14 @@ class DriftService:
         self.metrics.events.inc()
         self.metrics.queue.set(self.queue.qsize())
         return 200, {"accepted_rows": batch.n}  # 200: KServe's agent logs anything else as a lost event
+
+    def refused(self, reason: str, rows: int = 0) -> None:
+        """Count an event refused for ``reason`` (one of REASONS) and, when known, its rows."""
+        self.counts["rejected"] += 1
+        self.rejected_by_reason[reason] += 1
+        self.metrics.rejected.labels(reason).inc()
+        if rows:
+            self.metrics.rows_rejected.labels(reason).inc(rows)
 
     # background -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -282,8 +288,9 @@ class DriftService:
             await self._testing
 
 
-def create_app(service: DriftService) -> FastAPI:
+def create_app(service: DriftService, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     app = FastAPI(title="mlcycle drift detector", docs_url=None, redoc_url=None)
+    fastevents.install(app, service, max_body_bytes)  # POST / and /events, outermost
 
     @app.on_event("startup")
     async def _start():
@@ -297,7 +304,7 @@ def create_app(service: DriftService) -> FastAPI:
         status, body = service.offer(dict(request.headers), await request.body())
         return JSONResponse(body, status_code=status)
 
-    # the hot path as plain Starlette routes: no FastAPI dependency solving or response-model step per event
+    # what FastEvents answers first; kept as routes so the app alone (without the front) serves the same API
     app.add_route("/", events, methods=["POST"])
     app.add_route("/events", events, methods=["POST"])
 

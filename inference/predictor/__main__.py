@@ -13,9 +13,7 @@ from kserve import model_server
 
 from inference.predictor.fastrest import quiet_access_log
 from inference.predictor.model import MlcycleModel
-
-DEFAULT_MAX_BODY = 32 * 1024 * 1024
-
+from mlcycle.defaults import MAX_BODY_BYTES
 
 parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
 parser.add_argument(
@@ -27,7 +25,7 @@ parser.add_argument(
 parser.add_argument(
     "--max_body_bytes",
     type=int,
-    default=DEFAULT_MAX_BODY,
+    default=MAX_BODY_BYTES,
     help="refuse larger REST bodies (413); gRPC uses --grpc_max_receive_message_length",
 )
 parser.add_argument(

@@ -149,6 +149,8 @@ class Codec:
         if spec.kind == "numeric":
             if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
                 out = values.astype(np.float64)
+            elif isinstance(values, list) and _NUMBER_TYPES.issuperset(map(type, values)):
+                out = np.array(values, dtype=np.float64)  # ints, floats and None (-> NaN) in one C-level pass
             else:
                 out = np.empty(len(values), dtype=np.float64)
                 for i, v in enumerate(values):
