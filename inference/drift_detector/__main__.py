@@ -12,6 +12,7 @@ import os
 
 import uvicorn
 
+from inference.drift_detector.follow import follow
 from inference.drift_detector.hooks import CommandHook, KfpHook, retrain_params
 from inference.drift_detector.server import DriftService, create_app
 from inference.loader import materialize
@@ -51,6 +52,12 @@ def main() -> None:
     p.add_argument("--max_age_s", type=float, default=60.0)
     p.add_argument("--min_window", type=int, default=50)
     p.add_argument("--queue_size", type=int, default=10_000)
+    p.add_argument(
+        "--follow_s",
+        type=float,
+        default=10.0,
+        help="serving registry#model@alias: check the alias this often and detect with the version it moves to (0: off)",
+    )
     p.add_argument("--consecutive", type=int, default=3, help="drifted windows in a row before the retrain hook runs")
     p.add_argument(
         "--retrain_command", default=os.environ.get("MLCYCLE_RETRAIN_COMMAND"), help="local hook: a command to run"
@@ -99,6 +106,7 @@ def main() -> None:
         args.consecutive,
         hook,
     )
+    follow(service, args.storage_uri, args.follow_s, lambda files: load_detector(files, args.backend))
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
 
 
