@@ -208,7 +208,7 @@ def render(
             f'<th rowspan="2">result</th><th rowspan="2">p threshold</th>{head}</tr><tr>{sub}</tr>{"".join(rows)}</table>'
         )
 
-    body.append("<h2>Retrain triggers (newest first)</h2>")
+    body.append("<h2>Retrain triggers by this detector's hook (newest first)</h2>")
     if not triggers:
         body.append("<p>none yet</p>")
     else:
@@ -249,6 +249,7 @@ def render_service(service) -> str:
             "window": service.window_size,
             "max age (s)": service.max_age_s,
             "drifted windows for a retrain": service.consecutive,
+            "retrain hook": type(service.hook).__name__ if service.hook is not None else "none (a controller decides)",
         },
         follow=follow,
         switches=list(getattr(service, "switches", [])),
