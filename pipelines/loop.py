@@ -49,6 +49,27 @@ class NoLoop(MlcycleError):
     """No loop has written its state where ``mlcycle loop status`` looked."""
 
 
+def get_text(url: str, timeout: float = 30) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.read().decode()
+    except urllib.error.HTTPError as e:
+        raise LoopError(f"GET {url}: HTTP {e.code}: {e.read().decode(errors='replace')[:500]}") from None
+
+
+def record_retrain(registry: Registry, model: str, d: Decision, drift_url: str | None) -> str:
+    """The audit record of a retrain that starts, with the drift detector's report page of that moment attached
+    (``attachments.drift_report``: ``<model>/_audit/reports/<ts>-<id>-drift_report.html``); when the page cannot be
+    fetched the retrain still starts and ``evidence.drift_report_error`` says why. Returns the record's key."""
+    evidence, attachments = dict(d.evidence), {}
+    if drift_url:
+        try:
+            attachments["drift_report.html"] = (get_text(f"{drift_url}/report").encode(), "text/html; charset=utf-8")
+        except (OSError, LoopError) as e:  # the detector is down: the retrain is recorded all the same
+            evidence["drift_report_error"] = f"{type(e).__name__}: {e}"
+    return registry.audit(model, "retrain", why=f"{d.trigger}: {d.reason}", evidence=evidence, attachments=attachments)
+
+
 @dataclass
 class Retrain:
     trigger: str
@@ -140,7 +161,7 @@ class Loop:
         return int(fp[-1].rsplit("-", 1)[1]) if fp and fp[-1].startswith("labelled-rows-") else 0
 
     def _record(self, d: Decision) -> None:
-        self.registry.audit(self.model, "retrain", why=f"{d.trigger}: {d.reason}", evidence=d.evidence)
+        record_retrain(self.registry, self.model, d, self.drift_url)
 
     # retrain ----------------------------------------------------------------------------------------
     def _launch(self, d: Decision) -> None:

@@ -12,6 +12,7 @@ import os
 
 import uvicorn
 
+from inference.drift_detector.follow import follow
 from inference.drift_detector.hooks import CommandHook, KfpHook, retrain_params
 from inference.drift_detector.server import DriftService, create_app
 from inference.loader import materialize
@@ -54,6 +55,12 @@ def main() -> None:
     p.add_argument("--queue_size", type=int, default=10_000)
     p.add_argument(
         "--max_body_bytes", type=int, default=MAX_BODY_BYTES, help="refuse larger event bodies (413, counted)"
+    )
+    p.add_argument(
+        "--follow_s",
+        type=float,
+        default=10.0,
+        help="serving registry#model@alias: check the alias this often and detect with the version it moves to (0: off)",
     )
     p.add_argument("--consecutive", type=int, default=3, help="drifted windows in a row before the retrain hook runs")
     p.add_argument(
@@ -103,6 +110,7 @@ def main() -> None:
         args.consecutive,
         hook,
     )
+    follow(service, args.storage_uri, args.follow_s, lambda files: load_detector(files, args.backend))
     uvicorn.run(
         create_app(service, args.max_body_bytes), host=args.host, port=args.port, log_level="warning", access_log=False
     )

@@ -19,14 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from inference.drift_detector import fastevents
 from inference.drift_detector.events import REASONS, BadEvent, decode
+from inference.drift_detector.report import Profile, render_service
 from inference.predictor.codec import Batch, Codec
 from mlcycle.defaults import MAX_BODY_BYTES
 from mlcycle.drift import Backend, Encoder
+from mlcycle.follow import AliasFollower
 
 log = logging.getLogger("mlcycle.drift")
 
@@ -76,6 +78,23 @@ class Metrics:
         self.retrain_failures = Counter(
             "mlcycle_drift_retrain_failures_total",
             "Retrain hook calls that raised, or whose run failed later",
+            registry=r,
+        )
+        self.served_version = Gauge(
+            "mlcycle_drift_served_version",
+            "1 for the model version whose detector tests the windows",
+            ["model", "version"],
+            registry=r,
+        )
+        self.follow_failures = Counter(
+            "mlcycle_drift_follow_failures_total",
+            "Alias moves to a version whose detector failed to load (the old one kept detecting)",
+            ["model"],
+            registry=r,
+        )
+        self.discarded = Counter(
+            "mlcycle_drift_rows_discarded_total",
+            "Rows of the old version (its unfinished window and queued events) dropped at a version switch",
             registry=r,
         )
 
@@ -138,6 +157,13 @@ class DriftService:
         self.streak = 0
         self.history: deque = deque(maxlen=20)
         self.hook_results: deque = deque(maxlen=20)
+        self.profile = Profile(detector)  # the report's bins; the window's counts are taken in the detection thread
+        self.last_window: dict | None = None
+        self.follower: AliasFollower | None = None  # set by drift_detector.follow when serving an alias
+        self.follow_s = 0.0
+        self.switches: deque = deque(maxlen=20)
+        self.metrics.served_version.labels(model, version).set(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.counts = {"received": 0, "processed": 0, "dropped": 0, "rejected": 0, "windows": 0}
         self.rejected_by_reason = dict.fromkeys(REASONS, 0)
         self._tasks: list[asyncio.Task] = []
@@ -159,7 +185,7 @@ class DriftService:
             self.refused(e.reason, e.rows)
             return 400, {"error": str(e), "reason": e.reason}
         try:
-            self.queue.put_nowait(batch)
+            self.queue.put_nowait((self.version, batch))  # tagged: a batch of another version never enters a window
         except asyncio.QueueFull:
             self.counts["dropped"] += 1
             self.metrics.dropped.inc()
@@ -184,20 +210,27 @@ class DriftService:
             self.window_size,
             self.detector.encoder.fill_source,
         )
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._consume()), loop.create_task(self._tick())]
+        if self.follower is not None and self.follow_s > 0:
+            self.follower.start(self.follow_s, "drift-follow-alias")
 
     async def stop(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
         for task in self._tasks:
             task.cancel()
         self._detector_thread.shutdown(wait=False, cancel_futures=True)
 
     async def _consume(self) -> None:
         while True:
-            batch = await self.queue.get()
+            version, batch = await self.queue.get()
             try:
                 start = 0
                 while start < batch.n:
+                    if version != self.version:  # decoded for a version no longer served: windows never mix
+                        self.metrics.discarded.inc(batch.n - start)
+                        break
                     start += self.window.append(batch, start)
                     if self.window.full:
                         await self._rotate()
@@ -223,12 +256,44 @@ class DriftService:
             full, self.window = self.window, self._spare
             self.window.n = 0
             self._spare = full
-            self._testing = asyncio.get_running_loop().create_task(self._test(full))
+            self._testing = asyncio.get_running_loop().create_task(
+                self._test(full, self.detector, self.profile, self.version)
+            )
 
-    async def _test(self, window: Window) -> None:
+    async def _test(self, window: Window, detector: Backend, profile: Profile, version: str) -> None:
         loop = asyncio.get_running_loop()
-        report = await loop.run_in_executor(self._detector_thread, self.detector.score_matrix, window.rows)
-        self._record(report.as_dict())
+        report, counts = await loop.run_in_executor(self._detector_thread, _score, detector, profile, window.rows)
+        report["version"] = version
+        self.last_window = {"at": time.time(), "n": report["n"], "version": version, "counts": counts}
+        self._record(report)
+
+    async def switch(self, detector: Backend, version: str) -> None:
+        """Detect with another version's detector from now on (on the event loop, between windows): the window being
+        tested finishes with the old one, the unfinished window and the queued events of the old version are
+        discarded (counted), the streak starts again."""
+        async with self._rotating:
+            if self._testing is not None:
+                await self._testing
+            old, discarded = self.version, self.window.n
+            self.metrics.discarded.inc(discarded)
+            self.detector, self.version = detector, version
+            self.codec = Codec(detector.encoder.contract, self.codec.max_batch_rows)
+            self.features = [f.name for f in detector.encoder.features]
+            self.window = Window(detector.encoder, self.window_size)
+            self._spare = Window(detector.encoder, self.window_size)
+            self.profile, self.last_window, self.streak = Profile(detector), None, 0
+            m = self.metrics
+            m.served_version.labels(self.model, old).set(0)
+            m.served_version.labels(self.model, version).set(1)
+            for gauge in (m.p_value, m.distance, m.psi):
+                gauge.clear()  # the old version's features may not exist any more
+            m.flag.set(0)
+            self.switches.append({"at": time.time(), "from": old, "to": version, "discarded_rows": discarded})
+        log.info("now detecting with %s (was %s); %d buffered rows of %s discarded", version, old, discarded, old)
+
+    def follow_failed(self, version: str, error: Exception) -> None:
+        """An alias move to a version whose detector could not be loaded: counted; the follower keeps the reason."""
+        self.metrics.follow_failures.labels(self.model).inc()
 
     def _record(self, report: dict) -> None:
         m = self.metrics
@@ -252,7 +317,16 @@ class DriftService:
             except Exception as e:  # a failing hook must not stop detection
                 result = f"retrain hook failed: {e}"
                 m.retrain_failures.inc()
-            self.hook_results.append({"at": time.time(), "result": result})
+            threshold = report.get("threshold", 0.0)
+            below = {n: p for n, p in report["p_values"].items() if p < threshold}
+            self.hook_results.append(
+                {
+                    "at": time.time(),
+                    "result": result,
+                    "why": f"{self.streak} consecutive drifted windows (>= {self.consecutive})",
+                    "evidence": {"version": report.get("version"), "threshold": threshold, "p_below": below},
+                }
+            )
             log.warning("sustained drift (%d windows): %s", self.streak, result)
             self.streak = 0
 
@@ -276,8 +350,13 @@ class DriftService:
             "drift": bool(last and last["is_drift"]),
             "streak": self.streak,
             "last_window": last,
-            "recent_windows": [{"at": h["at"], "n": h["n"], "is_drift": h["is_drift"]} for h in self.history],
+            "recent_windows": [
+                {"at": h["at"], "n": h["n"], "is_drift": h["is_drift"], "version": h.get("version")}
+                for h in self.history
+            ],
             "retrain": list(self.hook_results),
+            "follow": None if self.follower is None else self.follower.status(),
+            "switches": list(self.switches),
         }
 
     async def flush(self) -> None:
@@ -317,6 +396,10 @@ def create_app(service: DriftService, max_body_bytes: int = MAX_BODY_BYTES) -> F
         await service.flush()
         return service.status()
 
+    @app.get("/report", response_class=HTMLResponse)
+    async def report():
+        return HTMLResponse(render_service(service))
+
     @app.get("/metrics")
     async def metrics():
         return Response(generate_latest(service.metrics.registry), media_type="text/plain; version=0.0.4")
@@ -326,3 +409,8 @@ def create_app(service: DriftService, max_body_bytes: int = MAX_BODY_BYTES) -> F
         return {"live": True}
 
     return app
+
+
+def _score(detector: Backend, profile: Profile, x: np.ndarray) -> tuple[dict, dict[str, list[int]]]:
+    """A window's test and its bin counts for the report, in the detection thread."""
+    return detector.score_matrix(x).as_dict(), profile.counts(x)

@@ -21,8 +21,8 @@ from inference.loader import materialize
 from inference.predictor.codec import Codec
 from mlcycle import fastpath
 from mlcycle.fastprep import try_compile
+from mlcycle.follow import AliasFollower, alias_source
 from mlcycle.models import ModelBundle
-from mlcycle.registry import ALIAS_NAMES, open_registry
 
 PREDICTIONS = Counter("mlcycle_predictions_total", "Rows scored, by predicted class", ["model", "version", "label"])
 SCORES = Histogram(
@@ -150,41 +150,31 @@ class MlcycleModel(kserve.Model):
         """When serving an alias of a registry (``uri#model@production``), load the version it moves to: verified
         first, the old one served until the new one is ready, never a failed request. A version that fails to load
         is reported (log, ``mlcycle_follow_failures_total``, ``follow_error``) and the old one keeps serving."""
-        import threading
-
-        ref = self.source.split("#", 1)[1] if "#" in self.source else ""
-        model, _, alias = ref.partition("@")
-        if not ref or (alias or "production") not in ALIAS_NAMES or interval_s <= 0:
+        source = alias_source(self.source)
+        if source is None or interval_s <= 0:
             return
-        registry = open_registry(self.source.split("#", 1)[0])
 
-        def run():
-            failed = None
-            while True:
-                time.sleep(interval_s)
-                try:
-                    target = registry.resolve(model, alias or "production")
-                except Exception as e:  # the registry is unreachable: keep serving, try again
-                    log.warning("follow %s: cannot resolve the alias: %s", self.source, e)
-                    continue
-                if target == self.version or target == failed:
-                    continue
-                try:
-                    state = self._prepare(materialize(f"{self.source.split('#', 1)[0]}#{model}@{target}"))
-                except Exception as e:
-                    failed, self.follow_error = target, f"{target}: {type(e).__name__}: {e}"
-                    FOLLOW_FAILURES.labels(self.name).inc()
-                    log.error("follow %s: %s refused, still serving %s: %s", self.source, target, self.version, e)
-                    continue
-                loop = self._loop
-                if loop is not None and loop.is_running():
-                    loop.call_soon_threadsafe(self._install, state)
-                else:
-                    self._install(state)
-                failed, self.follow_error = None, ""
-                log.info("follow %s: now serving %s", self.source, target)
+        def install(state: dict) -> None:
+            loop = self._loop
+            if loop is not None and loop.is_running():
+                loop.call_soon_threadsafe(self._install, state)
+            else:
+                self._install(state)
+            self.follow_error = ""
 
-        threading.Thread(target=run, name="follow-alias", daemon=True).start()
+        def refused(version: str, error: Exception) -> None:
+            self.follow_error = follower.error
+            FOLLOW_FAILURES.labels(self.name).inc()
+
+        follower = AliasFollower(
+            source,
+            lambda: self.version,
+            lambda version: self._prepare(materialize(source.version_source(version))),
+            install,
+            refused,
+            logger=log,
+        )
+        follower.start(interval_s)  # not kept on self: the model is pickled into REST worker processes
 
     def start(self) -> None:
         """Called by kserve's ModelServer once its logging is configured: say which paths serve."""

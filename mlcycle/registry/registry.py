@@ -6,6 +6,8 @@ Layout (identical on a local directory and on S3/MinIO)::
     <model>/<version>/metadata.json  the manifest, written last: a version exists once it does
     <model>/_aliases.json            {"aliases": {"production": v, ...}, "updated_at": ts}
     <model>/_audit/<ts>-<id>.json    one structured record per deploy/promote/rollback/gate event
+    <model>/_audit/reports/<ts>-<id>-<name>  files a record refers to (``attachments``: e.g. the drift report
+                                     of a retrain), written before the record
 
 All aliases of a model live in one document replaced by compare-and-swap, so promote and rollback
 move ``production`` and ``previous`` together or not at all.
@@ -45,6 +47,7 @@ from mlcycle.schema import METADATA_FILE as MANIFEST
 
 ALIASES = "_aliases.json"
 ALIAS_NAMES = ("production", "candidate", "previous")
+_ATTACHMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -292,7 +295,17 @@ class Registry:
         actor: str | None = None,
         why: str = "",
         evidence: dict | None = None,
-    ) -> None:
+        attachments: dict[str, tuple[bytes, str]] | None = None,
+    ) -> str:
+        """Append one record; returns its key. ``attachments``: {name: (data, content type)}, stored first under
+        ``<model>/_audit/reports/`` and named in the record's ``attachments`` ({name: key})."""
+        stem = f"{time.time_ns():020d}-{secrets.token_hex(4)}"
+        stored = {}
+        for name, (data, content_type) in (attachments or {}).items():
+            if not _ATTACHMENT.match(name):
+                raise RegistryError(f"invalid audit attachment name {name!r}: use letters, digits, '.', '_', '-'")
+            stored[name] = f"{model}/_audit/reports/{stem}-{name}"
+            self.store.put_bytes(stored[name], data, if_match=ABSENT, content_type=content_type)
         record = {
             "when": _now(),
             "event": event,
@@ -301,12 +314,21 @@ class Registry:
             "who": actor or os.environ.get("MLCYCLE_ACTOR") or _user(),
             "why": why,
             "evidence": evidence or {},
+            **({"attachments": stored} if stored else {}),
         }
-        key = f"{model}/_audit/{time.time_ns():020d}-{secrets.token_hex(4)}.json"
+        key = f"{model}/_audit/{stem}.json"
         self.store.put_bytes(key, _dump(record), if_match=ABSENT)
+        return key
 
     def audit_log(self, model: str) -> list[dict]:
-        return [json.loads(self.store.get_bytes(k)[0]) for k in self.store.list(f"{model}/_audit")]
+        keys = self.store.list(f"{model}/_audit")
+        return [json.loads(self.store.get_bytes(k)[0]) for k in keys if k.count("/") == 2 and k.endswith(".json")]
+
+    def audit_attachment(self, key: str) -> bytes:
+        """A file an audit record names under ``attachments``."""
+        if not key.split("/", 1)[-1].startswith("_audit/reports/"):
+            raise RegistryError(f"{key!r} is not an audit attachment")
+        return self.store.get_bytes(key)[0]
 
 
 def _user() -> str:

@@ -153,8 +153,10 @@ class S3Store:
 
         return self._call(f"upload {key}", upload)
 
-    def put_bytes(self, key: str, data: bytes, if_match: str | None = None) -> str:
-        headers = {"Content-Type": "application/json"}
+    def put_bytes(
+        self, key: str, data: bytes, if_match: str | None = None, content_type: str = "application/json"
+    ) -> str:
+        headers = {"Content-Type": content_type}
         if if_match == ABSENT:
             headers["If-None-Match"] = "*"
         elif if_match is not None:

@@ -22,7 +22,9 @@ class ObjectStore(Protocol):
     uri: str
 
     def put_file(self, key: str, path: Path) -> str: ...
-    def put_bytes(self, key: str, data: bytes, if_match: str | None = None) -> str: ...
+    def put_bytes(
+        self, key: str, data: bytes, if_match: str | None = None, content_type: str = "application/json"
+    ) -> str: ...
     def get_bytes(self, key: str) -> tuple[bytes, str]: ...
     def get_file(self, key: str, path: Path) -> str: ...
     def list(self, prefix: str) -> list[str]: ...
@@ -60,7 +62,9 @@ class LocalStore:
     def put_file(self, key: str, path: Path) -> str:
         return copy_hashing(file_chunks(path), self._path(key))
 
-    def put_bytes(self, key: str, data: bytes, if_match: str | None = None) -> str:
+    def put_bytes(
+        self, key: str, data: bytes, if_match: str | None = None, content_type: str = "application/json"
+    ) -> str:
         target = self._path(key)
         with self._locked():
             if if_match is not None:

@@ -139,3 +139,24 @@ def test_local_and_minio_layouts_are_identical(tmp_path, version_dir, minio_serv
         k.split("/", 2)[-1] if "/v" in k else k.split("/")[0] for k in keys if "/_audit/" not in k
     )  # noqa: E731
     assert strip(local.store.list("")) == strip(remote.store.list(""))
+
+
+def test_audit_attachments_are_stored_beside_their_record(registry, version_dir):
+    page = b"<!doctype html><p>drift report</p>"
+    registry.register("fraud", version_dir, {"metrics": {}})
+    key = registry.audit(
+        "fraud", "retrain", why="drift: test", attachments={"drift_report.html": (page, "text/html; charset=utf-8")}
+    )
+    log = registry.audit_log("fraud")  # the attachment is not read as a record
+    assert [r["event"] for r in log] == ["register", "retrain"]
+    stored = log[-1]["attachments"]["drift_report.html"]
+    assert stored == key.removesuffix(".json").replace("/_audit/", "/_audit/reports/") + "-drift_report.html"
+    assert registry.audit_attachment(stored) == page
+    if isinstance(registry.store, S3Store):  # a browser opening the object from MinIO gets a page
+        info = registry.store.client.stat_object(registry.store.bucket, stored)
+        assert info.content_type == "text/html; charset=utf-8"
+    with pytest.raises(RegistryError, match="invalid audit attachment name"):
+        registry.audit("fraud", "retrain", attachments={"../x.html": (page, "text/html")})
+    with pytest.raises(RegistryError, match="not an audit attachment"):
+        registry.audit_attachment("fraud/_aliases.json")
+    assert len(registry.audit_log("fraud")) == 2  # nothing half-written by the refused call
