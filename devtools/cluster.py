@@ -104,6 +104,16 @@ class Cluster:
                 "kserve_health",
             )
         }
+        try:
+            self._up(timeout)
+        except BaseException:  # a half-started control plane must not outlive the failure (ports, CPU)
+            log("start failed: stopping what was started")
+            self.down()
+            raise
+        log(f"ready in {time.monotonic() - start:.1f}s: {self.server}; kubeconfig {self.kubeconfig}")
+        return self
+
+    def _up(self, timeout: float) -> None:
         self._pki()
         self._kubeconfigs()
         self._start_etcd()
@@ -140,8 +150,6 @@ class Cluster:
         self._start_kwok()
         self._install_crds()
         self._start_kserve(timeout)
-        log(f"ready in {time.monotonic() - start:.1f}s: {self.server}; kubeconfig {self.kubeconfig}")
-        return self
 
     def down(self) -> None:
         state = self.directory / "state.json"
