@@ -106,6 +106,8 @@ def main() -> None:
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-drift-"))
     source = args.source
+    from bench.serving import drift_argv
+
     if not source:
         from bench.serving import build_model
 
@@ -113,21 +115,7 @@ def main() -> None:
         source = f"{tmp / 'registry'}#fraud@production"
     port = free_port()
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
-    argv = pin + [
-        sys.executable,
-        "-m",
-        "inference.drift_detector",
-        "--storage_uri",
-        source,
-        "--port",
-        str(port),
-        "--backend",
-        args.backend,
-        "--window_size",
-        "500",
-        "--queue_size",
-        "100000",
-    ]
+    argv = pin + drift_argv(source, port, args.backend)
     log = tmp / "drift.log"
     proc = subprocess.Popen(
         argv,

@@ -19,11 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from inference.drift_detector.events import REASONS, BadEvent, decode
 from inference.predictor.codec import Batch, Codec
+from inference.probes import add_probes
 from mlcycle.drift import Backend, Encoder
 
 log = logging.getLogger("mlcycle.drift")
@@ -310,12 +311,6 @@ def create_app(service: DriftService) -> FastAPI:
         await service.flush()
         return service.status()
 
-    @app.get("/metrics")
-    async def metrics():
-        return Response(generate_latest(service.metrics.registry), media_type="text/plain; version=0.0.4")
-
-    @app.get("/healthz")
-    async def healthz():
-        return {"live": True}
+    add_probes(app, lambda: service.metrics.registry)
 
     return app
