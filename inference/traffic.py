@@ -13,11 +13,12 @@ from mlcycle.data import DEMO_FEATURES, make_demo_dataset
 FEATURES = DEMO_FEATURES
 
 
-def post(url: str, body: dict) -> dict:
+def post(url: str, body: dict, timeout: float = 30) -> dict:
+    """POST ``body`` as JSON; the JSON answer."""
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}, method="POST"
     )
-    with urllib.request.urlopen(request, timeout=30) as r:
+    with urllib.request.urlopen(request, timeout=timeout) as r:
         return json.loads(r.read())
 
 

@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 
 from inference.devserve import start_predictor
+from inference.traffic import post
 from mlcycle.process import free_port
 from mlcycle.registry import open_registry
 
@@ -17,14 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def _predict(url: str, row: dict) -> dict:
-    req = urllib.request.Request(
-        f"{url}/v1/models/fraud:predict",
-        data=json.dumps({"instances": [row]}).encode(),
-        headers={"content-type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
+    return post(f"{url}/v1/models/fraud:predict", {"instances": [row]}, timeout=10)
 
 
 def _wait(condition, timeout=60.0):
