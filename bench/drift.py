@@ -24,15 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write  # noqa: E402
+from inference.cloudevents import ce_headers  # noqa: E402
 from mlcycle.process import free_port, wait_http_ok  # noqa: E402
 
-EVENT_HEADERS = {
-    "content-type": "application/json",
-    "ce-specversion": "1.0",
-    "ce-id": "bench",
-    "ce-source": "bench",
-    "ce-type": "org.kubeflow.serving.inference.request",
-}
+EVENT_HEADERS = ce_headers("bench", "org.kubeflow.serving.inference.request", "bench")
 
 
 async def drift_events(url: str, body: dict, seconds: float, concurrency: int = 8) -> dict:

@@ -22,6 +22,21 @@ def post(url: str, body: dict, timeout: float = 30) -> dict:
         return json.loads(r.read())
 
 
+def v2_request(records: list[dict]) -> dict:
+    """Rows as one V2 inference request: a column per key of the first row, BYTES where it holds a string, else FP64."""
+    return {
+        "inputs": [
+            {
+                "name": k,
+                "shape": [len(records)],
+                "datatype": "BYTES" if isinstance(records[0][k], str) else "FP64",
+                "data": [r[k] for r in records],
+            }
+            for k in records[0]
+        ]
+    }
+
+
 def get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as r:
         return json.loads(r.read())
