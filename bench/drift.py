@@ -24,15 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write  # noqa: E402
+from inference.cloudevents import ce_headers  # noqa: E402
 from mlcycle.process import free_port, wait_http_ok  # noqa: E402
 
-EVENT_HEADERS = {
-    "content-type": "application/json",
-    "ce-specversion": "1.0",
-    "ce-id": "bench",
-    "ce-source": "bench",
-    "ce-type": "org.kubeflow.serving.inference.request",
-}
+EVENT_HEADERS = ce_headers("bench", "org.kubeflow.serving.inference.request", "bench")
 
 
 async def drift_events(url: str, body: dict, seconds: float, concurrency: int = 8) -> dict:
@@ -106,6 +101,8 @@ def main() -> None:
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-drift-"))
     source = args.source
+    from bench.serving import drift_argv
+
     if not source:
         from bench.serving import build_model
 
@@ -113,21 +110,7 @@ def main() -> None:
         source = f"{tmp / 'registry'}#fraud@production"
     port = free_port()
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
-    argv = pin + [
-        sys.executable,
-        "-m",
-        "inference.drift_detector",
-        "--storage_uri",
-        source,
-        "--port",
-        str(port),
-        "--backend",
-        args.backend,
-        "--window_size",
-        "500",
-        "--queue_size",
-        "100000",
-    ]
+    argv = pin + drift_argv(source, port, args.backend)
     log = tmp / "drift.log"
     proc = subprocess.Popen(
         argv,

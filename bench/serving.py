@@ -131,6 +131,12 @@ end
 """
 
 
+def drift_argv(source: str, port: int, backend: str) -> list[str]:
+    """The drift detector as the benchmarks run it: 500-row windows, a queue deep enough to shed no event."""
+    serve = ["--storage_uri", source, "--port", str(port), "--backend", backend]
+    return [sys.executable, "-m", "inference.drift_detector", *serve, "--window_size", "500", "--queue_size", "100000"]
+
+
 def pinned(cpu: str | None, argv: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *argv] if cpu is not None and shutil.which("taskset") else argv
 
@@ -554,24 +560,7 @@ def main() -> None:
             stop(proc)
     drift_port = free_port()
     drift = start(
-        pinned(
-            server_cpu,
-            [
-                sys.executable,
-                "-m",
-                "inference.drift_detector",
-                "--storage_uri",
-                source,
-                "--port",
-                str(drift_port),
-                "--backend",
-                "scipy",
-                "--window_size",
-                "500",
-                "--queue_size",
-                "100000",
-            ],
-        ),
+        pinned(server_cpu, drift_argv(source, drift_port, "scipy")),
         f"http://127.0.0.1:{drift_port}/healthz",
         env,
         log=tmp / "drift.log",

@@ -831,12 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--drift", action=argparse.BooleanOptionalAction, default=True, help="run the drift detector too (default: yes)"
     )
     p.add_argument("--window-size", dest="window_size", type=int, default=500, help="drift window rows (default 500)")
-    p.add_argument(
-        "--retrain-command",
-        dest="retrain_command",
-        default="",
-        help="command the drift detector runs on sustained drift",
-    )
+    p.add_argument("--retrain-command", default="", help="command the drift detector runs on sustained drift")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("models", help="list, show, promote, roll back and diff registered models")

@@ -13,12 +13,28 @@ from mlcycle.data import DEMO_FEATURES, make_demo_dataset
 FEATURES = DEMO_FEATURES
 
 
-def post(url: str, body: dict) -> dict:
+def post(url: str, body: dict, timeout: float = 30) -> dict:
+    """POST ``body`` as JSON; the JSON answer."""
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}, method="POST"
     )
-    with urllib.request.urlopen(request, timeout=30) as r:
+    with urllib.request.urlopen(request, timeout=timeout) as r:
         return json.loads(r.read())
+
+
+def v2_request(records: list[dict]) -> dict:
+    """Rows as one V2 inference request: a column per key of the first row, BYTES where it holds a string, else FP64."""
+    return {
+        "inputs": [
+            {
+                "name": k,
+                "shape": [len(records)],
+                "datatype": "BYTES" if isinstance(records[0][k], str) else "FP64",
+                "data": [r[k] for r in records],
+            }
+            for k in records[0]
+        ]
+    }
 
 
 def get(url: str) -> dict:

@@ -74,6 +74,19 @@ def try_compile(ct) -> tuple[FastPreprocessor | None, str]:
         return None, f"{type(e).__name__}: {e}"
 
 
+def _impute_then(name: str, pipe, second: str, imputer: type, encoder: type) -> tuple:
+    """Transformer ``name``'s two steps, "impute" then ``second``, refused unless exactly ``imputer`` and ``encoder``."""
+    steps = [step for step, _ in getattr(pipe, "steps", [])]
+    if steps != ["impute", second]:
+        raise Unsupported(f"'{name}' steps are {steps}, not {['impute', second]}")
+    imp, enc = pipe.named_steps["impute"], pipe.named_steps[second]
+    if type(imp) is not imputer or type(enc) is not encoder:
+        raise Unsupported(
+            f"'{name}' is {type(imp).__name__} + {type(enc).__name__}, not {imputer.__name__} + {encoder.__name__}"
+        )
+    return imp, enc
+
+
 def _compile(ct) -> FastPreprocessor:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -88,15 +101,8 @@ def _compile(ct) -> FastPreprocessor:
             if pipe != "drop" and len(cols):
                 raise Unsupported(f"remainder={pipe!r} passes {len(cols)} column(s) through")
             continue
-        steps = [step for step, _ in getattr(pipe, "steps", [])]
         if name == "num":
-            if steps != ["impute", "scale"]:
-                raise Unsupported(f"'num' steps are {steps}, not ['impute', 'scale']")
-            imp, sc = pipe.named_steps["impute"], pipe.named_steps["scale"]
-            if type(imp) is not SimpleImputer or type(sc) is not StandardScaler:
-                raise Unsupported(
-                    f"'num' is {type(imp).__name__} + {type(sc).__name__}, not SimpleImputer + StandardScaler"
-                )
+            imp, sc = _impute_then(name, pipe, "scale", SimpleImputer, StandardScaler)
             if imp.add_indicator or len(imp.statistics_) != len(cols) or np.isnan(imp.statistics_.astype(float)).any():
                 raise Unsupported("'num' imputer adds indicators or has no fill value for some column")
             numeric += list(cols)
@@ -104,13 +110,7 @@ def _compile(ct) -> FastPreprocessor:
             mean += list(sc.mean_ if sc.with_mean else np.zeros(len(cols)))
             scale += list(sc.scale_ if sc.with_std else np.ones(len(cols)))
         elif name == "cat":
-            if steps != ["impute", "onehot"]:
-                raise Unsupported(f"'cat' steps are {steps}, not ['impute', 'onehot']")
-            imp, oh = pipe.named_steps["impute"], pipe.named_steps["onehot"]
-            if type(imp) is not SimpleImputer or type(oh) is not OneHotEncoder:
-                raise Unsupported(
-                    f"'cat' is {type(imp).__name__} + {type(oh).__name__}, not SimpleImputer + OneHotEncoder"
-                )
+            imp, oh = _impute_then(name, pipe, "onehot", SimpleImputer, OneHotEncoder)
             if imp.strategy != "constant" or imp.add_indicator:
                 raise Unsupported(
                     f"'cat' imputer strategy {imp.strategy!r} (add_indicator={imp.add_indicator}), not 'constant'"

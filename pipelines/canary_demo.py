@@ -12,27 +12,17 @@ import tempfile
 from pathlib import Path
 
 from inference.devserve import start_predictor
-from inference.rollout.local import Backend, LocalAdapter, PrometheusServer, TrafficSplitter
+from inference.rollout.local import Backend, LocalAdapter, PrometheusServer, TrafficSplitter, local_policy
 from mlcycle import defaults
 from mlcycle.data import DEMO_ROW
 from mlcycle.process import free_port
 from mlcycle.registry import open_registry
 from mlcycle.rollout import controller
 from mlcycle.rollout.metrics import PrometheusProvider
-from mlcycle.rollout.policy import MetricCheck, Policy
 from pipelines.direct import run_direct
 
 SAMPLE = {"instances": [DEMO_ROW]}
-DEMO_POLICY = Policy(
-    interval_s=3,
-    threshold=2,
-    step_weight=25,
-    max_weight=50,
-    min_requests=20,
-    max_metric_errors=3,
-    ready_timeout_s=60,
-    metrics=(MetricCheck("error_rate", max=0.02), MetricCheck("p99_latency_ms", max=250.0)),
-)
+DEMO_POLICY = local_policy(ready_timeout_s=60, interval_s=3, min_requests=20, max_metric_errors=3, max_p99_ms=250.0)
 
 
 def train_candidate(registry, model: str, seed: int) -> str:

@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from inference.devserve import Proc, start_capture, start_drift, start_predictor
+from inference.traffic import post
 from mlcycle import defaults
 from mlcycle.data import DEMO_FEATURES, DEMO_LABEL, make_demo_dataset
 from mlcycle.process import free_port
@@ -81,15 +82,8 @@ def feedback(url: str, labels: list[tuple[str, int]]) -> list[tuple[str, int]]:
 def wait_for_version(url: str, model: str, version: str, row: dict, timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        req = urllib.request.Request(
-            f"{url}/v1/models/{model}:predict",
-            data=json.dumps({"instances": [row]}).encode(),
-            headers={"content-type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(req, timeout=30) as r:
-            if json.loads(r.read()).get("model_version") == version:
-                return True
+        if post(f"{url}/v1/models/{model}:predict", {"instances": [row]}).get("model_version") == version:
+            return True
         time.sleep(0.5)
     return False
 

@@ -108,106 +108,55 @@ def training_pipeline(
         canary_max_error_rate: Highest tolerated error rate.
         canary_max_p99_ms: Highest tolerated p99 latency (ms).
     """  # noqa: E501 (KFP shows each parameter's line as its description)
+    # Arguments that several steps take, named once: where the model lives, the data's columns, how models are scored.
+    registry = {"registry_uri": registry_uri, "model_name": model_name}
+    columns = {"label": label, "task": task, "timestamp_column": timestamp_column}
+    scoring = {"seed": seed, "primary_metric": primary_metric}
     data = ingest(source=source, demo_rows=demo_rows, seed=seed)
-    checked = validate_data(
-        dataset=data.outputs["dataset"],
-        label=label,
-        task=task,
-        timestamp_column=timestamp_column,
-        registry_uri=registry_uri,
-        model_name=model_name,
-        max_categories=max_categories,
-    )
-    parts = split(
-        dataset=data.outputs["dataset"],
-        contract=checked.outputs["contract"],
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        timestamp_column=timestamp_column,
-    )
-    trained = train(
-        train=parts.outputs["train"],
-        validation=parts.outputs["validation"],
-        contract=checked.outputs["contract"],
-        families=families,
-        seed=seed,
-        primary_metric=primary_metric,
-    )
+    dataset = data.outputs["dataset"]
+    checked = validate_data(dataset=dataset, max_categories=max_categories, **columns, **registry)
+    contract = checked.outputs["contract"]
+    shares = {"val_fraction": val_fraction, "test_fraction": test_fraction}
+    parts = split(dataset=dataset, contract=contract, **shares, seed=seed, timestamp_column=timestamp_column)
+    train_set, test_set = parts.outputs["train"], parts.outputs["test"]
+    fit_on = {"train": train_set, "validation": parts.outputs["validation"], "contract": contract}
+    trained = train(**fit_on, families=families, **scoring)
+    search = {"n_trials": n_trials, "cv_folds": cv_folds, "threshold_policy": threshold_policy}
     tuned = tune(
-        train=parts.outputs["train"],
-        validation=parts.outputs["validation"],
-        contract=checked.outputs["contract"],
-        trained_model=trained.outputs["model"],
-        family=trained.outputs["Output"],
-        n_trials=n_trials,
-        cv_folds=cv_folds,
-        seed=seed,
-        primary_metric=primary_metric,
-        threshold_policy=threshold_policy,
+        **fit_on, trained_model=trained.outputs["model"], family=trained.outputs["Output"], **search, **scoring
     )
-    evaluated = evaluate(
-        model=tuned.outputs["model"],
-        test=parts.outputs["test"],
-        contract=checked.outputs["contract"],
-        segment_column=segment_column,
-        seed=seed,
-        primary_metric=primary_metric,
-    )
-    gated = gate(
-        model=tuned.outputs["model"],
-        test=parts.outputs["test"],
-        evaluation=evaluated.outputs["evaluation"],
-        label=label,
-        registry_uri=registry_uri,
-        model_name=model_name,
-        primary_metric=primary_metric,
-        thresholds=thresholds,
-        min_improvement=min_improvement,
-        confidence=min_improvement_confidence,
-    )
+    model = tuned.outputs["model"]
+    evaluated = evaluate(model=model, test=test_set, contract=contract, segment_column=segment_column, **scoring)
+    scored = {"model": model, "test": test_set, "evaluation": evaluated.outputs["evaluation"]}
+    bar = {"thresholds": thresholds, "min_improvement": min_improvement, "confidence": min_improvement_confidence}
+    gated = gate(**scored, label=label, primary_metric=primary_metric, **bar, **registry)
     gated.set_caching_options(False)  # the champion lives outside the pipeline's inputs
     checked.set_caching_options(False)  # so does the production contract
     with dsl.If(gated.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP condition syntax)
-        detector = build_detector(
-            train=parts.outputs["train"],
-            contract=checked.outputs["contract"],
-            backend=drift_backend,
-            p_val=drift_p_val,
-            seed=seed,
-        )
+        reference = {"train": train_set, "contract": contract, "seed": seed}
+        detector = build_detector(**reference, backend=drift_backend, p_val=drift_p_val)
         registered = register(
-            model=tuned.outputs["model"],
-            contract=checked.outputs["contract"],
-            train=parts.outputs["train"],
-            test=parts.outputs["test"],
-            evaluation=evaluated.outputs["evaluation"],
+            **scored,
+            contract=contract,
+            train=train_set,
             decision=gated.outputs["decision"],
             report=evaluated.outputs["report"],
             drift_detector=detector.outputs["detector"],
-            registry_uri=registry_uri,
-            model_name=model_name,
             dataset_fingerprint=data.outputs["Output"],
             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             auto_promote=auto_promote,
             trigger=trigger,
+            **registry,
         )
         registered.set_caching_options(False)
         with_s3_credentials(registered)
         with dsl.If(deploy == True, name="deploy"):  # noqa: E712
+            where = {"inference_service": inference_service, "namespace": namespace, "prometheus_url": prometheus_url}
+            steps = {"threshold": canary_threshold, "step_weight": canary_step_weight, "max_weight": canary_max_weight}
+            bounds = {"max_error_rate": canary_max_error_rate, "max_p99_ms": canary_max_p99_ms}
+            version = registered.outputs["Output"]
             rollout = deploy_canary(
-                registry_uri=registry_uri,
-                model_name=model_name,
-                version=registered.outputs["Output"],
-                inference_service=inference_service,
-                namespace=namespace,
-                prometheus_url=prometheus_url,
-                interval_s=canary_interval_s,
-                threshold=canary_threshold,
-                step_weight=canary_step_weight,
-                max_weight=canary_max_weight,
-                max_error_rate=canary_max_error_rate,
-                max_p99_ms=canary_max_p99_ms,
+                version=version, interval_s=canary_interval_s, **registry, **where, **steps, **bounds
             )
             rollout.set_caching_options(False)
             with_s3_credentials(rollout)

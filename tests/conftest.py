@@ -62,28 +62,34 @@ def minio_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def served(tmp_path_factory, splits, contract, model_dirs):
+def register_passed(splits, contract):
+    """``register`` as the pipeline calls it after a passed gate, on the shared training split and contract:
+    ``register_passed(model_dir, registry, fingerprint, run_id, metrics=None, reasons=(), model_name="fraud", **kw)``
+    (``kw``: register's keyword options, e.g. auto_promote, drift_dir)."""
+    from components.register.logic import register
+
+    def call(model_dir, registry, fingerprint, run_id, metrics=None, reasons=(), model_name="fraud", **kw):
+        evaluation, decision = {"metrics": metrics or {}}, {"passed": True, "reasons": list(reasons)}
+        train = splits[0]
+        return register(
+            model_dir, contract, train, evaluation, decision, registry, model_name, fingerprint, run_id, **kw
+        )
+
+    return call
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory, splits, contract, model_dirs, register_passed):
     """A registry with one production version (XGBoost + alibi-detect drift detector), as the pipeline writes it."""
     from components.build_detector.logic import build_detector
-    from components.register.logic import register
     from mlcycle.registry import open_registry
 
     root = tmp_path_factory.mktemp("served")
     train, _, _ = splits
     build_detector(train, contract, root / "drift", backend="alibi")
     registry = open_registry(root / "registry")
-    result = register(
-        model_dirs["xgboost"],
-        contract,
-        train,
-        {"metrics": {}},
-        {"passed": True, "reasons": []},
-        registry,
-        "fraud",
-        "f" * 64,
-        "test",
-        auto_promote=True,
-        drift_dir=root / "drift",
+    result = register_passed(
+        model_dirs["xgboost"], registry, "f" * 64, "test", auto_promote=True, drift_dir=root / "drift"
     )
     return {
         "source": f"{root / 'registry'}#fraud@production",

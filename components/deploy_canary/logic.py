@@ -61,12 +61,5 @@ def deploy_canary(
 def default_policy(
     interval_s: float, threshold: int, step_weight: int, max_weight: int, max_error_rate: float, max_p99_ms: float
 ) -> Policy:
-    return with_checks(
-        max_error_rate=max_error_rate,
-        max_p99_ms=max_p99_ms,
-        drift=True,
-        interval_s=interval_s,
-        threshold=threshold,
-        step_weight=step_weight,
-        max_weight=max_weight,
-    )
+    pace = {"interval_s": interval_s, "threshold": threshold, "step_weight": step_weight, "max_weight": max_weight}
+    return with_checks(max_error_rate=max_error_rate, max_p99_ms=max_p99_ms, drift=True, **pace)

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -18,6 +19,12 @@ class ValidationResult:
     skew_breaches: list[Breach] = field(default_factory=list)
     report: str = ""
 
+    def refuse_skew(self) -> "ValidationResult":
+        """Raise ContractViolation when the data breaches production's contract; else this result."""
+        if self.skew_breaches:
+            raise ContractViolation(self.skew_breaches)
+        return self
+
 
 def production_contract(registry: Registry | None, model_name: str) -> tuple[DataContract | None, str | None]:
     """The data contract stored with the model in production, if there is one."""
@@ -30,23 +37,6 @@ def production_contract(registry: Registry | None, model_name: str) -> tuple[Dat
     if meta.contract is None:
         raise ModelError(f"production version {meta.version} of {model_name!r} has no data contract to check against")
     return meta.contract, meta.version
-
-
-def validate(
-    frame: pd.DataFrame,
-    label: str,
-    task: str = "classification",
-    timestamp: str | None = None,
-    reference: DataContract | None = None,
-    reference_version: str | None = None,
-    max_categories: int = MAX_CATEGORIES,
-    min_rows: int = 100,
-) -> ValidationResult:
-    """Raise DataError / ContractViolation naming column, rule and observed value; else the new contract."""
-    result = assess(frame, label, task, timestamp, reference, reference_version, max_categories, min_rows)
-    if result.skew_breaches:
-        raise ContractViolation(result.skew_breaches)
-    return result
 
 
 def assess(
@@ -67,6 +57,11 @@ def assess(
     enforce(frame, contract)  # min rows, duplicates
     skew = check(frame, reference) if reference is not None else []
     return ValidationResult(contract, reference_version, skew, render_report(frame, contract, reference_version))
+
+
+def validate(*args: Any, **kwargs: Any) -> ValidationResult:
+    """``assess``, raising DataError / ContractViolation naming column, rule and observed value; else the new contract."""
+    return assess(*args, **kwargs).refuse_skew()
 
 
 def render_report(frame: pd.DataFrame, contract: DataContract, reference_version: str | None) -> str:
@@ -115,8 +110,7 @@ def run(
     result = assess(frame, label, task, timestamp, reference, ref_version, max_categories)
     if exploration_path is not None:
         write_text_atomic(Path(exploration_path), render(frame, result.contract, ref_version, result.skew_breaches))
-    if result.skew_breaches:
-        raise ContractViolation(result.skew_breaches)
+    result.refuse_skew()
     write_text_atomic(Path(contract_path), result.contract.model_dump_json(indent=2))
     write_text_atomic(Path(report_path), result.report)
     return result

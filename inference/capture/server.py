@@ -9,10 +9,10 @@
 """
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import generate_latest
+from fastapi.responses import JSONResponse
 
 from inference.capture.service import CaptureService
+from inference.probes import add_probes
 
 
 def create_app(service: CaptureService) -> FastAPI:
@@ -48,12 +48,6 @@ def create_app(service: CaptureService) -> FastAPI:
         result = await service.flush()
         return {"flush": result, **service.status()}
 
-    @app.get("/metrics")
-    async def metrics():
-        return Response(generate_latest(service.metrics.registry), media_type="text/plain; version=0.0.4")
-
-    @app.get("/healthz")
-    async def healthz():
-        return {"live": True}
+    add_probes(app, lambda: service.metrics.registry)
 
     return app

@@ -19,13 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from inference.drift_detector import fastevents
 from inference.drift_detector.events import REASONS, BadEvent, decode
 from inference.drift_detector.report import Profile, render_service
 from inference.predictor.codec import Batch, Codec
+from inference.probes import add_probes
 from mlcycle.defaults import MAX_BODY_BYTES
 from mlcycle.drift import Backend, Encoder
 from mlcycle.follow import AliasFollower
@@ -400,13 +401,7 @@ def create_app(service: DriftService, max_body_bytes: int = MAX_BODY_BYTES) -> F
     async def report():
         return HTMLResponse(render_service(service))
 
-    @app.get("/metrics")
-    async def metrics():
-        return Response(generate_latest(service.metrics.registry), media_type="text/plain; version=0.0.4")
-
-    @app.get("/healthz")
-    async def healthz():
-        return {"live": True}
+    add_probes(app, lambda: service.metrics.registry)
 
     return app
 

@@ -16,6 +16,8 @@ import uuid
 
 from prometheus_client import Counter
 
+from inference.cloudevents import ce_headers
+
 EVENT_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 SENT = Counter("mlcycle_payload_log_sent_total", "Payload-log events delivered", ["model"])
@@ -53,14 +55,11 @@ class PayloadLogger:
         async with httpx.AsyncClient(timeout=self.timeout) as client:
             while True:
                 request_id, event_type, body = await self.queue.get()
-                headers = {
-                    "content-type": "application/json",
-                    "ce-specversion": "1.0",
-                    "ce-id": request_id,
-                    "ce-type": event_type,
-                    "ce-source": f"http://localhost/mlcycle/{self.model_name}",
-                    "ce-inferenceservicename": self.model_name,
-                }
+                source, extra = (
+                    f"http://localhost/mlcycle/{self.model_name}",
+                    {"ce-inferenceservicename": self.model_name},
+                )
+                headers = ce_headers(request_id, event_type, source, extra)
                 try:
                     content = body if isinstance(body, bytes) else json.dumps(body)
                     response = await client.post(self.url, content=content, headers=headers)

@@ -15,7 +15,21 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 from mlcycle.errors import ToolMissing
 from mlcycle.process import free_port, wait_http_ok
-from mlcycle.rollout.policy import Action
+from mlcycle.rollout.policy import Action, Policy, with_checks
+
+
+def local_policy(
+    ready_timeout_s: float,
+    interval_s: float = 2,
+    min_requests: int = 15,
+    max_metric_errors: int = 2,
+    max_p99_ms: float = 500.0,
+) -> Policy:
+    """A rollout policy paced for this loop (seconds, not minutes): the canary steps 25 % at a time to 50 %, two
+    failed checks roll it back, a check allows at most 2 % errors and a p99 of ``max_p99_ms`` (no drift check)."""
+    pace = {"interval_s": interval_s, "min_requests": min_requests, "max_metric_errors": max_metric_errors}
+    steps = {"threshold": 2, "step_weight": 25, "max_weight": 50, "ready_timeout_s": ready_timeout_s}
+    return with_checks(None, max_error_rate=0.02, max_p99_ms=max_p99_ms, drift=False, **pace, **steps)
 
 
 class Backend:

@@ -257,14 +257,8 @@ class Registry:
         if new.get("candidate") == version:
             new.pop("candidate")
         self._write_aliases(model, new, etag)
-        self.audit(
-            model,
-            "promote",
-            version=version,
-            actor=actor,
-            why=why or "promoted",
-            evidence={"previous": old, **(evidence or {})},
-        )
+        evidence = {"previous": old, **(evidence or {})}
+        self.audit(model, "promote", version=version, actor=actor, why=why or "promoted", evidence=evidence)
 
     def rollback(self, model: str, actor: str | None = None, why: str = "", evidence: dict | None = None) -> str:
         """production := previous (one atomic write); returns the version now in production."""
@@ -276,14 +270,8 @@ class Registry:
         new = {k: v for k, v in current.items() if k != "previous"}
         new["production"] = target
         self._write_aliases(model, new, etag)
-        self.audit(
-            model,
-            "rollback",
-            version=target,
-            actor=actor,
-            why=why or "rolled back",
-            evidence={"from": bad, **(evidence or {})},
-        )
+        evidence = {"from": bad, **(evidence or {})}
+        self.audit(model, "rollback", version=target, actor=actor, why=why or "rolled back", evidence=evidence)
         return target
 
     # audit ------------------------------------------------------------------------------

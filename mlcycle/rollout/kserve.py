@@ -260,45 +260,24 @@ class KServeAdapter:
                     ) from None
                 time.sleep(self.poll_s)
 
+    def _isvc(self, what: str, fn, *body):
+        """``_call`` on this InferenceService (``body``: a patch's, when there is one)."""
+        return self._call(what, fn, GROUP, VERSION, self.namespace, PLURAL, self.name, *body)
+
     def get(self) -> dict:
-        return self._call(
-            "get InferenceService",
-            self.api.get_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.namespace,
-            PLURAL,
-            self.name,
-        )
+        return self._isvc("get InferenceService", self.api.get_namespaced_custom_object)
 
     def write(self, desired: dict) -> dict:
         """Move the InferenceService to ``desired`` (a patched copy of it) and wait until KServe reports it."""
         current = self.get()
         patch = merge_patch(current, desired)
-        updated = self._call(
-            "patch InferenceService",
-            self.api.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.namespace,
-            PLURAL,
-            self.name,
-            patch,
-        )
+        updated = self._isvc("patch InferenceService", self.api.patch_namespaced_custom_object, patch)
         if self.mode == STANDARD:
             try:
                 self.sync_route(updated)
             except RolloutError:  # the route could not follow: put the InferenceService back as it was
-                self._call(
-                    "restore InferenceService",
-                    self.api.patch_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    self.namespace,
-                    PLURAL,
-                    self.name,
-                    merge_patch(updated, current),
-                )
+                restore = merge_patch(updated, current)
+                self._isvc("restore InferenceService", self.api.patch_namespaced_custom_object, restore)
                 raise
         self.wait_reconciled(updated, current)
         return updated

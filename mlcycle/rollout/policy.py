@@ -125,19 +125,11 @@ def decide(state: State, obs: Observation, policy: Policy) -> Action:
         return _rollback(state, reason, evidence)
     if obs.metrics is None:
         errors = state.metric_errors + 1
-        if errors >= policy.max_metric_errors:
-            return _rollback(
-                replace(state, metric_errors=errors),
-                f"metrics unavailable {errors} times in a row ({obs.error}): aborting, never promoting on missing evidence",
-                evidence,
-            )
-        return Action(
-            "wait",
-            state.weight,
-            f"metrics unavailable ({obs.error}); {errors}/{policy.max_metric_errors}",
-            replace(state, metric_errors=errors),
-            evidence,
+        give_up = (
+            f"metrics unavailable {errors} times in a row ({obs.error}): aborting, never promoting on missing evidence"
         )
+        wait = f"metrics unavailable ({obs.error}); {errors}/{policy.max_metric_errors}"
+        return _strike(replace(state, metric_errors=errors), errors, policy.max_metric_errors, give_up, wait, evidence)
     state = replace(state, metric_errors=0)
     if state.weight > 0 and obs.requests < policy.min_requests:
         return Action(
@@ -153,19 +145,9 @@ def decide(state: State, obs: Observation, policy: Policy) -> Action:
     failures = [r for check in policy.metrics if (r := check.verdict(obs.metrics.get(check.name))) is not None]
     if failures:
         failed = state.failed_checks + 1
-        if failed >= policy.threshold:
-            return _rollback(
-                replace(state, failed_checks=failed),
-                f"{failed} failed checks (threshold {policy.threshold}): {'; '.join(failures)}",
-                evidence,
-            )
-        return Action(
-            "wait",
-            state.weight,
-            f"failed check {failed}/{policy.threshold}: {'; '.join(failures)}",
-            replace(state, failed_checks=failed),
-            evidence,
-        )
+        give_up = f"{failed} failed checks (threshold {policy.threshold}): {'; '.join(failures)}"
+        wait = f"failed check {failed}/{policy.threshold}: {'; '.join(failures)}"
+        return _strike(replace(state, failed_checks=failed), failed, policy.threshold, give_up, wait, evidence)
     if state.weight >= policy.max_weight:
         return Action(
             "promote",
@@ -182,6 +164,13 @@ def decide(state: State, obs: Observation, policy: Policy) -> Action:
 
 def _rollback(state: State, reason: str, evidence: dict) -> Action:
     return Action("rollback", 0, reason, replace(state, phase=ROLLED_BACK, weight=0), evidence)
+
+
+def _strike(state: State, count: int, limit: int, give_up: str, wait: str, evidence: dict) -> Action:
+    """The ``count``-th strike in a row (already in ``state``): a rollback at ``limit``, else a wait at this weight."""
+    if count >= limit:
+        return _rollback(state, give_up, evidence)
+    return Action("wait", state.weight, wait, state, evidence)
 
 
 def with_checks(

@@ -13,26 +13,16 @@ import pytest
 import yaml
 
 from inference.devserve import start_predictor
-from inference.rollout.local import Backend, PrometheusServer, TrafficSplitter
+from inference.rollout.local import Backend, PrometheusServer, TrafficSplitter, local_policy
 from mlcycle.data import DEMO_ROW
 from mlcycle.process import free_port
 from mlcycle.rollout import controller
 from mlcycle.rollout.kserve import KServeAdapter, canary_name, predictor_service, storage_uri
 from mlcycle.rollout.metrics import PrometheusProvider
-from mlcycle.rollout.policy import MetricCheck, Policy
 
 pytestmark = pytest.mark.cluster
 SAMPLE = {"instances": [DEMO_ROW]}
-POLICY = Policy(
-    interval_s=2,
-    threshold=2,
-    step_weight=25,
-    max_weight=50,
-    min_requests=15,
-    max_metric_errors=2,
-    ready_timeout_s=30,
-    metrics=(MetricCheck("error_rate", max=0.02), MetricCheck("p99_latency_ms", max=500.0)),
-)
+POLICY = local_policy(ready_timeout_s=30)
 V1 = "s3://mlcycle-models/fraud-detector/v20261201T000000000010-111111/"
 
 

@@ -30,8 +30,7 @@ def _wait(predicate, timeout=30.0):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, splits, contract):
-    from components.register.logic import register
+def stack(tmp_path_factory, splits, contract, register_passed):
     from devtools.minio import MinioServer
     from inference.devserve import start_capture, start_predictor
     from mlcycle.models import fit_bundle
@@ -52,17 +51,8 @@ def stack(tmp_path_factory, splits, contract):
         bundle, _ = fit_bundle("logreg", train, val, contract, seed=7)
         bundle.save(root / "model")
         registry = open_registry("s3://mlcycle-models")
-        version = register(
-            root / "model",
-            contract,
-            train,
-            {"metrics": {}},
-            {"passed": True, "reasons": []},
-            registry,
-            MODEL,
-            "f" * 64,
-            "test",
-            auto_promote=True,
+        version = register_passed(
+            root / "model", registry, "f" * 64, "test", model_name=MODEL, auto_promote=True
         ).version
         port = free_port()
         capture_args = [

@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from inference.cloudevents import ce_headers
+from inference.traffic import v2_request
 from mlcycle.data import DEMO_FEATURES, make_demo_dataset
 from mlcycle.process import free_port
 
@@ -24,14 +26,7 @@ def rows(n, seed, drift=0.0):
 
 
 def binary(url, body, ce_type=TYPE, **extra_headers):
-    headers = {
-        "content-type": "application/json",
-        "ce-specversion": "1.0",
-        "ce-id": str(uuid.uuid4()),
-        "ce-source": "test",
-        "ce-type": ce_type,
-        **extra_headers,
-    }
+    headers = ce_headers(str(uuid.uuid4()), ce_type, "test", extra_headers)
     return requests.post(
         url + "/events", data=body if isinstance(body, bytes) else json.dumps(body), headers=headers, timeout=10
     )
@@ -42,20 +37,6 @@ def structured(url, data, **override):
     return requests.post(
         url + "/events", data=json.dumps(envelope), headers={"content-type": "application/cloudevents+json"}, timeout=10
     )
-
-
-def v2_body(records):
-    return {
-        "inputs": [
-            {
-                "name": f,
-                "shape": [len(records)],
-                "datatype": "BYTES" if isinstance(records[0][f], str) else "FP64",
-                "data": [r[f] for r in records],
-            }
-            for f in FEATURES
-        ]
-    }
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +72,7 @@ def test_reports_no_drift_then_drift_and_triggers_retraining(drift_server):
     url = drift_server["url"]
     for chunk in range(4):  # 400 reference-like rows: one window, V1 binary and V2 structured events
         batch = rows(100, seed=100 + chunk)
-        r = binary(url, {"instances": batch}) if chunk % 2 else structured(url, v2_body(batch))
+        r = binary(url, {"instances": batch}) if chunk % 2 else structured(url, v2_request(batch))
         assert r.status_code == 200, r.text
     deadline = time.monotonic() + 30
     while status(url)["counts"]["windows"] < 1 and time.monotonic() < deadline:
@@ -271,10 +252,10 @@ def test_rows_the_predictor_refuses_are_counted_apart_and_kept_out_of_windows(dr
         return float(line.split()[-1])
 
     start = rejected()
-    for body in ({"instances": as_string}, v2_body(as_string), {"instances": missing}):
+    for body in ({"instances": as_string}, v2_request(as_string), {"instances": missing}):
         r = binary(url, body)
         assert r.status_code == 400 and r.json()["reason"] == "invalid_input", r.text
-    v2 = binary(url, v2_body(as_string))
+    v2 = binary(url, v2_request(as_string))
     assert "input 'amount': datatype BYTES not allowed for a numeric feature" in v2.json()["error"]
     assert binary(url, {"instances": as_string}).json()["error"].startswith("feature 'amount' row 0: expected a number")
     deadline = time.monotonic() + 5

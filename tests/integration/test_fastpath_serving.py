@@ -20,6 +20,16 @@ def version_dir(served):
     return root / json.loads((root / "_aliases.json").read_text())["aliases"]["production"]
 
 
+def _test_rows(splits, contract, n):
+    """The complete rows among the first ``n`` of the test set, and the same as V1 instances (NaN as null)."""
+    rows = splits[2][contract.feature_names].head(n).dropna()
+    records = [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+        for r in rows.to_dict("records")
+    ]
+    return rows, records
+
+
 def test_registered_xgboost_has_a_parity_checked_fast_path(served):
     meta = json.loads((version_dir(served) / "metadata.json").read_text())
     entry = meta["fast_path"]
@@ -45,12 +55,7 @@ def test_a_tampered_fast_path_is_refused_and_the_native_model_serves(served, spl
     assert model.scoring_path == "native" and "sha256 mismatch" in model.fast_path_reason
     labels = {"model": "fraud-tampered", "version": model.version, "path": "native", "reason": model.fast_path_reason}
     assert REGISTRY.get_sample_value("mlcycle_scoring_path", labels) == 1.0
-    _, _, test = splits
-    rows = test[contract.feature_names].head(5).dropna()
-    records = [
-        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-        for r in rows.to_dict("records")
-    ]
+    rows, records = _test_rows(splits, contract, 5)
     out = asyncio.run(model.predict({"instances": records}))
     offline = ModelBundle.load(served["model_dir"]).score(rows)
     np.testing.assert_allclose(np.asarray(out["probabilities"]), offline, atol=1e-6)
@@ -66,12 +71,7 @@ def test_the_model_crosses_to_a_rest_worker_process_and_scores_the_same(served, 
     model.load()
     clone = pickle.loads(pickle.dumps(model))
     assert clone.scoring_path == "fast" and clone.scorer.session is not None and clone.pool is not model.pool
-    _, _, test = splits
-    rows = test[contract.feature_names].head(20).dropna()
-    records = [
-        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-        for r in rows.to_dict("records")
-    ]
+    rows, records = _test_rows(splits, contract, 20)
     a = asyncio.run(model.predict({"instances": records}))
     b = asyncio.run(clone.predict({"instances": records}))
     assert a == b

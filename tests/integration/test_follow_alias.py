@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 
 from inference.devserve import start_predictor
+from inference.traffic import post
 from mlcycle.process import free_port
 from mlcycle.registry import open_registry
 
@@ -17,14 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def _predict(url: str, row: dict) -> dict:
-    req = urllib.request.Request(
-        f"{url}/v1/models/fraud:predict",
-        data=json.dumps({"instances": [row]}).encode(),
-        headers={"content-type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
+    return post(f"{url}/v1/models/fraud:predict", {"instances": [row]}, timeout=10)
 
 
 def _wait(condition, timeout=60.0):
@@ -36,13 +30,13 @@ def _wait(condition, timeout=60.0):
     return False
 
 
-def test_the_predictor_follows_production_without_a_failed_request(served, model_dirs, splits, contract, tmp_path):
-    from components.register.logic import register
-
+def test_the_predictor_follows_production_without_a_failed_request(
+    served, model_dirs, splits, contract, tmp_path, register_passed
+):
     shutil.copytree(served["root"] / "registry", tmp_path / "registry")
     registry = open_registry(tmp_path / "registry")
     first = registry.resolve("fraud", "production")
-    train, _, test = splits
+    _, _, test = splits
     row = json.loads(test[contract.feature_names].head(1).to_json(orient="records"))[0]
     proc = start_predictor(
         f"{tmp_path / 'registry'}#fraud@production",
@@ -66,33 +60,12 @@ def test_the_predictor_follows_production_without_a_failed_request(served, model
     worker.start()
     try:
         assert _wait(lambda: len(answers) > 5)
-        second = register(
-            model_dirs["logreg"],
-            contract,
-            train,
-            {"metrics": {}},
-            {"passed": True, "reasons": []},
-            registry,
-            "fraud",
-            "e" * 64,
-            "test-follow",
-            auto_promote=True,
-        ).version
+        second = register_passed(model_dirs["logreg"], registry, "e" * 64, "test-follow", auto_promote=True).version
         assert _wait(lambda: answers and answers[-1] == second), answers[-3:]
         n = len(answers)
         assert _wait(lambda: len(answers) > n + 5)
         # a promotion to a version whose files were tampered with: refused, the old version keeps serving
-        third = register(
-            model_dirs["hgb"],
-            contract,
-            train,
-            {"metrics": {}},
-            {"passed": True, "reasons": []},
-            registry,
-            "fraud",
-            "d" * 64,
-            "test-follow",
-        ).version
+        third = register_passed(model_dirs["hgb"], registry, "d" * 64, "test-follow").version
         estimator = next(
             p for p in (tmp_path / "registry" / "fraud" / third).iterdir() if p.name.startswith("estimator")
         )

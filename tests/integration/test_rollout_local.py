@@ -6,25 +6,15 @@ import time
 import pytest
 
 from inference.devserve import start_predictor
-from inference.rollout.local import Backend, LocalAdapter, PrometheusServer, TrafficSplitter
+from inference.rollout.local import Backend, LocalAdapter, PrometheusServer, TrafficSplitter, local_policy
 from mlcycle.data import DEMO_ROW
 from mlcycle.process import free_port
 from mlcycle.rollout import controller
 from mlcycle.rollout.metrics import PrometheusProvider
-from mlcycle.rollout.policy import MetricCheck, Policy
 
 pytestmark = pytest.mark.integration
 SAMPLE = {"instances": [DEMO_ROW]}
-POLICY = Policy(
-    interval_s=2,
-    threshold=2,
-    step_weight=25,
-    max_weight=50,
-    min_requests=15,
-    max_metric_errors=2,
-    ready_timeout_s=4,
-    metrics=(MetricCheck("error_rate", max=0.02), MetricCheck("p99_latency_ms", max=500.0)),
-)
+POLICY = local_policy(ready_timeout_s=4)
 
 
 @pytest.fixture(scope="module")

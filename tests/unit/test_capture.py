@@ -12,6 +12,7 @@ import pytest
 
 from inference.capture.events import BadEvent, decode
 from inference.capture.service import CaptureService
+from inference.cloudevents import ce_headers
 from mlcycle.capture import (
     LABELS,
     TRAFFIC,
@@ -29,15 +30,7 @@ CE = "org.kubeflow.serving.inference."
 
 
 def event(kind, eid, body, **extra):
-    headers = {
-        "content-type": "application/json",
-        "ce-specversion": "1.0",
-        "ce-id": eid,
-        "ce-source": "test",
-        "ce-type": CE + kind,
-        "ce-endpoint": "default",
-        **extra,
-    }
+    headers = ce_headers(eid, CE + kind, "test", {"ce-endpoint": "default", **extra})
     return headers, json.dumps(body).encode()
 
 

@@ -111,59 +111,25 @@ def test_model_names_from_file_names():
     assert _model_name("s3://b/x/__.parquet") == "model"
 
 
-def test_submit_refuses_what_a_cluster_cannot_run(tmp_path, capsys):
-    assert cli(["submit", "--host", "http://127.0.0.1:9", "--source", "s3://b/d.csv", "--label", "y"]) == 1
-    assert "needs --registry s3://BUCKET" in capsys.readouterr().err
-    assert (
-        cli(
-            [
-                "submit",
-                "--host",
-                "http://127.0.0.1:9",
-                "--registry",
-                "s3://b",
-                "--source",
-                str(tmp_path / "d.csv"),
-                "--label",
-                "y",
-            ]
-        )
-        == 1
-    )
-    assert "cannot read the local file" in capsys.readouterr().err
-    assert (
-        cli(
-            [
-                "submit",
-                "--host",
-                "http://127.0.0.1:9",
-                "--registry",
-                "s3://b",
-                "--source",
-                "s3://b/d.csv",
-                "--label",
-                "y",
-                "--threshold",
-                "rmse=3",
-            ]
-        )
-        == 1
-    )
-    assert "threshold on 'rmse' is a regression metric" in capsys.readouterr().err
+SUBMIT = ["submit", "--host", "http://127.0.0.1:9", "--label", "y"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--source", "s3://b/d.csv"], "needs --registry s3://BUCKET"),
+        (["--registry", "s3://b", "--source", "{tmp}/d.csv"], "cannot read the local file"),
+        (
+            ["--registry", "s3://b", "--source", "s3://b/d.csv", "--threshold", "rmse=3"],
+            "threshold on 'rmse' is a regression metric",
+        ),
+    ],
+)
+def test_submit_refuses_what_a_cluster_cannot_run(args, message, tmp_path, capsys):
+    assert cli(SUBMIT + [arg.format(tmp=tmp_path) for arg in args]) == 1
+    assert message in capsys.readouterr().err
 
 
 def test_submit_to_an_unreachable_host_says_so(capsys):
-    code = cli(
-        [
-            "submit",
-            "--host",
-            "http://127.0.0.1:9",
-            "--registry",
-            "s3://mlcycle-models",
-            "--source",
-            "s3://b/d.csv",
-            "--label",
-            "y",
-        ]
-    )
+    code = cli(SUBMIT + ["--registry", "s3://mlcycle-models", "--source", "s3://b/d.csv"])
     assert code == 1 and "could not submit to http://127.0.0.1:9" in capsys.readouterr().err

@@ -24,68 +24,35 @@ pytestmark = pytest.mark.unit
 def test_shims_chain_end_to_end(tmp_path):
     a = lambda cls, name: cls(name=name, uri=str(tmp_path / name), metadata={})  # noqa: E731
     reg = str(tmp_path / "registry")
+    # Arguments that several steps take, named once (as pipelines/training.py does)
+    registry = {"registry_uri": reg, "model_name": "fraud"}
+    scoring = {"seed": 5, "primary_metric": ""}
     data = a(Dataset, "dataset")
     fp = ingest.python_func(source="demo", demo_rows=3000, seed=5, dataset=data)
     assert len(fp) == 64 and data.metadata["rows"] == 3000
 
     contract, report, page = a(Artifact, "contract"), a(Markdown, "report"), a(HTML, "exploration")
+    columns = {"label": "is_fraud", "task": "classification", "timestamp_column": "timestamp"}
     validate_data.python_func(
-        dataset=data,
-        label="is_fraud",
-        task="classification",
-        timestamp_column="timestamp",
-        registry_uri=reg,
-        model_name="fraud",
-        max_categories=1000,
-        contract=contract,
-        report=report,
-        exploration=page,
+        dataset=data, **columns, **registry, max_categories=1000, contract=contract, report=report, exploration=page
     )
     assert json.loads(open(contract.path).read())["label"] == "is_fraud"
     assert "Columns and contract verdict" in open(page.path).read()
 
     tr, va, te = a(Dataset, "train"), a(Dataset, "val"), a(Dataset, "test")
+    shares = {"val_fraction": 0.2, "test_fraction": 0.2}
     split.python_func(
-        dataset=data,
-        contract=contract,
-        val_fraction=0.2,
-        test_fraction=0.2,
-        seed=5,
-        timestamp_column="",
-        train=tr,
-        validation=va,
-        test=te,
+        dataset=data, contract=contract, **shares, seed=5, timestamp_column="", train=tr, validation=va, test=te
     )
 
     model, board = a(Model, "model"), a(Metrics, "board")
-    family = train.python_func(
-        train=tr,
-        validation=va,
-        contract=contract,
-        families=["baseline", "logreg"],
-        seed=5,
-        primary_metric="",
-        model=model,
-        leaderboard=board,
-    )
+    fit_on = {"train": tr, "validation": va, "contract": contract}
+    family = train.python_func(**fit_on, families=["baseline", "logreg"], **scoring, model=model, leaderboard=board)
     assert family == "logreg" and board.metadata["baseline_roc_auc"] == 0.5
 
     tuned, trials, trial_log = a(Model, "tuned"), a(Metrics, "trials"), a(Artifact, "trial_log")
-    tune.python_func(
-        train=tr,
-        validation=va,
-        contract=contract,
-        trained_model=model,
-        family=family,
-        n_trials=2,
-        cv_folds=2,
-        seed=5,
-        primary_metric="",
-        threshold_policy="recall:0.5",
-        model=tuned,
-        trials=trials,
-        trial_log=trial_log,
-    )
+    search = {"trained_model": model, "family": family, "n_trials": 2, "cv_folds": 2, "threshold_policy": "recall:0.5"}
+    tune.python_func(**fit_on, **search, **scoring, model=tuned, trials=trials, trial_log=trial_log)
     assert len(open(trial_log.path).read().splitlines()) == 2
     bundle = json.loads(open(f"{tuned.path}/bundle.json").read())
     assert (
@@ -103,8 +70,7 @@ def test_shims_chain_end_to_end(tmp_path):
         test=te,
         contract=contract,
         segment_column="channel",
-        seed=5,
-        primary_metric="",
+        **scoring,
         metrics=metrics,
         classification_metrics=cm,
         report=html,
@@ -114,17 +80,14 @@ def test_shims_chain_end_to_end(tmp_path):
     assert len(cm.metadata["confusionMatrix"]["rows"]) == 2 and len(cm.metadata["confidenceMetrics"]) > 10
 
     decision, comparison = a(Artifact, "decision"), a(HTML, "comparison")
+    scored = {"model": tuned, "test": te, "evaluation": ev}
+    bar = {"thresholds": {"roc_auc": 0.7}, "min_improvement": 0.0, "confidence": 0.0}
     passed = gate.python_func(
-        model=tuned,
-        test=te,
-        evaluation=ev,
+        **scored,
         label="is_fraud",
-        registry_uri=reg,
-        model_name="fraud",
+        **registry,
         primary_metric="roc_auc",
-        thresholds={"roc_auc": 0.7},
-        min_improvement=0.0,
-        confidence=0.0,
+        **bar,
         decision=decision,
         comparison=comparison,
     )
@@ -136,21 +99,17 @@ def test_shims_chain_end_to_end(tmp_path):
     assert detector.metadata["reference_rows"] == 1800
 
     out = a(Model, "registered")
+    lineage = {"dataset_fingerprint": fp, "run_id": "r1", "trigger": "manual"}
     version = register.python_func(
-        model=tuned,
+        **scored,
         contract=contract,
         train=tr,
-        test=te,
-        evaluation=ev,
         decision=decision,
+        **registry,
         report=html,
         drift_detector=detector,
-        registry_uri=reg,
-        model_name="fraud",
-        dataset_fingerprint=fp,
-        run_id="r1",
+        **lineage,
         auto_promote=True,
-        trigger="manual",
         registered=out,
     )
     registry = open_registry(reg)

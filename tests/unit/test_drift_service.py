@@ -8,18 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from inference.cloudevents import ce_headers
 from inference.drift_detector.server import DriftService
+from inference.traffic import v2_request
 from mlcycle import drift as stats
 from mlcycle.data import make_demo_dataset
 
 pytestmark = pytest.mark.unit
-HEADERS = {
-    "content-type": "application/json",
-    "ce-specversion": "1.0",
-    "ce-id": "1",
-    "ce-source": "test",
-    "ce-type": "org.kubeflow.serving.inference.request",
-}
+HEADERS = ce_headers("1", "org.kubeflow.serving.inference.request", "test")
 
 
 @pytest.fixture(scope="module")
@@ -30,20 +26,6 @@ def detector(contract):
 def records(n, seed, contract):
     frame = make_demo_dataset(max(n, 1000), seed=seed).head(n)[contract.feature_names]
     return json.loads(frame.to_json(orient="records"))
-
-
-def v2(recs):
-    return {
-        "inputs": [
-            {
-                "name": k,
-                "shape": [len(recs)],
-                "datatype": "BYTES" if isinstance(recs[0][k], str) else "FP64",
-                "data": [r[k] for r in recs],
-            }
-            for k in recs[0]
-        ]
-    }
 
 
 def run(coro):
@@ -57,7 +39,7 @@ def test_events_are_appended_as_arrays_and_windows_tested_as_arrays(detector, co
         service = DriftService(detector, "m", "v", window_size=25, queue_size=100)
         service.start()
         for i, recs in enumerate(sent):
-            body = {"instances": recs} if i % 2 == 0 else v2(recs)
+            body = {"instances": recs} if i % 2 == 0 else v2_request(recs)
             assert service.offer(HEADERS, json.dumps(body).encode()) == (200, {"accepted_rows": 10})
         await service.queue.join()
         await asyncio.sleep(0)
@@ -82,7 +64,7 @@ def test_refused_rows_never_enter_a_window_and_are_counted_by_reason(detector, c
     good = records(4, seed=6, contract=contract)
     cases = {
         "string in a numeric column": {"instances": [dict(good[0], amount="12.5")] + good[1:]},
-        "boolean in a numeric column": v2([dict(r, amount=True) for r in good]),
+        "boolean in a numeric column": v2_request([dict(r, amount=True) for r in good]),
         "missing feature": {"instances": [{k: v for k, v in r.items() if k != "channel"} for r in good]},
         "unknown category": {"instances": [dict(good[0], channel="hologram")] + good[1:]},
         "null where training had none": {"instances": [dict(good[0], amount=None)] + good[1:]},

@@ -59,26 +59,15 @@ def test_unscorable_champion_fails_closed():
     assert not decision.passed and "could not be scored" in decision.reasons[0]
 
 
-def test_gate_scores_the_production_model_on_the_same_test_set(tmp_path, model_dirs, splits, contract):
-    from components.register.logic import register
+def test_gate_scores_the_production_model_on_the_same_test_set(tmp_path, model_dirs, splits, register_passed):
     from mlcycle.metrics import score_bundle
     from mlcycle.models import ModelBundle
 
-    train, _, test = splits
+    _, _, test = splits
     registry = open_registry(tmp_path / "reg")
     champion_metrics = score_bundle(ModelBundle.load(model_dirs["logreg"]), test, "is_fraud")
-    passed = {"passed": True, "reasons": ["first"]}
-    first = register(
-        model_dirs["logreg"],
-        contract,
-        train,
-        {"metrics": champion_metrics},
-        passed,
-        registry,
-        "fraud",
-        "f" * 64,
-        "run-1",
-        auto_promote=True,
+    first = register_passed(
+        model_dirs["logreg"], registry, "f" * 64, "run-1", champion_metrics, ["first"], auto_promote=True
     )
     challenger = score_bundle(ModelBundle.load(model_dirs["baseline"]), test, "is_fraud")
     decision = gate(model_dirs["baseline"], test, "is_fraud", challenger, GatePolicy("roc_auc"), registry, "fraud")
@@ -140,25 +129,13 @@ def test_a_required_interval_that_was_not_computed_fails_closed():
     assert not decision.passed and "not computed" in decision.reasons[-1]
 
 
-def test_gate_reports_the_interval_against_the_real_champion(tmp_path, model_dirs, splits, contract):
-    from components.register.logic import register
+def test_gate_reports_the_interval_against_the_real_champion(tmp_path, model_dirs, splits, register_passed):
     from mlcycle.metrics import score_bundle
     from mlcycle.models import ModelBundle
 
-    train, _, test = splits
+    _, _, test = splits
     registry = open_registry(tmp_path / "reg")
-    register(
-        model_dirs["baseline"],
-        contract,
-        train,
-        {"metrics": {}},
-        {"passed": True, "reasons": []},
-        registry,
-        "fraud",
-        "f" * 64,
-        "run-1",
-        auto_promote=True,
-    )
+    register_passed(model_dirs["baseline"], registry, "f" * 64, "run-1", auto_promote=True)
     challenger = score_bundle(ModelBundle.load(model_dirs["xgboost"]), test, "is_fraud")
     decision = gate(
         model_dirs["xgboost"], test, "is_fraud", challenger, GatePolicy("roc_auc", {}, 0.0, 0.95), registry, "fraud"

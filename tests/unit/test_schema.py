@@ -27,22 +27,10 @@ NOT_VERSION_FILES = {("pipelines/direct.py", "contract.json")}
 
 
 @pytest.fixture(scope="module")
-def version(tmp_path_factory, model_dirs, contract, splits):
-    from components.register.logic import register
-
+def version(tmp_path_factory, model_dirs, register_passed):
     root = tmp_path_factory.mktemp("schema")
     registry = open_registry(root / "registry")
-    result = register(
-        model_dirs["logreg"],
-        contract,
-        splits[0],
-        {"metrics": {"roc_auc": 0.8}},
-        {"passed": True, "reasons": []},
-        registry,
-        "fraud",
-        "f" * 64,
-        "run-1",
-    )
+    result = register_passed(model_dirs["logreg"], registry, "f" * 64, "run-1", {"roc_auc": 0.8})
     return registry, result.version, registry.fetch("fraud", result.version, root / "local")
 
 

@@ -5,15 +5,8 @@ from mlcycle.shadow import ShadowEvidence, ShadowPolicy, compare, decide, ks_dis
 
 pytestmark = pytest.mark.unit
 
-P = ShadowPolicy(
-    min_requests=100,
-    min_agreement=0.9,
-    max_score_ks=0.2,
-    max_p99_ms=50,
-    max_error_rate=0.0,
-    min_labels=50,
-    max_accuracy_drop=0.01,
-)
+# the other bounds are ShadowPolicy's defaults: agreement >= 0.9, score KS <= 0.2, no errors, accuracy drop <= 0.01
+P = ShadowPolicy(min_requests=100, max_p99_ms=50, min_labels=50)
 
 
 def test_ks_distance_matches_scipy():

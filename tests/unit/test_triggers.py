@@ -6,14 +6,9 @@ from mlcycle.triggers import Decision, Observation, TriggerController, TriggerPo
 
 pytestmark = pytest.mark.unit
 
+# drift_windows: TriggerPolicy's default, 3
 P = TriggerPolicy(
-    drift_windows=3,
-    min_accuracy=0.9,
-    max_false_positive_rate=0.05,
-    min_samples=100,
-    new_rows=1000,
-    schedule_s=86400,
-    cooldown_s=600,
+    min_accuracy=0.9, max_false_positive_rate=0.05, min_samples=100, new_rows=1000, schedule_s=86400, cooldown_s=600
 )
 IDLE = TriggerState(last_started=0.0)
 
