@@ -206,3 +206,22 @@ def test_a_bad_window_is_refused(registries, tmp_path):
     registry = _open(registries, "bare", tmp_path, registries["same"])
     with pytest.raises(ValueError, match="hours must be positive"):
         shadow(registry, MODEL, registries["same"], POLICY, hours=0)
+
+
+def test_the_direct_twin_runs_the_shadow_only_with_deploy(tmp_path):
+    from mlcycle.defaults import MODEL_NAME as name
+    from pipelines.direct import run_direct
+
+    registry = open_registry(tmp_path / "registry")
+    small = {"demo_rows": 2000, "families": ["logreg"], "n_trials": 0, "thresholds": {"roc_auc": 0.5}}
+    run = run_direct(registry, tmp_path / "plain", auto_promote=True, **small)
+    assert run.version and run.shadow is None and "shadow" not in run.seconds
+    assert registry.resolve(name, "production") == run.version
+    assert not [r for r in registry.audit_log(name) if r["event"] == "shadow"]
+
+    run = run_direct(registry, tmp_path / "deploy", deploy=True, **{**small, "seed": 8, "min_improvement": -1.0})
+    assert run.shadow is not None and run.shadow.passed and "shadow" in run.seconds
+    # production is the first run's version (auto_promote), and no traffic was ever captured: a manual run passes
+    assert run.shadow.reasons[0].startswith("info no traffic to shadow")
+    record = [r for r in registry.audit_log(name) if r["event"] == "shadow"][-1]
+    assert record["version"] == run.version and record["evidence"]["trigger"] == "manual"
