@@ -187,6 +187,21 @@ def read_traffic(uri: str, model: str, since: datetime | None = None) -> pd.Data
     return _dedupe_traffic(CaptureStore(uri, model).read(TRAFFIC, since))
 
 
+def shadow_sample(uri: str, model: str, version: str, since: datetime | None, last: int) -> tuple[pd.DataFrame, list]:
+    """What a shadow replays: the newest ``last`` captured rows that ``version`` (production) answered since ``since``,
+    and their late labels in the same order (None where none came yet). The rows keep every traffic column:
+    the request's features, and ``prediction`` / ``score`` as production answered and logged them."""
+    traffic = read_traffic(uri, model, since)
+    traffic = traffic[(traffic["model_version"] == version) & traffic["prediction"].notna()].tail(last)
+    traffic = traffic.reset_index(drop=True)
+    labels = CaptureStore(uri, model).read(LABELS, since, ["request_id", "row", "label"])
+    if traffic.empty or labels.empty:
+        return traffic, [None] * len(traffic)
+    labels = labels.drop_duplicates(["request_id", "row"])  # the feedback service refuses duplicates
+    truth = traffic[["request_id", "row"]].merge(labels, on=["request_id", "row"], how="left")["label"]
+    return traffic, [None if pd.isna(v) else v for v in truth.tolist()]
+
+
 def labelled_traffic(
     uri: str, model: str, since: datetime | None = None, days: float | None = None, provenance: bool = False
 ) -> pd.DataFrame:

@@ -1,16 +1,24 @@
 """The shadow phase: a candidate answers a copy of production's traffic, its answers are kept from clients and
 compared with production's on the same requests. ``compare`` turns the paired answers into evidence,
-``decide`` applies the written thresholds; both pure and table-tested.
+``decide`` applies the written thresholds; both pure and table-tested. ``record`` and ``stop`` write the outcome
+to the registry (the audit record ``shadow``, the candidate alias cleared), the same for the local loop and the
+pipeline's shadow step.
 
 How the copy is made (KServe has no mirroring, and a mesh is not assumed): the captured request log is
-replayed against the candidate (``inference.shadow``), so production serves no extra load and the clients
-see nothing; production's answers are the ones it gave and logged.
+replayed against the candidate (``inference.shadow`` over HTTP in the local loop, ``components.shadow`` in
+process in the cluster pipeline), so production serves no extra load and the clients see nothing;
+production's answers are the ones it gave and logged.
 """
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mlcycle.registry import Registry
+
+WINDOW_HOURS = 24.0  # captured traffic of this many hours is replayed
 
 
 @dataclass(frozen=True)
@@ -131,3 +139,29 @@ def decide(e: ShadowEvidence, policy: ShadowPolicy) -> ShadowDecision:
     else:
         reasons.append(f"info {e.labelled} labelled requests < {policy.min_labels}: accuracy not compared yet")
     return ShadowDecision(passed, reasons, e)
+
+
+def skipped(passed: bool, reason: str) -> ShadowDecision:
+    """The decision when there was nothing to replay (no production, no captured traffic): no evidence."""
+    return ShadowDecision(passed, [reason], ShadowEvidence(0, 0, None, None, None))
+
+
+def record(registry: "Registry", model: str, version: str, decision: ShadowDecision, **evidence: Any) -> None:
+    """The audit record ``shadow``: the outcome, every reason and the evidence it was decided on."""
+    registry.audit(
+        model,
+        "shadow",
+        version=version,
+        why="passed" if decision.passed else "failed",
+        evidence={"reasons": decision.reasons, **decision.evidence.as_dict(), **evidence},
+    )
+
+
+def stop(registry: "Registry", model: str, version: str, decision: ShadowDecision) -> bool:
+    """A failed shadow: clear the candidate alias if it still names ``version`` (production is not touched).
+    Returns whether it was cleared (another run may have moved the alias meanwhile)."""
+    if registry.aliases(model)[0].get("candidate") != version:
+        return False
+    failed = [r for r in decision.reasons if not r.startswith(("ok", "info"))]
+    registry.clear_alias(model, "candidate", why="stopped at shadow: " + "; ".join(failed))
+    return True

@@ -3,8 +3,8 @@ called in this process instead of one container (or kfp.local subprocess) per st
 
 For benchmarks (per-step time without kfp.local's overhead), the local canary demo and test fixtures; the
 product runs the pipeline itself (``pipelines.local.run_local`` or a KFP backend). Parameters are the
-pipeline's (``training_pipeline``'s signature is read, so a default lives only there); ``deploy`` needs a
-cluster and is not run here.
+pipeline's (``training_pipeline``'s signature is read, so a default lives only there). With ``deploy`` the
+shadow step runs as in the pipeline; deploy_canary itself needs a cluster and is not run here.
 """
 
 import inspect
@@ -18,8 +18,20 @@ import pandas as pd
 
 from mlcycle.contract import DataContract
 from mlcycle.registry import Registry
+from mlcycle.shadow import ShadowDecision, ShadowPolicy
 
-STEPS = ("ingest", "validate-data", "split", "train", "tune", "evaluate", "gate", "build-detector", "register")
+STEPS = (
+    "ingest",
+    "validate-data",
+    "split",
+    "train",
+    "tune",
+    "evaluate",
+    "gate",
+    "build-detector",
+    "register",
+    "shadow",  # with deploy only, as in the pipeline
+)
 
 
 def pipeline_defaults() -> dict:
@@ -37,6 +49,7 @@ class DirectRun:
     version: str | None = None  # None when the gate failed
     unchanged: bool = False  # identical to production: nothing registered
     seconds: dict[str, float] = field(default_factory=dict)  # per step
+    shadow: ShadowDecision | None = None  # with deploy: whether the candidate may go on to the canary
 
     @property
     def model_dir(self) -> Path:
@@ -51,12 +64,13 @@ def run_direct(
     step_done: Callable[[str, float], None] | None = None,
     **params,
 ) -> DirectRun:
-    """Run every step of ``training_pipeline(**params)`` (except deploy) against ``registry``, artifacts in ``workdir``."""
+    """Run every step of ``training_pipeline(**params)`` (except deploy_canary) against ``registry``, artifacts in ``workdir``."""
     from components.build_detector.logic import build_detector
     from components.evaluate.logic import run as evaluate
     from components.gate.logic import gate, resolve_policy
     from components.ingest.logic import ingest
     from components.register.logic import register
+    from components.shadow.logic import shadow
     from components.split.logic import run as split
     from components.train.logic import train
     from components.tune.logic import tune
@@ -152,4 +166,14 @@ def run_direct(
     )
     lap("register")
     result.version, result.unchanged = registered.version, registered.unchanged
+    if p["deploy"]:
+        policy = ShadowPolicy(
+            min_requests=p["shadow_min_requests"],
+            min_agreement=p["shadow_min_agreement"],
+            max_accuracy_drop=p["shadow_max_accuracy_drop"],
+        )
+        result.shadow = shadow(
+            registry, p["model_name"], registered.version, policy, p["shadow_hours"], p["trigger"], log=quiet
+        )
+        lap("shadow")
     return result

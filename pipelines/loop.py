@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
-
 from mlcycle import capture
 from mlcycle.errors import MlcycleError
 from mlcycle.registry import Registry
-from mlcycle.shadow import ShadowDecision, ShadowPolicy
+from mlcycle.shadow import ShadowDecision, ShadowPolicy, record
 from mlcycle.triggers import Decision, Observation, TriggerController, TriggerPolicy, cooldown_left, read_state
 
 TRIGGER_STATE, LOOP_STATE = "triggers.json", "loop.json"  # in the loop's state directory
@@ -223,14 +221,7 @@ class Loop:
         get_json(f"{self.capture_url}/flush", {})
         production = self.registry.resolve(self.model, "production")
         since = capture.utcnow() - timedelta(days=self.traffic_days)
-        traffic = capture.read_traffic(self.registry_uri, self.model, since)
-        traffic = traffic[traffic["model_version"] == production].tail(last)
-        labels = capture.CaptureStore(self.registry_uri, self.model).read(
-            capture.LABELS, since, ["request_id", "row", "label"]
-        )
-        truth = traffic.merge(labels.drop_duplicates(["request_id", "row"]), on=["request_id", "row"], how="left")[
-            "label"
-        ]
+        traffic, truth = capture.shadow_sample(self.registry_uri, self.model, production, since, last)
         features = [c for c in traffic.columns if c not in capture.RESERVED]
         rows = traffic[features].to_dict(orient="records")
         decision, _ = shadow(
@@ -240,15 +231,9 @@ class Loop:
             candidate_url,
             self.model,
             self.shadow_policy,
-            truth=np.where(truth.isna(), None, truth).tolist(),
+            truth=truth,
         )
-        self.registry.audit(
-            self.model,
-            "shadow",
-            version=version,
-            why="passed" if decision.passed else "failed",
-            evidence={"reasons": decision.reasons, **decision.evidence.as_dict()},
-        )
+        record(self.registry, self.model, version, decision)
         return decision
 
 

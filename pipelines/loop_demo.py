@@ -27,7 +27,7 @@ from mlcycle import defaults
 from mlcycle.data import DEMO_FEATURES, DEMO_LABEL, make_demo_dataset
 from mlcycle.process import free_port
 from mlcycle.registry import open_registry
-from mlcycle.shadow import ShadowPolicy
+from mlcycle.shadow import ShadowPolicy, stop
 from mlcycle.triggers import TriggerPolicy
 from pipelines.canary_demo import rollout
 from pipelines.direct import run_direct
@@ -289,9 +289,7 @@ def shadow_then_canary(
     for line in decision.reasons:
         say(f"   {line}")
     if not decision.passed:
-        registry.clear_alias(
-            model, "candidate", why="stopped at shadow: " + "; ".join(r for r in decision.reasons if "FAIL" in r)
-        )
+        stop(registry, model, version, decision)
         registry.audit(
             model, "rollback", version=version, why="shadow gate failed", evidence={"reasons": decision.reasons}
         )

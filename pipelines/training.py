@@ -1,4 +1,5 @@
-"""The training pipeline: ingest → validate → split → train → tune → evaluate → gate → [passed] register."""
+"""The training pipeline: ingest → validate → split → train → tune → evaluate → gate → [passed] register
+→ [deploy] shadow → [passed] deploy_canary."""
 
 from kfp import dsl, kubernetes
 
@@ -8,11 +9,13 @@ from components.evaluate.component import evaluate
 from components.gate.component import gate
 from components.ingest.component import ingest
 from components.register.component import register
+from components.shadow.component import shadow
 from components.split.component import split
 from components.train.component import train
 from components.tune.component import tune
 from components.validate_data.component import validate_data
 from mlcycle import defaults
+from mlcycle import shadow as shadowing
 from mlcycle.rollout import policy as rollout
 
 PIPELINE_NAME = "mlcycle-training"
@@ -63,6 +66,10 @@ def training_pipeline(
     inference_service: str = defaults.MODEL_NAME,
     namespace: str = "mlcycle",
     prometheus_url: str = "http://prometheus.mlcycle.svc.cluster.local:9090",
+    shadow_hours: float = shadowing.WINDOW_HOURS,
+    shadow_min_requests: int = shadowing.ShadowPolicy.min_requests,
+    shadow_min_agreement: float = shadowing.ShadowPolicy.min_agreement,
+    shadow_max_accuracy_drop: float = shadowing.ShadowPolicy.max_accuracy_drop,
     canary_interval_s: float = rollout.CLUSTER_INTERVAL_S,
     canary_threshold: int = rollout.Policy.threshold,
     canary_step_weight: int = rollout.Policy.step_weight,
@@ -101,6 +108,10 @@ def training_pipeline(
         inference_service: InferenceService to roll out to.
         namespace: Its namespace.
         prometheus_url: Prometheus holding the predictor's metrics.
+        shadow_hours: Before the canary, the candidate replays production's traffic captured in this many hours.
+        shadow_min_requests: Fewer replayed requests stop the candidate before the canary.
+        shadow_min_agreement: Share of replayed requests both models decide alike (while labels are too few).
+        shadow_max_accuracy_drop: Largest tolerated drop of online balanced accuracy against production.
         canary_interval_s: Seconds between canary analyses.
         canary_threshold: Failed checks before rollback.
         canary_step_weight: Canary weight step (percent).
@@ -151,14 +162,34 @@ def training_pipeline(
         registered.set_caching_options(False)
         with_s3_credentials(registered)
         with dsl.If(deploy == True, name="deploy"):  # noqa: E712
-            where = {"inference_service": inference_service, "namespace": namespace, "prometheus_url": prometheus_url}
-            steps = {"threshold": canary_threshold, "step_weight": canary_step_weight, "max_weight": canary_max_weight}
-            bounds = {"max_error_rate": canary_max_error_rate, "max_p99_ms": canary_max_p99_ms}
             version = registered.outputs["Output"]
-            rollout = deploy_canary(
-                version=version, interval_s=canary_interval_s, **registry, **where, **steps, **bounds
+            shadowed = shadow(
+                version=version,
+                hours=shadow_hours,
+                trigger=trigger,
+                min_requests=shadow_min_requests,
+                min_agreement=shadow_min_agreement,
+                max_accuracy_drop=shadow_max_accuracy_drop,
+                **registry,
             )
-            rollout.set_caching_options(False)
-            with_s3_credentials(rollout)
+            shadowed.set_caching_options(False)  # the captured traffic lives outside the pipeline's inputs
+            with_s3_credentials(shadowed)
+            with dsl.If(shadowed.outputs["Output"] == True, name="shadow-passed"):  # noqa: E712
+                where = {
+                    "inference_service": inference_service,
+                    "namespace": namespace,
+                    "prometheus_url": prometheus_url,
+                }
+                steps = {
+                    "threshold": canary_threshold,
+                    "step_weight": canary_step_weight,
+                    "max_weight": canary_max_weight,
+                }
+                bounds = {"max_error_rate": canary_max_error_rate, "max_p99_ms": canary_max_p99_ms}
+                rollout = deploy_canary(
+                    version=version, interval_s=canary_interval_s, **registry, **where, **steps, **bounds
+                )
+                rollout.set_caching_options(False)
+                with_s3_credentials(rollout)
     for task in (data, checked, gated):
         with_s3_credentials(task)

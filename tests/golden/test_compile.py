@@ -78,3 +78,43 @@ def test_registry_steps_get_s3_credentials_from_a_secret_not_parameters(tmp_path
         }
     params = docs[0]["root"]["inputDefinitions"]["parameters"]
     assert not any("secret" in name or "key" in name for name in params)
+
+
+def test_the_shadow_runs_between_register_and_the_canary_which_needs_it_passed(tmp_path):
+    (path,) = compile_all(tmp_path)
+    spec = next(yaml.safe_load_all(path.read_text()))
+    comps = spec["components"]
+
+    def holder(task: str) -> str:  # the (only) DAG a task sits in
+        (name,) = [n for n, c in comps.items() if task in c.get("dag", {}).get("tasks", {})]
+        return name
+
+    def parent(dag: str) -> tuple[str, dict]:  # the DAG holding a condition, and the condition task
+        (found,) = [
+            (n, c["dag"]["tasks"][t])
+            for n, c in comps.items()
+            for t in c.get("dag", {}).get("tasks", {})
+            if c["dag"]["tasks"][t].get("componentRef", {}).get("name") == dag
+        ]
+        return found
+
+    shadow_dag, canary_dag = holder("shadow"), holder("deploy-canary")
+    assert shadow_dag != canary_dag and holder("register") != shadow_dag
+    # deploy-canary runs only when the shadow step returned true, in a condition inside the shadow's DAG
+    outer, condition = parent(canary_dag)
+    assert outer == shadow_dag
+    assert condition["dependentTasks"] == ["shadow"]
+    assert (
+        condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--shadow-Output'] == true"
+    )
+    # the shadow runs under deploy, after register, on the version register returned
+    outer, condition = parent(shadow_dag)
+    assert outer == holder("register") and condition["dependentTasks"] == ["register"]
+    assert condition["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--deploy'] == true"
+    version = comps[shadow_dag]["dag"]["tasks"]["shadow"]["inputs"]["parameters"]["version"]
+    assert version == {"componentInputParameter": "pipelinechannel--register-Output"}
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    from mlcycle.shadow import WINDOW_HOURS, ShadowPolicy
+
+    assert params["shadow_hours"]["defaultValue"] == WINDOW_HOURS
+    assert params["shadow_min_requests"]["defaultValue"] == ShadowPolicy.min_requests

@@ -142,7 +142,7 @@ def test_step_executor_loads_no_heavy_library(tmp_path):
     from pipelines import training
 
     comps = [v for v in vars(training).values() if hasattr(v, "component_spec") and hasattr(v, "python_func")]
-    assert len(comps) == 10
+    assert len(comps) == 11
     for c in comps:
         (tmp_path / f"{c.python_func.__name__}.py").write_text(c.component_spec.implementation.container.command[-1])
     probe = (

@@ -1,0 +1,1 @@
+"""The shadow lifecycle step: plain-Python logic plus its KFP component shim."""
