@@ -36,6 +36,11 @@ class Proc:
                 self.process.wait()
 
 
+def _module_argv(module: str, flags: dict, extra: tuple[str, ...]) -> list[str]:
+    """``python -m module --flag value ... *extra`` with this interpreter."""
+    return [sys.executable, "-m", module, *(a for k, v in flags.items() for a in (f"--{k}", str(v))), *extra]
+
+
 def _spawn(argv: list[str], url: str, health: str, log: Path, timeout: float, env: dict | None = None) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -64,25 +69,13 @@ def start_predictor(
     env: dict | None = None,
 ) -> Proc:
     """``env``: extra environment, e.g. ``{"MLCYCLE_PAYLOAD_LOG_MODE": "all"}`` to log responses too."""
-    argv = [
-        sys.executable,
-        "-m",
-        "inference.predictor",
-        "--model_name",
-        name,
-        "--storage_uri",
-        source,
-        "--http_port",
-        str(http_port),
-        "--grpc_port",
-        str(grpc_port),
-        *extra,
-    ]
+    flags = {"model_name": name, "storage_uri": source, "http_port": http_port, "grpc_port": grpc_port}
+    argv = _module_argv("inference.predictor", flags, extra)
     return _spawn(argv, f"http://127.0.0.1:{http_port}", f"/v2/models/{name}/ready", log, timeout, env)
 
 
 def start_drift(source: str, port: int, log: Path, *extra: str, timeout: float = 90) -> Proc:
-    argv = [sys.executable, "-m", "inference.drift_detector", "--storage_uri", source, "--port", str(port), *extra]
+    argv = _module_argv("inference.drift_detector", {"storage_uri": source, "port": port}, extra)
     return _spawn(argv, f"http://127.0.0.1:{port}", "/healthz", log, timeout)
 
 
@@ -97,20 +90,8 @@ def start_capture(
     env: dict | None = None,
 ) -> Proc:
     """``env``: extra environment, e.g. the capture user's own S3 keys (``AWS_ACCESS_KEY_ID``, ...)."""
-    argv = [
-        sys.executable,
-        "-m",
-        "inference.capture",
-        "--registry",
-        registry,
-        "--model",
-        model,
-        "--port",
-        str(port),
-        "--state_dir",
-        str(state_dir),
-        *extra,
-    ]
+    flags = {"registry": registry, "model": model, "port": port, "state_dir": state_dir}
+    argv = _module_argv("inference.capture", flags, extra)
     return _spawn(argv, f"http://127.0.0.1:{port}", "/healthz", log, timeout, env)
 
 

@@ -28,3 +28,13 @@ def wait_http_ok(url: str, timeout: float, what: str, proc: subprocess.Popen | N
         except OSError:
             time.sleep(0.1)
     raise ProcessError(f"{what} did not answer {url} within {timeout}s{log_hint}")
+
+
+def wait_until(condition, timeout: float, interval: float = 0.1):
+    """Call ``condition`` until it returns something truthy (returned) or ``timeout`` seconds pass (its last value)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)

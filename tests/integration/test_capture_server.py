@@ -13,20 +13,16 @@ import time
 import pytest
 import requests
 
-from mlcycle.process import free_port
+from mlcycle.process import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 MODEL = "fraud"
 
 
 def _wait(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+    value = wait_until(predicate, timeout)
+    assert value, "condition not met in time"
+    return value
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ registry#model@production (the new version after a promotion; a tampered version
 import html
 import json
 import shutil
-import time
 import uuid
 
 import pytest
@@ -13,7 +12,7 @@ import requests
 
 from inference.devserve import start_drift
 from mlcycle.data import DEMO_LABEL, DEMO_TIMESTAMP, make_demo_dataset
-from mlcycle.process import free_port
+from mlcycle.process import free_port, wait_until
 from mlcycle.registry import open_registry
 from mlcycle.triggers import Decision
 
@@ -49,12 +48,7 @@ def status(url):
 
 
 def wait(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
+    return wait_until(condition, timeout, 0.2)
 
 
 @pytest.fixture(scope="module")
@@ -149,9 +143,9 @@ def test_report_shows_every_feature_p_values_after_a_window_escapes_and_goes_int
     assert "attachments" not in last and "drift_report_error" in last["evidence"]
 
 
-def test_the_detector_follows_production_and_refuses_a_tampered_version(served, model_dirs, splits, contract, tmp_path):
-    from components.register.logic import register
-
+def test_the_detector_follows_production_and_refuses_a_tampered_version(
+    served, model_dirs, splits, contract, tmp_path, register_passed
+):
     shutil.copytree(served["root"] / "registry", tmp_path / "registry")
     registry = open_registry(tmp_path / "registry")
     first = registry.resolve("fraud", "production")
@@ -177,18 +171,7 @@ def test_the_detector_follows_production_and_refuses_a_tampered_version(served, 
         assert status(proc.url)["version"] == first and status(proc.url)["follow"]["alias"] == "production"
         send(proc.url, records(test.head(40), contract.feature_names))  # buffered under the first version
         assert wait(lambda: status(proc.url)["counts"]["buffered_rows"] == 40)
-        second = register(
-            model_dirs["logreg"],
-            contract,
-            train,
-            {"metrics": {}},
-            {"passed": True, "reasons": []},
-            registry,
-            "fraud",
-            "e" * 64,
-            "test-follow",
-            auto_promote=True,
-        ).version
+        second = register_passed(model_dirs["logreg"], registry, "e" * 64, "test-follow", auto_promote=True).version
         assert wait(lambda: status(proc.url)["version"] == second), status(proc.url)
         state = status(proc.url)
         assert state["switches"][-1] == {**state["switches"][-1], "from": first, "to": second, "discarded_rows": 40}
@@ -200,17 +183,7 @@ def test_the_detector_follows_production_and_refuses_a_tampered_version(served, 
         assert wait(lambda: status(proc.url)["counts"]["windows"] == 1)
         assert status(proc.url)["recent_windows"][-1]["version"] == second
 
-        third = register(
-            model_dirs["hgb"],
-            contract,
-            train,
-            {"metrics": {}},
-            {"passed": True, "reasons": []},
-            registry,
-            "fraud",
-            "d" * 64,
-            "test-follow",
-        ).version
+        third = register_passed(model_dirs["hgb"], registry, "d" * 64, "test-follow").version
         reference = tmp_path / "registry" / "fraud" / third / "reference.parquet"
         data = reference.read_bytes()
         reference.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # one byte changed

@@ -11,7 +11,7 @@ import pytest
 
 from inference.devserve import start_predictor
 from inference.traffic import post
-from mlcycle.process import free_port
+from mlcycle.process import free_port, wait_until
 from mlcycle.registry import open_registry
 
 pytestmark = pytest.mark.integration
@@ -22,12 +22,7 @@ def _predict(url: str, row: dict) -> dict:
 
 
 def _wait(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
+    return wait_until(condition, timeout, 0.2)
 
 
 def test_the_predictor_follows_production_without_a_failed_request(

@@ -148,16 +148,7 @@ def test_missing_endpoint_and_credentials_are_named(monkeypatch):
 
 
 def test_least_privilege_policies(minio_server, version_dir, tmp_path):
-    bucket = f"lp-{secrets.token_hex(4)}"
-    writer = ("w" + secrets.token_hex(5), secrets.token_urlsafe(18))
-    reader = ("r" + secrets.token_hex(5), secrets.token_urlsafe(18))
-    bootstrap(
-        minio_server.endpoint,
-        minio_server.access_key,
-        minio_server.secret_key,
-        bucket,
-        {"pipeline-writer": writer, "serving-reader": reader},
-    )
+    bucket, (writer, reader) = _bucket_with_users(minio_server, "lp", ["pipeline-writer", "serving-reader"])
     as_writer = Registry(S3Store(minio_server.client(*writer), bucket, attempts=1))
     as_reader = Registry(S3Store(minio_server.client(*reader), bucket, attempts=1))
     v = as_writer.register("fraud", version_dir, {})
@@ -193,18 +184,25 @@ def test_kserve_storage_initializer_downloads_a_registered_version(minio_server,
 
 def _capture_users(minio_server, model):
     """A fresh bucket with a pipeline-writer user and a capture-writer user scoped to ``model``."""
-    bucket = f"cw-{secrets.token_hex(4)}"
-    writer = ("w" + secrets.token_hex(5), secrets.token_urlsafe(18))
-    capture = ("c" + secrets.token_hex(5), secrets.token_urlsafe(18))
+    bucket, (writer, capture) = _bucket_with_users(
+        minio_server, "cw", ["pipeline-writer", "capture-writer"], model=model
+    )
+    return bucket, writer, capture
+
+
+def _bucket_with_users(minio_server, prefix: str, policies: list[str], **kw):
+    """A fresh bucket and one new user (access key, secret key) per policy, created by the real bootstrap."""
+    bucket = f"{prefix}-{secrets.token_hex(4)}"
+    users = [(p[0] + secrets.token_hex(5), secrets.token_urlsafe(18)) for p in policies]
     bootstrap(
         minio_server.endpoint,
         minio_server.access_key,
         minio_server.secret_key,
         bucket,
-        {"pipeline-writer": writer, "capture-writer": capture},
-        model=model,
+        dict(zip(policies, users, strict=True)),
+        **kw,
     )
-    return bucket, writer, capture
+    return bucket, users
 
 
 def _s3_env(minio_server, key, secret):
