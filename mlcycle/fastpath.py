@@ -15,11 +15,14 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlcycle.errors import IntegrityError, ModelError
+
+if TYPE_CHECKING:
+    from mlcycle.schema import BundleSpec
 
 FAST_FILE = "fastpath.onnx"
 TOLERANCE = 1e-5  # largest allowed |p_fast - p_native| (classification) or relative error (regression)
@@ -57,9 +60,7 @@ def convert(bundle) -> bytes:
     from mlcycle.models import _is_booster
 
     if bundle.family != "xgboost" or not _is_booster(bundle.estimator):
-        raise FastPathUnavailable(
-            f"no fast-path converter for family '{bundle.family}' (only XGBoost boosters are compiled)"
-        )
+        raise FastPathUnavailable(_no_converter(bundle.family))
     try:
         from onnxmltools import convert_xgboost
         from onnxmltools.convert.common.data_types import FloatTensorType
@@ -170,6 +171,22 @@ def build(bundle, frame, out_dir: Path, converter: Callable[[object], bytes] = c
         "parity": report,
         "libraries": _versions(),
     }
+
+
+def build_from_spec(directory: Path, spec: "BundleSpec", frame, out_dir: Path) -> dict:
+    """:func:`build` for the bundle in ``directory`` that ``spec`` (its verified ``BundleSpec``) describes. A bundle
+    without an XGBoost booster gets the same ``absent`` entry as :func:`build` from the spec alone: it is not
+    deserialized, so the register step of a scikit-learn model imports neither skops nor scikit-learn."""
+    if spec.family != "xgboost" or spec.estimator_file != "estimator.ubj":
+        (Path(out_dir) / FAST_FILE).unlink(missing_ok=True)
+        return {"status": "absent", "reason": _no_converter(spec.family)}
+    from mlcycle.models import ModelBundle
+
+    return build(ModelBundle.from_spec(directory, spec, nthread=1), frame, out_dir)
+
+
+def _no_converter(family: str) -> str:
+    return f"no fast-path converter for family '{family}' (only XGBoost boosters are compiled)"
 
 
 def load(directory: Path, entry: dict | None, task: str) -> tuple[OnnxScorer | None, str]:

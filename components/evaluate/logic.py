@@ -3,6 +3,7 @@ report with plots (ROC, PR, confusion matrix, calibration, permutation feature i
 
 import html
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from mlcycle.contract import DataContract
 from mlcycle.errors import DataError
 from mlcycle.fsutil import write_text_atomic
 from mlcycle.htmlpage import figure, page, png, pyplot
-from mlcycle.metrics import better, score_bundle, task_defaults
+from mlcycle.metrics import better, metric_value, score_bundle, task_defaults
 from mlcycle.models import ModelBundle
 
 MAX_CURVE_POINTS = 200
@@ -87,6 +88,12 @@ def permutation_importance(
     base = score_bundle(bundle, sample, contract.label).get(primary)
     if base is None:
         return {}
+    y = sample[contract.label].to_numpy()  # shuffling a feature leaves the labels: only the primary metric is scored
+
+    def primary_of(frame: pd.DataFrame) -> float:  # score_bundle's rounding; a non-finite value counts as no change
+        value = metric_value(primary, bundle.task, y, bundle.score(frame), bundle.classes, bundle.threshold)
+        return round(value, 6) if math.isfinite(value) else base
+
     rng = np.random.default_rng(seed)
     out = {}
     for name in bundle.features:
@@ -94,7 +101,7 @@ def permutation_importance(
         for _ in range(repeats):
             shuffled = sample.copy()
             shuffled[name] = rng.permutation(shuffled[name].to_numpy())
-            drops.append(better(primary, base, score_bundle(bundle, shuffled, contract.label).get(primary, base)))
+            drops.append(better(primary, base, primary_of(shuffled)))
         out[name] = round(float(np.mean(drops)), 6)
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 

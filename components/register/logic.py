@@ -13,7 +13,6 @@ from mlcycle import defaults, fastpath, semver
 from mlcycle.contract import DataContract
 from mlcycle.drift import reference_sample
 from mlcycle.errors import RegistryError, VersionNotFound
-from mlcycle.models import ModelBundle
 from mlcycle.provenance import code_version, library_versions
 from mlcycle.registry import Registry
 from mlcycle.schema import BundleSpec, Lineage, ModelFormat, VersionInfo, VersionMetadata, read_bundle
@@ -106,7 +105,7 @@ def register(
         raise RegistryError(
             f"refusing to register {model_name}: the gate did not pass ({'; '.join(decision.get('reasons', []))})"
         )
-    bundle = read_bundle(Path(model_dir), verify=False)  # its files are hashed once, by the upload
+    bundle = read_bundle(Path(model_dir))  # its model files hashed against bundle.json, once: nothing re-reads them
     code = code_version()
     try:
         production = registry.metadata(model_name, "production")
@@ -123,7 +122,7 @@ def register(
         if drift_dir is not None:
             shutil.copytree(drift_dir, stage / "drift")
         number, why = _semver(registry, model_name, production, contract, bundle)
-        fast_path = fastpath.build(ModelBundle.load(Path(model_dir), nthread=1), train if test is None else test, stage)
+        fast_path = fastpath.build_from_spec(Path(model_dir), bundle, train if test is None else test, stage)
         metadata = VersionInfo(
             task=contract.task,
             family=bundle.family,

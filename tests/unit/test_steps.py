@@ -134,6 +134,27 @@ def test_evaluate_report_and_segments(splits, contract, model_dirs, tmp_path):
     assert max(ev.importance.values()) > 0
 
 
+@pytest.mark.parametrize("primary", ["pr_auc", "f1", "log_loss"])
+def test_permutation_importance_is_the_drop_of_the_primary_metric(splits, contract, model_dirs, primary):
+    """Each feature's importance: the mean drop of the primary metric, as score_bundle reports it, over its shuffles."""
+    from components.evaluate.logic import permutation_importance
+    from mlcycle.metrics import better, score_bundle
+
+    bundle, test = ModelBundle.load(model_dirs["logreg"]), splits[2]
+    got = permutation_importance(bundle, test, contract, seed=3, primary=primary, rows=800, repeats=2)
+    sample = test.sample(n=800, random_state=3).reset_index(drop=True)
+    base = score_bundle(bundle, sample, contract.label)[primary]
+    rng, expected = np.random.default_rng(3), {}
+    for name in bundle.features:
+        drops = []
+        for _ in range(2):
+            shuffled = sample.copy()
+            shuffled[name] = rng.permutation(shuffled[name].to_numpy())
+            drops.append(better(primary, base, score_bundle(bundle, shuffled, contract.label)[primary]))
+        expected[name] = round(float(np.mean(drops)), 6)
+    assert got == expected and list(got) == sorted(got, key=lambda n: -got[n])
+
+
 def test_evaluate_unknown_segment(splits, contract, model_dirs, tmp_path):
     with pytest.raises(DataError, match="segment column 'nope'"):
         evaluate_run(
