@@ -9,13 +9,28 @@ is split across windows, so every window has exactly ``window_size`` rows unless
 flushed). A full or old-enough window is handed to a single detection thread while the next one
 fills in a second buffer; the consumer waits only if that thread is still busy with the previous
 window, and then the queue absorbs the burst up to its limit.
+
+Retrain triggers go through the core's ``mlcycle.triggers.decide``: at most one start per ``retrain_cooldown_s``,
+never while the hook's previous run is still going; a trigger held back is counted
+(``mlcycle_drift_retrain_held_back_total{reason}``) and listed in ``/status`` and ``/report``. With a
+``state_dir`` the streak, counters, recent window summaries, trigger history and trigger state are written
+atomically to ``drift-state.json`` after each tested window (never per event) and resumed from on start; the
+rows of an unfinished window are not persisted (after a crash their number is unknown). ``/status``'s
+``restart`` block says which it was.
 """
 
 import asyncio
+import json
 import logging
+import math
+import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -29,6 +44,25 @@ from inference.predictor.codec import Batch, Codec
 from mlcycle.defaults import MAX_BODY_BYTES
 from mlcycle.drift import Backend, Encoder
 from mlcycle.follow import AliasFollower
+from mlcycle.fsutil import write_text_atomic
+from mlcycle.triggers import Observation, TriggerPolicy, TriggerState, cooldown_left, decide, finished, started
+from mlcycle.triggers import state_from_dict as trigger_state_from_dict
+
+STATE_FILE = "drift-state.json"
+# counters carried across a restart (their values are in the state file)
+PERSISTED_COUNTERS = (
+    "events",
+    "processed",
+    "dropped",
+    "rejected",
+    "rows_rejected",
+    "rows",
+    "windows",
+    "retrains",
+    "retrain_failures",
+    "held_back",
+    "discarded",
+)
 
 log = logging.getLogger("mlcycle.drift")
 
@@ -75,6 +109,15 @@ class Metrics:
         )
         self.queue = Gauge("mlcycle_drift_queue_depth", "Events waiting", registry=r)
         self.retrains = Counter("mlcycle_drift_retrain_triggers_total", "Retrain hook calls", registry=r)
+        self.held_back = Counter(
+            "mlcycle_drift_retrain_held_back_total",
+            "Retrain triggers not started: cooldown since the last start, or the previous run still going",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("cooldown", "running"):
+            self.held_back.labels(reason)
+        self.restarts = Gauge("mlcycle_drift_restarts", "Times this detector resumed from its state file", registry=r)
         self.retrain_failures = Counter(
             "mlcycle_drift_retrain_failures_total",
             "Retrain hook calls that raised, or whose run failed later",
@@ -144,6 +187,8 @@ class DriftService:
         consecutive: int = 3,
         hook=None,
         max_batch_rows: int = 10_000,
+        retrain_cooldown_s: float = TriggerPolicy.cooldown_s,
+        state_dir: Path | str | None = None,
     ):
         self.detector, self.model, self.version = detector, model, version
         self.codec = Codec(detector.encoder.contract, max_batch_rows)  # the predictor's own decoder and rules
@@ -172,6 +217,17 @@ class DriftService:
         self._detector_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-detect")
         if hasattr(hook, "on_failure"):  # what a hook started may fail after it returned
             hook.on_failure = self.hook_failed
+        if hasattr(hook, "on_done"):  # the hook tells when its run ends: in progress until then
+            hook.on_done = self.hook_done
+        self.policy = TriggerPolicy(drift_windows=consecutive, cooldown_s=retrain_cooldown_s)
+        self.triggers = TriggerState()
+        self.running_run: dict | None = None  # the hook's run in progress (pid, log), when it tells
+        self._guard = threading.Lock()  # trigger state and the state file: the loop, hook threads
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.started_at = time.time()
+        self.restart: dict = {"persisted": False, "started_at": _iso(self.started_at)}
+        if self.state_dir is not None:
+            self._resume()
 
     @property
     def buffered(self) -> int:
@@ -221,6 +277,7 @@ class DriftService:
         for task in self._tasks:
             task.cancel()
         self._detector_thread.shutdown(wait=False, cancel_futures=True)
+        self.save_state(clean=True)
 
     async def _consume(self) -> None:
         while True:
@@ -311,29 +368,77 @@ class DriftService:
         self.history.append(report)
         log.info("window of %d rows: drift=%s streak=%d", report["n"], report["is_drift"], self.streak)
         if self.streak >= self.consecutive and self.hook is not None:
+            self._trigger(report)
+            self.streak = 0
+        self.save_state()
+
+    def _trigger(self, report: dict) -> None:
+        """Sustained drift: start the hook if the trigger guard (``mlcycle.triggers.decide``) lets it."""
+        m, now = self.metrics, time.time()
+        threshold = report.get("threshold", 0.0)
+        below = {n: p for n, p in report["p_values"].items() if p < threshold}
+        why = f"{self.streak} consecutive drifted windows (>= {self.consecutive})"
+        evidence = {"version": report.get("version"), "threshold": threshold, "p_below": below}
+        with self._guard:
+            busy = getattr(self.hook, "busy", None)
+            if self.triggers.running is None and busy is not None and busy():  # e.g. a run from before a restart
+                self.triggers = replace(self.triggers, running="drift")
+            decision = decide(self.triggers, Observation(now=now, drifted_windows=self.streak), self.policy)
+            if not decision.start:
+                reason = "running" if self.triggers.running else "cooldown"
+                m.held_back.labels(reason).inc()
+                last = self.hook_results[-1] if self.hook_results else None
+                if last is not None and last.get("held") == reason:  # one entry per held-back stretch
+                    last.update(times=last["times"] + 1, last_at=now, result=f"held back: {decision.reason}")
+                else:
+                    self.hook_results.append(
+                        {
+                            "at": now,
+                            "result": f"held back: {decision.reason}",
+                            "held": reason,
+                            "times": 1,
+                            "last_at": now,
+                            "why": why,
+                            "evidence": evidence,
+                        }
+                    )
+                log.warning("sustained drift (%d windows), retrain held back: %s", self.streak, decision.reason)
+                return
             m.retrains.inc()
             try:
                 result = self.hook(report)
-            except Exception as e:  # a failing hook must not stop detection
+            except Exception as e:  # a failing hook must not stop detection; it started nothing: no cooldown
                 result = f"retrain hook failed: {e}"
                 m.retrain_failures.inc()
-            threshold = report.get("threshold", 0.0)
-            below = {n: p for n, p in report["p_values"].items() if p < threshold}
-            self.hook_results.append(
-                {
-                    "at": time.time(),
-                    "result": result,
-                    "why": f"{self.streak} consecutive drifted windows (>= {self.consecutive})",
-                    "evidence": {"version": report.get("version"), "threshold": threshold, "p_below": below},
-                }
-            )
-            log.warning("sustained drift (%d windows): %s", self.streak, result)
-            self.streak = 0
+            else:
+                self.triggers = started(self.triggers, decision, now)
+                runs = getattr(self.hook, "runs", None)
+                if getattr(self.hook, "on_done", None) is not None and runs and runs[-1]["started_at"] >= now:
+                    self.running_run = dict(runs[-1])  # in progress until hook_done
+                else:  # the hook cannot tell when its run ends: the cooldown alone holds the next one back
+                    self.triggers = finished(self.triggers)
+            entry = {"at": now, "result": result, "why": why, "evidence": evidence}
+            if self.running_run is not None and self.triggers.running:
+                entry["run"] = {k: self.running_run[k] for k in ("pid", "log")}
+            self.hook_results.append(entry)
+        log.warning("sustained drift (%d windows): %s", self.streak, result)
+
+    def hook_done(self, run: dict) -> None:
+        """Called (from the hook's thread) when its run ended: no longer in progress; its exit code is shown."""
+        with self._guard:
+            for entry in self.hook_results:
+                if (entry.get("run") or {}).get("pid") == run["pid"]:
+                    entry["run"].update(exit_code=run["exit_code"], finished_at=run["finished_at"])
+            if self.running_run is not None and self.running_run["pid"] == run["pid"]:
+                self.running_run = None
+                self.triggers = finished(self.triggers)
+        self.save_state()
 
     def hook_failed(self, reason: str) -> None:
         """Called (from any thread) when what a hook started failed later: counted and shown in the status."""
         self.metrics.retrain_failures.inc()
-        self.hook_results.append({"at": time.time(), "result": f"retrain failed: {reason}"})
+        with self._guard:
+            self.hook_results.append({"at": time.time(), "result": f"retrain failed: {reason}"})
 
     def status(self) -> dict:
         last = self.history[-1] if self.history else None
@@ -354,10 +459,143 @@ class DriftService:
                 {"at": h["at"], "n": h["n"], "is_drift": h["is_drift"], "version": h.get("version")}
                 for h in self.history
             ],
-            "retrain": list(self.hook_results),
+            "retrain": [dict(r) for r in self.hook_results],
+            "retrain_guard": self.guard_status(),
+            "restart": self.restart,
             "follow": None if self.follower is None else self.follower.status(),
             "switches": list(self.switches),
         }
+
+    def guard_status(self) -> dict:
+        t, now = self.triggers, time.time()
+        held = {labels["reason"]: value for labels, value in _samples(self.metrics.held_back)}
+        return {
+            "cooldown_s": self.policy.cooldown_s,
+            "cooldown_left_s": round(cooldown_left(t, self.policy, now), 3),
+            "running": None if not t.running else (self.running_run or {"trigger": t.running}),
+            "last_started": None if math.isinf(t.last_started) else t.last_started,
+            "retrains_started": t.retrains,
+            "held_back": {k: int(v) for k, v in held.items()},
+            "runs": [dict(r) for r in getattr(self.hook, "runs", ())],
+        }
+
+    # persisted state ------------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path | None:
+        return None if self.state_dir is None else self.state_dir / STATE_FILE
+
+    def save_state(self, clean: bool = False) -> None:
+        """Write the state file atomically (after each window, at each run's end, at a clean stop); never raises."""
+        if self.state_dir is None:
+            return
+        with self._guard:
+            t = self.triggers
+            body = {
+                "format": 1,
+                "model": self.model,
+                "version": self.version,
+                "saved_at": time.time(),
+                "started_at": self.started_at,
+                "restarts": self.restart.get("restarts", 0),
+                "clean_shutdown": clean,
+                # rows of the unfinished window and queued events: not persisted; known only at a clean stop
+                "unsaved_rows": self.window.n if clean else None,
+                "unsaved_events": self.queue.qsize() if clean else None,
+                "streak": self.streak,
+                "counts": self.counts,
+                "rejected_by_reason": self.rejected_by_reason,
+                "counters": {name: _samples(getattr(self.metrics, name)) for name in PERSISTED_COUNTERS},
+                "history": list(self.history),
+                "last_window": self.last_window,
+                "hook_results": list(self.hook_results),
+                "triggers": {**asdict(t), "last_started": None if math.isinf(t.last_started) else t.last_started},
+                "running_run": self.running_run,
+            }
+            try:
+                write_text_atomic(self.state_file, json.dumps(body, default=_plain))
+            except (OSError, TypeError, ValueError) as e:
+                log.error("drift state not saved to %s: %s", self.state_file, e)
+                self.restart["last_save_error"] = str(e)
+
+    def _resume(self) -> None:
+        path = self.state_file
+        assert path is not None
+        self.restart["state_file"] = str(path)
+        if not path.exists():
+            self.restart.update(persisted=True, resumed=False, note="no state file yet: first start in this state_dir")
+            return
+        try:
+            raw = json.loads(path.read_text())
+            triggers = dict(raw.get("triggers") or {})
+            if triggers.get("last_started") is None:
+                triggers["last_started"] = -math.inf
+            state = trigger_state_from_dict(triggers)
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            log.error("drift state file %s unreadable (%s): starting from zero", path, e)
+            self.restart.update(persisted=True, resumed=False, error=f"state file unreadable, started from zero: {e}")
+            return
+        restarts = int(raw.get("restarts", 0)) + 1
+        same = raw.get("version") == self.version and raw.get("model") == self.model
+        for k, v in (raw.get("counts") or {}).items():
+            if k in self.counts:
+                self.counts[k] = int(v)
+        for k, v in (raw.get("rejected_by_reason") or {}).items():
+            if k in self.rejected_by_reason:
+                self.rejected_by_reason[k] = int(v)
+        for name, samples in (raw.get("counters") or {}).items():
+            if name in PERSISTED_COUNTERS:
+                counter = getattr(self.metrics, name)
+                for labels, value in samples:
+                    (counter.labels(**labels) if labels else counter).inc(value)
+        self.history.extend(raw.get("history") or [])
+        self.hook_results.extend(raw.get("hook_results") or [])
+        if same:  # the streak and the last window's bins belong to the version that was tested
+            self.streak = int(raw.get("streak", 0))
+            self.last_window = raw.get("last_window")
+        in_flight = None
+        if state.running:  # the hook's run when the detector stopped: still going only if its process is
+            run = raw.get("running_run") or {}
+            alive = bool(run.get("pid")) and _alive(int(run["pid"]), getattr(self.hook, "argv", None))
+            in_flight = {**run, "trigger": state.running, "still_running": alive}
+            if alive:
+                self.running_run = run
+                threading.Thread(target=self._watch, args=(int(run["pid"]),), daemon=True).start()
+            else:
+                state = finished(state)
+        self.triggers = state
+        clean = bool(raw.get("clean_shutdown"))
+        self.restart = {
+            "persisted": True,
+            "resumed": True,
+            "resumed_from": str(path),
+            "at": _iso(self.started_at),
+            "started_at": _iso(self.started_at),
+            "restarts": restarts,
+            "previous_started_at": _iso(raw.get("started_at")),
+            "saved_at": _iso(raw.get("saved_at")),
+            "previous_shutdown": "clean" if clean else "unclean",
+            "previous_version": raw.get("version"),
+            "streak": "resumed" if same else f"restarted at 0: state of version {raw.get('version')}",
+            "resumed_windows": len(raw.get("history") or []),
+            # the unfinished window's rows are never persisted: after a crash their number is unknown
+            "unfinished_window_rows_lost": raw.get("unsaved_rows") if clean else "unknown",
+            "queued_events_lost": raw.get("unsaved_events") if clean else "unknown",
+            "retrain_in_flight": in_flight,
+        }
+        self.metrics.restarts.set(restarts)
+        log.warning(
+            "resumed from %s (saved %s): streak %d, %d windows; the unfinished window's rows were not persisted",
+            path,
+            self.restart["saved_at"],
+            self.streak,
+            self.counts["windows"],
+        )
+
+    def _watch(self, pid: int) -> None:
+        """A run started before a restart (not our child): in progress until its process is gone."""
+        while _alive(pid, None):
+            time.sleep(1.0)
+        self.hook_done({"pid": pid, "exit_code": "unknown (started before a restart)", "finished_at": time.time()})
 
     async def flush(self) -> None:
         """Test the partial window now, once every queued event is in it (used by `make traffic` and tests)."""
@@ -414,3 +652,40 @@ def create_app(service: DriftService, max_body_bytes: int = MAX_BODY_BYTES) -> F
 def _score(detector: Backend, profile: Profile, x: np.ndarray) -> tuple[dict, dict[str, list[int]]]:
     """A window's test and its bin counts for the report, in the detection thread."""
     return detector.score_matrix(x).as_dict(), profile.counts(x)
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
+
+
+def _plain(value):
+    """JSON for NumPy scalars in window reports."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _samples(counter: Counter) -> list[list]:
+    """A counter's ``[labels, value]`` pairs (its ``_total`` samples)."""
+    return [
+        [dict(s.labels), s.value] for metric in counter.collect() for s in metric.samples if s.name.endswith("_total")
+    ]
+
+
+def _alive(pid: int, argv: list[str] | None) -> bool:
+    """Is ``pid`` a live process (not a zombie), running ``argv`` when given?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path(f"/proc/{pid}")
+    try:
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        if argv is not None and (proc / "cmdline").read_bytes().split(b"\0")[:-1] != [a.encode() for a in argv]:
+            return False  # the pid was reused by another program
+    except (OSError, IndexError):
+        pass
+    return True
