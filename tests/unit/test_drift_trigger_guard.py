@@ -88,6 +88,7 @@ def test_a_trigger_storm_starts_one_retrain_per_cooldown(detector, drifted):
     assert results == [("call 1", None), ("held back", 9), ("call 2", None), ("held back", 9)]
     assert "cooldown" in status["retrain"][-1]["result"] and status["retrain_guard"]["cooldown_left_s"] > 0
     assert "held back: 1 consecutive drifted windows (&gt;= 1); not started: cooldown" in page
+    assert page.count(" (9 times, last ") == 2
 
 
 def test_never_two_local_runs_at_once_and_each_run_logged_with_its_exit_code(detector, drifted, tmp_path):
