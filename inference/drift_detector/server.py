@@ -20,16 +20,13 @@ rows of an unfinished window are not persisted (after a crash their number is un
 """
 
 import asyncio
-import json
 import logging
 import math
-import os
 import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,32 +34,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from inference.drift_detector import fastevents
+from inference.drift_detector import fastevents, persist
 from inference.drift_detector.events import REASONS, BadEvent, decode
 from inference.drift_detector.report import Profile, render_service
 from inference.predictor.codec import Batch, Codec
 from mlcycle.defaults import MAX_BODY_BYTES
 from mlcycle.drift import Backend, Encoder
 from mlcycle.follow import AliasFollower
-from mlcycle.fsutil import write_text_atomic
 from mlcycle.triggers import Observation, TriggerPolicy, TriggerState, cooldown_left, decide, finished, started
-from mlcycle.triggers import state_from_dict as trigger_state_from_dict
-
-STATE_FILE = "drift-state.json"
-# counters carried across a restart (their values are in the state file)
-PERSISTED_COUNTERS = (
-    "events",
-    "processed",
-    "dropped",
-    "rejected",
-    "rows_rejected",
-    "rows",
-    "windows",
-    "retrains",
-    "retrain_failures",
-    "held_back",
-    "discarded",
-)
 
 log = logging.getLogger("mlcycle.drift")
 
@@ -222,10 +201,10 @@ class DriftService:
         self.policy = TriggerPolicy(drift_windows=consecutive, cooldown_s=retrain_cooldown_s)
         self.triggers = TriggerState()
         self.running_run: dict | None = None  # the hook's run in progress (pid, log), when it tells
-        self._guard = threading.Lock()  # trigger state and the state file: the loop, hook threads
+        self._guard = threading.RLock()  # trigger state and the state file: the loop, hook threads
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.started_at = time.time()
-        self.restart: dict = {"persisted": False, "started_at": _iso(self.started_at)}
+        self.restart: dict = {"persisted": False, "started_at": persist.iso(self.started_at)}
         if self.state_dir is not None:
             self._resume()
 
@@ -468,7 +447,7 @@ class DriftService:
 
     def guard_status(self) -> dict:
         t, now = self.triggers, time.time()
-        held = {labels["reason"]: value for labels, value in _samples(self.metrics.held_back)}
+        held = {labels["reason"]: value for labels, value in persist.counter_samples(self.metrics.held_back)}
         return {
             "cooldown_s": self.policy.cooldown_s,
             "cooldown_left_s": round(cooldown_left(t, self.policy, now), 3),
@@ -482,37 +461,34 @@ class DriftService:
     # persisted state ------------------------------------------------------------------------
     @property
     def state_file(self) -> Path | None:
-        return None if self.state_dir is None else self.state_dir / STATE_FILE
+        return None if self.state_dir is None else self.state_dir / persist.STATE_FILE
 
     def save_state(self, clean: bool = False) -> None:
-        """Write the state file atomically (after each window, at each run's end, at a clean stop); never raises."""
-        if self.state_dir is None:
+        """Write the state file (after each window, at each run's end, at a clean stop); never raises."""
+        if self.state_file is None:
             return
         with self._guard:
-            t = self.triggers
-            body = {
-                "format": 1,
-                "model": self.model,
-                "version": self.version,
-                "saved_at": time.time(),
-                "started_at": self.started_at,
-                "restarts": self.restart.get("restarts", 0),
-                "clean_shutdown": clean,
-                # rows of the unfinished window and queued events: not persisted; known only at a clean stop
-                "unsaved_rows": self.window.n if clean else None,
-                "unsaved_events": self.queue.qsize() if clean else None,
-                "streak": self.streak,
-                "counts": self.counts,
-                "rejected_by_reason": self.rejected_by_reason,
-                "counters": {name: _samples(getattr(self.metrics, name)) for name in PERSISTED_COUNTERS},
-                "history": list(self.history),
-                "last_window": self.last_window,
-                "hook_results": list(self.hook_results),
-                "triggers": {**asdict(t), "last_started": None if math.isinf(t.last_started) else t.last_started},
-                "running_run": self.running_run,
-            }
+            state = persist.DriftState(
+                model=self.model,
+                version=self.version,
+                saved_at=time.time(),
+                started_at=self.started_at,
+                restarts=self.restart.get("restarts", 0),
+                clean_shutdown=clean,
+                unsaved_rows=self.window.n if clean else None,
+                unsaved_events=self.queue.qsize() if clean else None,
+                streak=self.streak,
+                counts=self.counts,
+                rejected_by_reason=self.rejected_by_reason,
+                counters={n: persist.counter_samples(getattr(self.metrics, n)) for n in persist.PERSISTED_COUNTERS},
+                history=list(self.history),
+                last_window=self.last_window,
+                hook_results=list(self.hook_results),
+                triggers=persist.trigger_dict(self.triggers),
+                running_run=self.running_run,
+            )
             try:
-                write_text_atomic(self.state_file, json.dumps(body, default=_plain))
+                persist.write(self.state_file, state)
             except (OSError, TypeError, ValueError) as e:
                 log.error("drift state not saved to %s: %s", self.state_file, e)
                 self.restart["last_save_error"] = str(e)
@@ -521,68 +497,58 @@ class DriftService:
         path = self.state_file
         assert path is not None
         self.restart["state_file"] = str(path)
-        if not path.exists():
+        try:
+            saved = persist.read(path)
+        except persist.StateFileError as e:
+            log.error("%s: starting from zero", e)
+            self.restart.update(persisted=True, resumed=False, error=f"{e}; started from zero")
+            return
+        if saved is None:
             self.restart.update(persisted=True, resumed=False, note="no state file yet: first start in this state_dir")
             return
-        try:
-            raw = json.loads(path.read_text())
-            triggers = dict(raw.get("triggers") or {})
-            if triggers.get("last_started") is None:
-                triggers["last_started"] = -math.inf
-            state = trigger_state_from_dict(triggers)
-        except (OSError, ValueError, TypeError, KeyError) as e:
-            log.error("drift state file %s unreadable (%s): starting from zero", path, e)
-            self.restart.update(persisted=True, resumed=False, error=f"state file unreadable, started from zero: {e}")
-            return
-        restarts = int(raw.get("restarts", 0)) + 1
-        same = raw.get("version") == self.version and raw.get("model") == self.model
-        for k, v in (raw.get("counts") or {}).items():
+        same = (saved.model, saved.version) == (self.model, self.version)
+        for k, v in saved.counts.items():
             if k in self.counts:
-                self.counts[k] = int(v)
-        for k, v in (raw.get("rejected_by_reason") or {}).items():
+                self.counts[k] = v
+        for k, v in saved.rejected_by_reason.items():
             if k in self.rejected_by_reason:
-                self.rejected_by_reason[k] = int(v)
-        for name, samples in (raw.get("counters") or {}).items():
-            if name in PERSISTED_COUNTERS:
-                counter = getattr(self.metrics, name)
-                for labels, value in samples:
-                    (counter.labels(**labels) if labels else counter).inc(value)
-        self.history.extend(raw.get("history") or [])
-        self.hook_results.extend(raw.get("hook_results") or [])
+                self.rejected_by_reason[k] = v
+        persist.restore_counters(self.metrics, saved.counters)
+        self.history.extend(saved.history)
+        self.hook_results.extend(saved.hook_results)
         if same:  # the streak and the last window's bins belong to the version that was tested
-            self.streak = int(raw.get("streak", 0))
-            self.last_window = raw.get("last_window")
-        in_flight = None
+            self.streak, self.last_window = saved.streak, saved.last_window
+        state, in_flight = saved.trigger_state(), None
         if state.running:  # the hook's run when the detector stopped: still going only if its process is
-            run = raw.get("running_run") or {}
-            alive = bool(run.get("pid")) and _alive(int(run["pid"]), getattr(self.hook, "argv", None))
-            in_flight = {**run, "trigger": state.running, "still_running": alive}
-            if alive:
+            run = saved.running_run or {}
+            live = bool(run.get("pid")) and persist.alive(int(run["pid"]), getattr(self.hook, "argv", None))
+            in_flight = {**run, "trigger": state.running, "still_running": live}
+            if live:
                 self.running_run = run
                 threading.Thread(target=self._watch, args=(int(run["pid"]),), daemon=True).start()
             else:
                 state = finished(state)
         self.triggers = state
-        clean = bool(raw.get("clean_shutdown"))
+        clean = saved.clean_shutdown
         self.restart = {
             "persisted": True,
             "resumed": True,
             "resumed_from": str(path),
-            "at": _iso(self.started_at),
-            "started_at": _iso(self.started_at),
-            "restarts": restarts,
-            "previous_started_at": _iso(raw.get("started_at")),
-            "saved_at": _iso(raw.get("saved_at")),
+            "at": persist.iso(self.started_at),
+            "started_at": persist.iso(self.started_at),
+            "restarts": saved.restarts + 1,
+            "previous_started_at": persist.iso(saved.started_at),
+            "saved_at": persist.iso(saved.saved_at),
             "previous_shutdown": "clean" if clean else "unclean",
-            "previous_version": raw.get("version"),
-            "streak": "resumed" if same else f"restarted at 0: state of version {raw.get('version')}",
-            "resumed_windows": len(raw.get("history") or []),
+            "previous_version": saved.version,
+            "streak": "resumed" if same else f"restarted at 0: the state is of version {saved.version}",
+            "resumed_windows": len(saved.history),
             # the unfinished window's rows are never persisted: after a crash their number is unknown
-            "unfinished_window_rows_lost": raw.get("unsaved_rows") if clean else "unknown",
-            "queued_events_lost": raw.get("unsaved_events") if clean else "unknown",
+            "unfinished_window_rows_lost": saved.unsaved_rows if clean else "unknown",
+            "queued_events_lost": saved.unsaved_events if clean else "unknown",
             "retrain_in_flight": in_flight,
         }
-        self.metrics.restarts.set(restarts)
+        self.metrics.restarts.set(saved.restarts + 1)
         log.warning(
             "resumed from %s (saved %s): streak %d, %d windows; the unfinished window's rows were not persisted",
             path,
@@ -593,7 +559,7 @@ class DriftService:
 
     def _watch(self, pid: int) -> None:
         """A run started before a restart (not our child): in progress until its process is gone."""
-        while _alive(pid, None):
+        while persist.alive(pid, None):
             time.sleep(1.0)
         self.hook_done({"pid": pid, "exit_code": "unknown (started before a restart)", "finished_at": time.time()})
 
@@ -652,40 +618,3 @@ def create_app(service: DriftService, max_body_bytes: int = MAX_BODY_BYTES) -> F
 def _score(detector: Backend, profile: Profile, x: np.ndarray) -> tuple[dict, dict[str, list[int]]]:
     """A window's test and its bin counts for the report, in the detection thread."""
     return detector.score_matrix(x).as_dict(), profile.counts(x)
-
-
-def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
-
-
-def _plain(value):
-    """JSON for NumPy scalars in window reports."""
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _samples(counter: Counter) -> list[list]:
-    """A counter's ``[labels, value]`` pairs (its ``_total`` samples)."""
-    return [
-        [dict(s.labels), s.value] for metric in counter.collect() for s in metric.samples if s.name.endswith("_total")
-    ]
-
-
-def _alive(pid: int, argv: list[str] | None) -> bool:
-    """Is ``pid`` a live process (not a zombie), running ``argv`` when given?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path(f"/proc/{pid}")
-    try:
-        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-        if argv is not None and (proc / "cmdline").read_bytes().split(b"\0")[:-1] != [a.encode() for a in argv]:
-            return False  # the pid was reused by another program
-    except (OSError, IndexError):
-        pass
-    return True

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from inference.drift_detector.hooks import CommandHook
+from inference.drift_detector.persist import STATE_FILE
 from inference.drift_detector.report import render_service
-from inference.drift_detector.server import STATE_FILE, DriftService
+from inference.drift_detector.server import DriftService
 from mlcycle import drift as stats
 from mlcycle.data import make_demo_dataset
 
@@ -191,3 +192,10 @@ def test_state_is_written_per_window_and_resumed(detector, drifted, tmp_path):
 def test_without_a_state_dir_the_status_says_nothing_is_persisted(detector):
     status = DriftService(detector, "m", "v").status()
     assert status["restart"]["persisted"] is False and status["restart"]["started_at"]
+
+
+def test_an_unreadable_state_file_is_reported_and_the_detector_starts_from_zero(detector, tmp_path):
+    (tmp_path / STATE_FILE).write_text('{"format": 1, "model": "m"')  # cut short
+    status = DriftService(detector, "m", "v", state_dir=tmp_path).status()
+    assert status["restart"]["persisted"] is True and status["restart"]["resumed"] is False
+    assert "unreadable" in status["restart"]["error"] and status["counts"]["windows"] == 0
