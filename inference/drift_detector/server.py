@@ -21,12 +21,9 @@ rows of an unfinished window are not persisted (after a crash their number is un
 
 import asyncio
 import logging
-import math
-import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +33,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from inference.drift_detector import fastevents, persist
 from inference.drift_detector.events import REASONS, BadEvent, decode
+from inference.drift_detector.guard import HELD_REASONS, RetrainGuard
 from inference.drift_detector.report import Profile, render_service
 from inference.predictor.codec import Batch, Codec
 from mlcycle.defaults import MAX_BODY_BYTES
 from mlcycle.drift import Backend, Encoder
 from mlcycle.follow import AliasFollower
-from mlcycle.triggers import Observation, TriggerPolicy, TriggerState, cooldown_left, decide, finished, started
+from mlcycle.triggers import TriggerPolicy
 
 log = logging.getLogger("mlcycle.drift")
 
@@ -94,7 +92,7 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        for reason in ("cooldown", "running"):
+        for reason in HELD_REASONS:
             self.held_back.labels(reason)
         self.restarts = Gauge("mlcycle_drift_restarts", "Times this detector resumed from its state file", registry=r)
         self.retrain_failures = Counter(
@@ -180,7 +178,6 @@ class DriftService:
         self._spare = Window(detector.encoder, window_size)  # filled while self.window is being tested
         self.streak = 0
         self.history: deque = deque(maxlen=20)
-        self.hook_results: deque = deque(maxlen=20)
         self.profile = Profile(detector)  # the report's bins; the window's counts are taken in the detection thread
         self.last_window: dict | None = None
         self.follower: AliasFollower | None = None  # set by drift_detector.follow when serving an alias
@@ -194,14 +191,9 @@ class DriftService:
         self._rotating = asyncio.Lock()
         self._testing: asyncio.Task | None = None
         self._detector_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-detect")
-        if hasattr(hook, "on_failure"):  # what a hook started may fail after it returned
-            hook.on_failure = self.hook_failed
-        if hasattr(hook, "on_done"):  # the hook tells when its run ends: in progress until then
-            hook.on_done = self.hook_done
-        self.policy = TriggerPolicy(drift_windows=consecutive, cooldown_s=retrain_cooldown_s)
-        self.triggers = TriggerState()
-        self.running_run: dict | None = None  # the hook's run in progress (pid, log), when it tells
-        self._guard = threading.RLock()  # trigger state and the state file: the loop, hook threads
+        policy = TriggerPolicy(drift_windows=consecutive, cooldown_s=retrain_cooldown_s)
+        self.guard = RetrainGuard(hook, policy, self.metrics)
+        self.guard.on_change = self.save_state
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.started_at = time.time()
         self.restart: dict = {"persisted": False, "started_at": persist.iso(self.started_at)}
@@ -347,77 +339,17 @@ class DriftService:
         self.history.append(report)
         log.info("window of %d rows: drift=%s streak=%d", report["n"], report["is_drift"], self.streak)
         if self.streak >= self.consecutive and self.hook is not None:
-            self._trigger(report)
+            self.guard.trigger(report, self.streak, self.consecutive)
             self.streak = 0
         self.save_state()
 
-    def _trigger(self, report: dict) -> None:
-        """Sustained drift: start the hook if the trigger guard (``mlcycle.triggers.decide``) lets it."""
-        m, now = self.metrics, time.time()
-        threshold = report.get("threshold", 0.0)
-        below = {n: p for n, p in report["p_values"].items() if p < threshold}
-        why = f"{self.streak} consecutive drifted windows (>= {self.consecutive})"
-        evidence = {"version": report.get("version"), "threshold": threshold, "p_below": below}
-        with self._guard:
-            busy = getattr(self.hook, "busy", None)
-            if self.triggers.running is None and busy is not None and busy():  # e.g. a run from before a restart
-                self.triggers = replace(self.triggers, running="drift")
-            decision = decide(self.triggers, Observation(now=now, drifted_windows=self.streak), self.policy)
-            if not decision.start:
-                reason = "running" if self.triggers.running else "cooldown"
-                m.held_back.labels(reason).inc()
-                last = self.hook_results[-1] if self.hook_results else None
-                if last is not None and last.get("held") == reason:  # one entry per held-back stretch
-                    last.update(times=last["times"] + 1, last_at=now, result=f"held back: {decision.reason}")
-                else:
-                    self.hook_results.append(
-                        {
-                            "at": now,
-                            "result": f"held back: {decision.reason}",
-                            "held": reason,
-                            "times": 1,
-                            "last_at": now,
-                            "why": why,
-                            "evidence": evidence,
-                        }
-                    )
-                log.warning("sustained drift (%d windows), retrain held back: %s", self.streak, decision.reason)
-                return
-            m.retrains.inc()
-            try:
-                result = self.hook(report)
-            except Exception as e:  # a failing hook must not stop detection; it started nothing: no cooldown
-                result = f"retrain hook failed: {e}"
-                m.retrain_failures.inc()
-            else:
-                self.triggers = started(self.triggers, decision, now)
-                runs = getattr(self.hook, "runs", None)
-                if getattr(self.hook, "on_done", None) is not None and runs and runs[-1]["started_at"] >= now:
-                    self.running_run = dict(runs[-1])  # in progress until hook_done
-                else:  # the hook cannot tell when its run ends: the cooldown alone holds the next one back
-                    self.triggers = finished(self.triggers)
-            entry = {"at": now, "result": result, "why": why, "evidence": evidence}
-            if self.running_run is not None and self.triggers.running:
-                entry["run"] = {k: self.running_run[k] for k in ("pid", "log")}
-            self.hook_results.append(entry)
-        log.warning("sustained drift (%d windows): %s", self.streak, result)
-
-    def hook_done(self, run: dict) -> None:
-        """Called (from the hook's thread) when its run ended: no longer in progress; its exit code is shown."""
-        with self._guard:
-            for entry in self.hook_results:
-                if (entry.get("run") or {}).get("pid") == run["pid"]:
-                    entry["run"].update(exit_code=run["exit_code"], finished_at=run["finished_at"])
-            if self.running_run is not None and self.running_run["pid"] == run["pid"]:
-                self.running_run = None
-                self.triggers = finished(self.triggers)
-        self.save_state()
-
     def hook_failed(self, reason: str) -> None:
-        """Called (from any thread) when what a hook started failed later: counted and shown in the status."""
-        self.metrics.retrain_failures.inc()
-        with self._guard:
-            self.hook_results.append({"at": time.time(), "result": f"retrain failed: {reason}"})
+        """What a hook started failed later (from any thread): counted and shown in the status."""
+        self.guard.failed(reason)
+
+    @property
+    def hook_results(self) -> deque:
+        return self.guard.results
 
     def status(self) -> dict:
         last = self.history[-1] if self.history else None
@@ -439,23 +371,10 @@ class DriftService:
                 for h in self.history
             ],
             "retrain": [dict(r) for r in self.hook_results],
-            "retrain_guard": self.guard_status(),
+            "retrain_guard": self.guard.status(),
             "restart": self.restart,
             "follow": None if self.follower is None else self.follower.status(),
             "switches": list(self.switches),
-        }
-
-    def guard_status(self) -> dict:
-        t, now = self.triggers, time.time()
-        held = {labels["reason"]: value for labels, value in persist.counter_samples(self.metrics.held_back)}
-        return {
-            "cooldown_s": self.policy.cooldown_s,
-            "cooldown_left_s": round(cooldown_left(t, self.policy, now), 3),
-            "running": None if not t.running else (self.running_run or {"trigger": t.running}),
-            "last_started": None if math.isinf(t.last_started) else t.last_started,
-            "retrains_started": t.retrains,
-            "held_back": {k: int(v) for k, v in held.items()},
-            "runs": [dict(r) for r in getattr(self.hook, "runs", ())],
         }
 
     # persisted state ------------------------------------------------------------------------
@@ -467,7 +386,8 @@ class DriftService:
         """Write the state file (after each window, at each run's end, at a clean stop); never raises."""
         if self.state_file is None:
             return
-        with self._guard:
+        g = self.guard
+        with g.lock:
             state = persist.DriftState(
                 model=self.model,
                 version=self.version,
@@ -483,9 +403,9 @@ class DriftService:
                 counters={n: persist.counter_samples(getattr(self.metrics, n)) for n in persist.PERSISTED_COUNTERS},
                 history=list(self.history),
                 last_window=self.last_window,
-                hook_results=list(self.hook_results),
-                triggers=persist.trigger_dict(self.triggers),
-                running_run=self.running_run,
+                hook_results=list(g.results),
+                triggers=persist.trigger_dict(g.state),
+                running_run=g.running_run,
             )
             try:
                 persist.write(self.state_file, state)
@@ -515,20 +435,9 @@ class DriftService:
                 self.rejected_by_reason[k] = v
         persist.restore_counters(self.metrics, saved.counters)
         self.history.extend(saved.history)
-        self.hook_results.extend(saved.hook_results)
         if same:  # the streak and the last window's bins belong to the version that was tested
             self.streak, self.last_window = saved.streak, saved.last_window
-        state, in_flight = saved.trigger_state(), None
-        if state.running:  # the hook's run when the detector stopped: still going only if its process is
-            run = saved.running_run or {}
-            live = bool(run.get("pid")) and persist.alive(int(run["pid"]), getattr(self.hook, "argv", None))
-            in_flight = {**run, "trigger": state.running, "still_running": live}
-            if live:
-                self.running_run = run
-                threading.Thread(target=self._watch, args=(int(run["pid"]),), daemon=True).start()
-            else:
-                state = finished(state)
-        self.triggers = state
+        in_flight = self.guard.resume(saved.trigger_state(), saved.running_run, saved.hook_results)
         clean = saved.clean_shutdown
         self.restart = {
             "persisted": True,
@@ -556,12 +465,6 @@ class DriftService:
             self.streak,
             self.counts["windows"],
         )
-
-    def _watch(self, pid: int) -> None:
-        """A run started before a restart (not our child): in progress until its process is gone."""
-        while persist.alive(pid, None):
-            time.sleep(1.0)
-        self.hook_done({"pid": pid, "exit_code": "unknown (started before a restart)", "finished_at": time.time()})
 
     async def flush(self) -> None:
         """Test the partial window now, once every queued event is in it (used by `make traffic` and tests)."""
