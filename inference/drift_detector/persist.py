@@ -76,8 +76,13 @@ def trigger_dict(state: TriggerState) -> dict:
     return {**asdict(state), "last_started": None if math.isinf(state.last_started) else state.last_started}
 
 
-def write(path: Path, state: DriftState) -> None:
-    write_text_atomic(path, json.dumps(state.model_dump(), default=_plain))
+def dumps(state: DriftState) -> str:
+    return json.dumps(state.model_dump(), default=_plain)
+
+
+def write(path: Path, text: str) -> None:
+    """Write a ``dumps`` text atomically (a reader sees the previous file or this one, whole)."""
+    write_text_atomic(path, text)
 
 
 def read(path: Path) -> DriftState | None:

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +195,8 @@ class DriftService:
         self.guard = RetrainGuard(hook, policy, self.metrics)
         self.guard.on_change = self.save_state
         self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-state")
+        self._saved: Future | None = None
         self.started_at = time.time()
         self.restart: dict = {"persisted": False, "started_at": persist.iso(self.started_at)}
         if self.state_dir is not None:
@@ -249,6 +251,7 @@ class DriftService:
             task.cancel()
         self._detector_thread.shutdown(wait=False, cancel_futures=True)
         self.save_state(clean=True)
+        self._writer.shutdown(wait=True)  # the clean-stop snapshot is on disk
 
     async def _consume(self) -> None:
         while True:
@@ -388,7 +391,7 @@ class DriftService:
             return
         g = self.guard
         with g.lock:
-            state = persist.DriftState(
+            state = persist.DriftState.model_construct(  # validated when read back, not on every write
                 model=self.model,
                 version=self.version,
                 saved_at=time.time(),
@@ -408,10 +411,28 @@ class DriftService:
                 running_run=g.running_run,
             )
             try:
-                persist.write(self.state_file, state)
-            except (OSError, TypeError, ValueError) as e:
-                log.error("drift state not saved to %s: %s", self.state_file, e)
+                text = persist.dumps(state)
+            except (TypeError, ValueError) as e:
+                log.error("drift state not saved: %s", e)
                 self.restart["last_save_error"] = str(e)
+                return
+            # the file is written by one thread, snapshots in the order taken: the event loop does not wait on disk
+            try:
+                self._saved = self._writer.submit(self._write, self.state_file, text)
+            except RuntimeError:  # stopped (a run that ends after the stop): the writer is done, write here
+                self._write(self.state_file, text)
+
+    def _write(self, path: Path, text: str) -> None:
+        try:
+            persist.write(path, text)
+        except OSError as e:
+            log.error("drift state not saved to %s: %s", path, e)
+            self.restart["last_save_error"] = str(e)
+
+    async def saved(self) -> None:
+        """Wait until the last snapshot taken is on disk."""
+        if self._saved is not None:
+            await asyncio.wrap_future(self._saved)
 
     def _resume(self) -> None:
         path = self.state_file
@@ -472,6 +493,7 @@ class DriftService:
         await self._rotate()
         if self._testing is not None:
             await self._testing
+        await self.saved()
 
 
 def create_app(service: DriftService, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
