@@ -157,10 +157,11 @@ def read_state(path: Path) -> tuple[TriggerState, TriggerPolicy | None, dict] | 
         return None
     raw = json.loads(path.read_text())
     policy = TriggerPolicy(**raw["policy"]) if raw.get("policy") else None
-    return _state(raw), policy, raw.get("last_decision") or {}
+    return state_from_dict(raw), policy, raw.get("last_decision") or {}
 
 
-def _state(raw: dict) -> TriggerState:
+def state_from_dict(raw: dict) -> TriggerState:
+    """A ``TriggerState`` from its ``asdict`` form (other keys, e.g. a file's policy, are ignored)."""
     known = {f.name for f in fields(TriggerState)}  # the file also holds the policy and the last decision
     state = {k: v for k, v in raw.items() if k in known}
     return TriggerState(**{**state, "fingerprints": tuple(state.get("fingerprints", ()))})
@@ -188,7 +189,7 @@ class TriggerController:
         if not self.path.exists():
             return TriggerState()
         raw = json.loads(self.path.read_text())
-        state, self.last_decision = _state(raw), raw.get("last_decision") or {}
+        state, self.last_decision = state_from_dict(raw), raw.get("last_decision") or {}
         if state.running:  # the process that ran it is gone: say so, and let the next trigger start
             self.restarted = True
             state = finished(state)

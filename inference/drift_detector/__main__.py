@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+from pathlib import Path
 
 import uvicorn
 
@@ -18,7 +19,9 @@ from inference.drift_detector.server import DriftService, create_app
 from inference.loader import materialize
 from mlcycle import drift as stats
 from mlcycle.defaults import MAX_BODY_BYTES
+from mlcycle.errors import ConfigError
 from mlcycle.schema import VersionFiles
+from mlcycle.triggers import TriggerPolicy
 
 
 def load_detector(version: VersionFiles, backend: str | None) -> stats.Backend:
@@ -64,6 +67,18 @@ def main() -> None:
     )
     p.add_argument("--consecutive", type=int, default=3, help="drifted windows in a row before the retrain hook runs")
     p.add_argument(
+        "--retrain_cooldown_s",
+        type=float,
+        default=float(os.environ.get("MLCYCLE_RETRAIN_COOLDOWN_S", TriggerPolicy.cooldown_s)),
+        help="at most one retrain started per this many seconds; later triggers are held back and counted",
+    )
+    p.add_argument(
+        "--state_dir",
+        default=os.environ.get("MLCYCLE_DRIFT_STATE_DIR"),
+        help="streak, counters, recent windows and trigger state (drift-state.json, after each window) and the "
+        "local retrain logs; resumed on start (default: none, nothing survives a restart)",
+    )
+    p.add_argument(
         "--retrain_command", default=os.environ.get("MLCYCLE_RETRAIN_COMMAND"), help="local hook: a command to run"
     )
     p.add_argument("--kfp_host", default=os.environ.get("KFP_HOST"), help="KFP hook: the KFP API endpoint")
@@ -87,6 +102,10 @@ def main() -> None:
         help="KFP hook: JSON of further training_pipeline arguments (e.g. namespace, inference_service)",
     )
     args = p.parse_args()
+    if args.retrain_cooldown_s < 0 or args.consecutive < 1:
+        p.error(
+            f"--retrain_cooldown_s must be >= 0 and --consecutive >= 1 (got {args.retrain_cooldown_s}, {args.consecutive})"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     version = materialize(args.storage_uri)
     detector = load_detector(version, args.backend)
@@ -98,7 +117,10 @@ def main() -> None:
         )
         hook = KfpHook(args.kfp_host, args.kfp_package, params=params)
     elif args.retrain_command:
-        hook = CommandHook(args.retrain_command)
+        try:
+            hook = CommandHook(args.retrain_command, Path(args.state_dir) / "retrain-logs" if args.state_dir else None)
+        except ConfigError as e:
+            p.error(f"--retrain_command: {e}")
     service = DriftService(
         detector,
         version.metadata.model,
@@ -109,6 +131,8 @@ def main() -> None:
         args.queue_size,
         args.consecutive,
         hook,
+        retrain_cooldown_s=args.retrain_cooldown_s,
+        state_dir=args.state_dir,
     )
     follow(service, args.storage_uri, args.follow_s, lambda files: load_detector(files, args.backend))
     uvicorn.run(

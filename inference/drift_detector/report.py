@@ -143,7 +143,8 @@ def render(
 ) -> str:
     """The page. ``window``: the last tested window (``at``, ``n``, ``version``, ``counts`` per feature) or None;
     ``history``: window reports (``at``, ``n``, ``is_drift``, ``threshold``, ``p_values``, ``psi``, ``version``),
-    oldest first; ``triggers``: the retrain hook's calls (``at``, ``result``, optional ``why`` and ``evidence``)."""
+    oldest first; ``triggers``: the retrain hook's calls and held-back triggers (``at``, ``result``, optional ``why``, ``evidence``,
+    ``times``/``last_at`` for a held-back stretch, ``run`` with the log file and exit code of a local run)."""
     names = [f.name for f in profile.features]
     body = [f"<h1>Drift report: {esc(model)} {esc(version)}</h1>"]
     facts = {
@@ -216,9 +217,15 @@ def render(
         for t in reversed(triggers):
             evidence = t.get("evidence") or {}
             ev = "; ".join(f"{k}: {v}" for k, v in evidence.items())
+            result = str(t.get("result", ""))
+            if t.get("times", 1) > 1:  # a held-back stretch is one entry
+                result += f" ({int(t['times'])} times, last {_when(t.get('last_at'))})"
+            run = t.get("run") or {}
+            if run:
+                result += f"; log {run.get('log')}, exit code {run.get('exit_code', 'running')}"
             rows.append(
                 f"<tr><td>{esc(_when(t.get('at')))}</td><td>{esc(t.get('why', ''))}</td><td>{esc(ev)}</td>"
-                f"<td>{esc(t.get('result', ''))}</td></tr>"
+                f"<td>{esc(result)}</td></tr>"
             )
         body.append(f"<table><tr><th>when</th><th>why</th><th>evidence</th><th>result</th></tr>{''.join(rows)}</table>")
 

@@ -9,27 +9,38 @@ is split across windows, so every window has exactly ``window_size`` rows unless
 flushed). A full or old-enough window is handed to a single detection thread while the next one
 fills in a second buffer; the consumer waits only if that thread is still busy with the previous
 window, and then the queue absorbs the burst up to its limit.
+
+Retrain triggers go through the core's ``mlcycle.triggers.decide``: at most one start per ``retrain_cooldown_s``,
+never while the hook's previous run is still going; a trigger held back is counted
+(``mlcycle_drift_retrain_held_back_total{reason}``) and listed in ``/status`` and ``/report``. With a
+``state_dir`` the streak, counters, recent window summaries, trigger history and trigger state are written
+atomically to ``drift-state.json`` after each tested window (never per event) and resumed from on start; the
+rows of an unfinished window are not persisted (after a crash their number is unknown). ``/status``'s
+``restart`` block says which it was.
 """
 
 import asyncio
 import logging
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from inference.drift_detector import fastevents
+from inference.drift_detector import fastevents, persist
 from inference.drift_detector.events import REASONS, BadEvent, decode
+from inference.drift_detector.guard import HELD_REASONS, RetrainGuard
 from inference.drift_detector.report import Profile, render_service
 from inference.predictor.codec import Batch, Codec
 from inference.probes import add_probes
 from mlcycle.defaults import MAX_BODY_BYTES
 from mlcycle.drift import Backend, Encoder
 from mlcycle.follow import AliasFollower
+from mlcycle.triggers import TriggerPolicy
 
 log = logging.getLogger("mlcycle.drift")
 
@@ -76,6 +87,15 @@ class Metrics:
         )
         self.queue = Gauge("mlcycle_drift_queue_depth", "Events waiting", registry=r)
         self.retrains = Counter("mlcycle_drift_retrain_triggers_total", "Retrain hook calls", registry=r)
+        self.held_back = Counter(
+            "mlcycle_drift_retrain_held_back_total",
+            "Retrain triggers not started: cooldown since the last start, or the previous run still going",
+            ["reason"],
+            registry=r,
+        )
+        for reason in HELD_REASONS:
+            self.held_back.labels(reason)
+        self.restarts = Gauge("mlcycle_drift_restarts", "Times this detector resumed from its state file", registry=r)
         self.retrain_failures = Counter(
             "mlcycle_drift_retrain_failures_total",
             "Retrain hook calls that raised, or whose run failed later",
@@ -145,6 +165,8 @@ class DriftService:
         consecutive: int = 3,
         hook=None,
         max_batch_rows: int = 10_000,
+        retrain_cooldown_s: float = TriggerPolicy.cooldown_s,
+        state_dir: Path | str | None = None,
     ):
         self.detector, self.model, self.version = detector, model, version
         self.codec = Codec(detector.encoder.contract, max_batch_rows)  # the predictor's own decoder and rules
@@ -157,7 +179,6 @@ class DriftService:
         self._spare = Window(detector.encoder, window_size)  # filled while self.window is being tested
         self.streak = 0
         self.history: deque = deque(maxlen=20)
-        self.hook_results: deque = deque(maxlen=20)
         self.profile = Profile(detector)  # the report's bins; the window's counts are taken in the detection thread
         self.last_window: dict | None = None
         self.follower: AliasFollower | None = None  # set by drift_detector.follow when serving an alias
@@ -171,8 +192,16 @@ class DriftService:
         self._rotating = asyncio.Lock()
         self._testing: asyncio.Task | None = None
         self._detector_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-detect")
-        if hasattr(hook, "on_failure"):  # what a hook started may fail after it returned
-            hook.on_failure = self.hook_failed
+        policy = TriggerPolicy(drift_windows=consecutive, cooldown_s=retrain_cooldown_s)
+        self.guard = RetrainGuard(hook, policy, self.metrics)
+        self.guard.on_change = self.save_state
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-state")
+        self._saved: Future | None = None
+        self.started_at = time.time()
+        self.restart: dict = {"persisted": False, "started_at": persist.iso(self.started_at)}
+        if self.state_dir is not None:
+            self._resume()
 
     @property
     def buffered(self) -> int:
@@ -222,6 +251,8 @@ class DriftService:
         for task in self._tasks:
             task.cancel()
         self._detector_thread.shutdown(wait=False, cancel_futures=True)
+        self.save_state(clean=True)
+        self._writer.shutdown(wait=True)  # the clean-stop snapshot is on disk
 
     async def _consume(self) -> None:
         while True:
@@ -312,29 +343,17 @@ class DriftService:
         self.history.append(report)
         log.info("window of %d rows: drift=%s streak=%d", report["n"], report["is_drift"], self.streak)
         if self.streak >= self.consecutive and self.hook is not None:
-            m.retrains.inc()
-            try:
-                result = self.hook(report)
-            except Exception as e:  # a failing hook must not stop detection
-                result = f"retrain hook failed: {e}"
-                m.retrain_failures.inc()
-            threshold = report.get("threshold", 0.0)
-            below = {n: p for n, p in report["p_values"].items() if p < threshold}
-            self.hook_results.append(
-                {
-                    "at": time.time(),
-                    "result": result,
-                    "why": f"{self.streak} consecutive drifted windows (>= {self.consecutive})",
-                    "evidence": {"version": report.get("version"), "threshold": threshold, "p_below": below},
-                }
-            )
-            log.warning("sustained drift (%d windows): %s", self.streak, result)
+            self.guard.trigger(report, self.streak, self.consecutive)
             self.streak = 0
+        self.save_state()
 
     def hook_failed(self, reason: str) -> None:
-        """Called (from any thread) when what a hook started failed later: counted and shown in the status."""
-        self.metrics.retrain_failures.inc()
-        self.hook_results.append({"at": time.time(), "result": f"retrain failed: {reason}"})
+        """What a hook started failed later (from any thread): counted and shown in the status."""
+        self.guard.failed(reason)
+
+    @property
+    def hook_results(self) -> deque:
+        return self.guard.results
 
     def status(self) -> dict:
         last = self.history[-1] if self.history else None
@@ -355,10 +374,119 @@ class DriftService:
                 {"at": h["at"], "n": h["n"], "is_drift": h["is_drift"], "version": h.get("version")}
                 for h in self.history
             ],
-            "retrain": list(self.hook_results),
+            "retrain": [dict(r) for r in self.hook_results],
+            "retrain_guard": self.guard.status(),
+            "restart": self.restart,
             "follow": None if self.follower is None else self.follower.status(),
             "switches": list(self.switches),
         }
+
+    # persisted state ------------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path | None:
+        return None if self.state_dir is None else self.state_dir / persist.STATE_FILE
+
+    def save_state(self, clean: bool = False) -> None:
+        """Write the state file (after each window, at each run's end, at a clean stop); never raises."""
+        if self.state_file is None:
+            return
+        g = self.guard
+        with g.lock:
+            state = persist.DriftState.model_construct(  # validated when read back, not on every write
+                model=self.model,
+                version=self.version,
+                saved_at=time.time(),
+                started_at=self.started_at,
+                restarts=self.restart.get("restarts", 0),
+                clean_shutdown=clean,
+                unsaved_rows=self.window.n if clean else None,
+                unsaved_events=self.queue.qsize() if clean else None,
+                streak=self.streak,
+                counts=self.counts,
+                rejected_by_reason=self.rejected_by_reason,
+                counters={n: persist.counter_samples(getattr(self.metrics, n)) for n in persist.PERSISTED_COUNTERS},
+                history=list(self.history),
+                last_window=self.last_window,
+                hook_results=list(g.results),
+                triggers=persist.trigger_dict(g.state),
+                running_run=g.running_run,
+            )
+            try:
+                text = persist.dumps(state)
+            except (TypeError, ValueError) as e:
+                log.error("drift state not saved: %s", e)
+                self.restart["last_save_error"] = str(e)
+                return
+            # the file is written by one thread, snapshots in the order taken: the event loop does not wait on disk
+            try:
+                self._saved = self._writer.submit(self._write, self.state_file, text)
+            except RuntimeError:  # stopped (a run that ends after the stop): the writer is done, write here
+                self._write(self.state_file, text)
+
+    def _write(self, path: Path, text: str) -> None:
+        try:
+            persist.write(path, text)
+        except OSError as e:
+            log.error("drift state not saved to %s: %s", path, e)
+            self.restart["last_save_error"] = str(e)
+
+    async def saved(self) -> None:
+        """Wait until the last snapshot taken is on disk."""
+        if self._saved is not None:
+            await asyncio.wrap_future(self._saved)
+
+    def _resume(self) -> None:
+        path = self.state_file
+        assert path is not None
+        self.restart["state_file"] = str(path)
+        try:
+            saved = persist.read(path)
+        except persist.StateFileError as e:
+            log.error("%s: starting from zero", e)
+            self.restart.update(persisted=True, resumed=False, error=f"{e}; started from zero")
+            return
+        if saved is None:
+            self.restart.update(persisted=True, resumed=False, note="no state file yet: first start in this state_dir")
+            return
+        same = (saved.model, saved.version) == (self.model, self.version)
+        for k, v in saved.counts.items():
+            if k in self.counts:
+                self.counts[k] = v
+        for k, v in saved.rejected_by_reason.items():
+            if k in self.rejected_by_reason:
+                self.rejected_by_reason[k] = v
+        persist.restore_counters(self.metrics, saved.counters)
+        self.history.extend(saved.history)
+        if same:  # the streak and the last window's bins belong to the version that was tested
+            self.streak, self.last_window = saved.streak, saved.last_window
+        in_flight = self.guard.resume(saved.trigger_state(), saved.running_run, saved.hook_results)
+        clean = saved.clean_shutdown
+        self.restart = {
+            "persisted": True,
+            "resumed": True,
+            "resumed_from": str(path),
+            "at": persist.iso(self.started_at),
+            "started_at": persist.iso(self.started_at),
+            "restarts": saved.restarts + 1,
+            "previous_started_at": persist.iso(saved.started_at),
+            "saved_at": persist.iso(saved.saved_at),
+            "previous_shutdown": "clean" if clean else "unclean",
+            "previous_version": saved.version,
+            "streak": "resumed" if same else f"restarted at 0: the state is of version {saved.version}",
+            "resumed_windows": len(saved.history),
+            # the unfinished window's rows are never persisted: after a crash their number is unknown
+            "unfinished_window_rows_lost": saved.unsaved_rows if clean else "unknown",
+            "queued_events_lost": saved.unsaved_events if clean else "unknown",
+            "retrain_in_flight": in_flight,
+        }
+        self.metrics.restarts.set(saved.restarts + 1)
+        log.warning(
+            "resumed from %s (saved %s): streak %d, %d windows; the unfinished window's rows were not persisted",
+            path,
+            self.restart["saved_at"],
+            self.streak,
+            self.counts["windows"],
+        )
 
     async def flush(self) -> None:
         """Test the partial window now, once every queued event is in it (used by `make traffic` and tests)."""
@@ -366,6 +494,7 @@ class DriftService:
         await self._rotate()
         if self._testing is not None:
             await self._testing
+        await self.saved()
 
 
 def create_app(service: DriftService, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
