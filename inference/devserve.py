@@ -118,7 +118,7 @@ def serve(
     try:
         extra = []
         if drift_port is not None:
-            drift_extra = ["--window_size", str(window_size)] + (
+            drift_extra = ["--window_size", str(window_size), "--state_dir", str(logs.parent / "drift-state")] + (
                 ["--retrain_command", retrain_command] if retrain_command else []
             )
             started.append(start_drift(source, drift_port, logs / "drift.log", *drift_extra))
@@ -129,7 +129,7 @@ def serve(
             f"predictor: {predictor.url}/v1/models/{model}:predict  {predictor.url}/v2/models/{model}/infer  grpc 127.0.0.1:{grpc_port}"
         )
         if drift_port is not None:
-            print(f"drift detector: {started[0].url}/status  {started[0].url}/metrics")
+            print(f"drift detector: {started[0].url}/status  {started[0].url}/report  {started[0].url}/metrics")
         print(f"logs in {logs}/ — Ctrl-C (or SIGTERM) stops everything", flush=True)
         while all(p.process.poll() is None for p in started):
             time.sleep(0.5)

@@ -131,6 +131,8 @@ def main() -> int:
             "2",
             "--backend",
             "scipy",
+            "--state_dir",
+            str(work / "drift-state"),
         )
         procs.append(drift)
         cap = start_capture(
