@@ -26,6 +26,7 @@ _NUMBER_TYPES = frozenset((int, float, type(None)))
 NUMERIC_V2 = {"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"}
 # The numeric gRPC datatypes the lean path decodes itself: their contents field and raw dtype. Every value these
 # protobuf fields can hold is in range for the datatype, so KServe's checks can only pass (others: KServe's path).
+_IGNORED_INPUT_PARAMETERS = {"binary_data_size"}
 GRPC_NUMERIC = {
     "FP64": ("fp64_contents", np.float64),
     "FP32": ("fp32_contents", np.float32),
@@ -154,7 +155,8 @@ class Codec:
         """The batch ``decode(InferRequest.from_grpc(request))`` gives, read straight from the protobuf; None
         unless that would succeed with exactly this batch (anything odd, any error: KServe's own path answers it).
 
-        The plain case: one input per feature, no parameters, no requested outputs, shape [n] or [n, 1],
+        The plain case: one input per feature, no parameters (but ``binary_data_size``, which KServe's client
+        sets on raw inputs and its gRPC path ignores), no requested outputs, shape [n] or [n, 1],
         1 <= n <= min(max_rows, max_batch_rows), numeric features in FP64/FP32/INT64/INT32 and categorical ones in
         BYTES, as typed contents or as raw_input_contents (all inputs one way, as KServe requires)."""
         inputs = request.inputs
@@ -177,7 +179,9 @@ class Codec:
         for i, categorical_feature in zip(order, self.is_categorical, strict=True):
             t = inputs[i]
             shape = t.shape
-            if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] != n or t.parameters:
+            if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] != n:
+                return None
+            if t.parameters and t.parameters.keys() - _IGNORED_INPUT_PARAMETERS:
                 return None
             if raw:
                 if t.HasField("contents"):
