@@ -163,3 +163,27 @@ def test_kserves_grpc_client_parses_the_lean_answer(predictor, served, splits, c
         labels = next(o for o in response.outputs if o.name == "label").as_numpy()
         assert labels.shape == (20,) and set(labels.tolist()) <= {0, 1}
     assert infer_calls(predictor["url"])["lean"] - before["lean"] == 2
+
+
+def test_the_other_rpcs_are_kserves_through_the_front(predictor, kserve_path):
+    calls = [
+        ("ServerLive", pb.ServerLiveRequest()),
+        ("ServerReady", pb.ServerReadyRequest()),
+        ("ModelReady", pb.ModelReadyRequest(name="fraud")),
+        ("ModelMetadata", pb.ModelMetadataRequest(name="fraud")),
+        ("ModelMetadata", pb.ModelMetadataRequest(name="nope")),
+        ("ServerMetadata", pb.ServerMetadataRequest()),
+    ]
+    for method, req in calls:
+        answers = []
+        for target in (predictor["grpc"], kserve_path["grpc"]):
+            with grpc.insecure_channel(target) as channel:
+                try:
+                    answers.append(getattr(pb_grpc.GRPCInferenceServiceStub(channel), method)(req, timeout=10))
+                except grpc.RpcError as e:
+                    answers.append((e.code(), e.details()))
+        assert answers[0] == answers[1], (method, answers)
+        if method == "ModelReady":
+            assert answers[0].ready is True
+        if isinstance(req, pb.ModelMetadataRequest) and req.name == "nope":
+            assert answers[0][0] == grpc.StatusCode.NOT_FOUND
