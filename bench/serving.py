@@ -9,9 +9,9 @@ Each server is pinned to one CPU (--server-cpu, default 0) and the load generato
 default 1): wrk (C, closed loop: c=1 and c=8 connections, one thread), vegeta (Go, open loop at a constant
 rate: 500/1000/2000 req/s, latency from each request's scheduled send time) and ghz (Go, gRPC, c=1 and c=8).
 1-row and 100-row requests, V1/V2 REST and V2 gRPC; the drift detector's events/second. Ratios over the better
-peer go into the JSON. Writes bench/results/serving.json.
+peer go into the JSON. Writes bench/results/serving.json (or --out PATH).
 
-    python bench/serving.py [--seconds 5] [--server-cpu 0 --load-cpu 1] [--mlserver PATH] [--no-peers]
+    python bench/serving.py [--seconds 5] [--server-cpu 0 --load-cpu 1] [--mlserver PATH] [--no-peers] [--out PATH]
 """
 
 import argparse
@@ -366,6 +366,7 @@ def main() -> None:
     p.add_argument("--load-cpu", default="1", help="CPU the load generators are pinned to")
     p.add_argument("--mlserver", default=None, help="mlserver binary (default: scripts/ensure-mlserver.sh)")
     p.add_argument("--no-peers", action="store_true", help="measure mlcycle only")
+    p.add_argument("--out", type=Path, default=None, help="write the JSON here (default bench/results/serving.json)")
     p.add_argument(
         "--workers",
         type=int,
@@ -574,7 +575,11 @@ def main() -> None:
     result["ratios"] = ratios(result["servers"], result["floor"])
     result["peers"] = peers
     result["pinning"] = {"server_cpu": server_cpu, "load_cpu": tools["cpu"]}
-    write("serving", {"description": __doc__.strip().splitlines()[0], "seconds_per_run": args.seconds, **result})
+    write(
+        "serving",
+        {"description": __doc__.strip().splitlines()[0], "seconds_per_run": args.seconds, **result},
+        path=args.out,
+    )
 
 
 def ratios(servers: dict, floor_: dict) -> dict:

@@ -58,6 +58,12 @@ parser.add_argument(
     help="answer plain JSON V1/V2 predict requests without FastAPI's per-request models (fastrest.py)",
 )
 parser.add_argument(
+    "--fast_grpc",
+    action=argparse.BooleanOptionalAction,
+    default=True,
+    help="answer plain gRPC ModelInfer calls without KServe's per-call conversions and interceptors (fastgrpc.py)",
+)
+parser.add_argument(
     "--follow_s",
     type=float,
     default=10.0,
@@ -101,6 +107,10 @@ def main() -> None:
         "access_log": args.access_log,
     }
     configure_rest(app, model, **model.rest_options)
+    if args.fast_grpc:
+        from inference.predictor.fastgrpc import install
+
+        install(model, access_log=args.access_log)
     model.follow(args.follow_s)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port)
     quiet_access_log(args.access_log)

@@ -17,12 +17,22 @@ from dataclasses import dataclass
 
 import numpy as np
 from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, deserialize_bytes_tensor
 
 from mlcycle.contract import DataContract
 
 _NUMBER_TYPES = frozenset((int, float, type(None)))
 NUMERIC_V2 = {"FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"}
+# The numeric gRPC datatypes the lean path decodes itself: their contents field and raw dtype. Every value these
+# protobuf fields can hold is in range for the datatype, so KServe's checks can only pass (others: KServe's path).
+_IGNORED_INPUT_PARAMETERS = {"binary_data_size"}
+GRPC_NUMERIC = {
+    "FP64": ("fp64_contents", np.float64),
+    "FP32": ("fp32_contents", np.float32),
+    "INT64": ("int64_contents", np.int64),
+    "INT32": ("int_contents", np.int32),
+}
 
 
 @dataclass
@@ -39,6 +49,8 @@ class Codec:
         self.specs = {c.name: c for c in contract.features}
         self.nullable = {c.name for c in contract.features if c.max_null_ratio > 0}
         self.allowed = {c.name: set(c.categories or []) for c in contract.features if c.kind == "categorical"}
+        self.name_set = set(self.names)
+        self.is_categorical = [c.kind == "categorical" for c in contract.features]
 
     # decoding ---------------------------------------------------------------------------
     def decode(self, payload) -> Batch:
@@ -122,8 +134,8 @@ class Codec:
             if kind == "numeric":
                 _check_numbers(name, inp)
             _check_integer_range(name, inp)
-            try:  # FP64 JSON lists: exactly what as_numpy() does, without its per-input dtype dispatch
-                if inp.datatype == "FP64" and isinstance(inp.data, list):
+            try:  # FP64 lists: exactly what as_numpy() does, without its dtype dispatch (gRPC raw inputs have data [])
+                if inp.datatype == "FP64" and isinstance(inp.data, list) and inp.data:
                     values = np.array(inp.data, dtype=np.float64).reshape(shape)
                 else:
                     values = inp.as_numpy()
@@ -137,6 +149,68 @@ class Codec:
             if values.size != n:
                 raise InvalidInput(f"input '{name}': {values.size} values for shape {shape}")
             columns[name] = self._column(name, values.tolist() if kind == "categorical" else values)
+        return Batch(columns, n)
+
+    def decode_grpc(self, request: pb.ModelInferRequest, max_rows: int) -> Batch | None:
+        """The batch ``decode(InferRequest.from_grpc(request))`` gives, read straight from the protobuf; None
+        unless that would succeed with exactly this batch (anything odd, any error: KServe's own path answers it).
+
+        The plain case: one input per feature, no parameters (but ``binary_data_size``, which KServe's client
+        sets on raw inputs and its gRPC path ignores), no requested outputs, shape [n] or [n, 1],
+        1 <= n <= min(max_rows, max_batch_rows), numeric features in FP64/FP32/INT64/INT32 and categorical ones in
+        BYTES, as typed contents or as raw_input_contents (all inputs one way, as KServe requires)."""
+        inputs = request.inputs
+        raw = request.raw_input_contents
+        if len(inputs) != len(self.names) or request.parameters or request.outputs or (raw and len(raw) != len(inputs)):
+            return None
+        names = [t.name for t in inputs]
+        if names == self.names:  # the usual order: the model's metadata lists the inputs this way
+            order = range(len(names))
+        else:
+            by_name = {name: i for i, name in enumerate(names)}
+            if by_name.keys() != self.name_set:  # a name twice, or an unknown one: fewer or other keys
+                return None
+            order = [by_name[name] for name in self.names]
+        n = inputs[0].shape[0] if inputs[0].shape else 0
+        if not 1 <= n <= self.max_batch_rows or n > max_rows:
+            return None
+        flat: list = []  # the numeric features' values one after the other, in contract order
+        categorical = []
+        for i, categorical_feature in zip(order, self.is_categorical, strict=True):
+            t = inputs[i]
+            shape = t.shape
+            if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] != n:
+                return None
+            if t.parameters and t.parameters.keys() - _IGNORED_INPUT_PARAMETERS:
+                return None
+            if raw:
+                if t.HasField("contents"):
+                    return None
+                values = _raw_values(t.datatype, raw[i], categorical_feature)
+            elif categorical_feature:
+                values = t.contents.bytes_contents if t.datatype == "BYTES" else None
+            else:
+                field = GRPC_NUMERIC.get(t.datatype)
+                values = getattr(t.contents, field[0]) if field else None
+            if values is None or len(values) != n:
+                return None
+            if categorical_feature:
+                categorical.append(values)
+            else:
+                flat.extend(values)
+        matrix = np.array(flat, dtype=np.float64).reshape(-1, n)
+        finite = np.isfinite(matrix).all()
+        columns = {}
+        rows, cats = iter(matrix), iter(categorical)
+        try:
+            for name, categorical_feature in zip(self.names, self.is_categorical, strict=True):
+                if categorical_feature:
+                    columns[name] = self._column(name, next(cats))
+                else:  # NaN (allowed or not) and infinity: the per-feature checks decide, as on KServe's path
+                    row = next(rows)
+                    columns[name] = row if finite else self._column(name, row)
+        except InvalidInput:
+            return None
         return Batch(columns, n)
 
     def _check_names(self, names: set) -> None:
@@ -282,6 +356,56 @@ class Codec:
             "parameters": None,
             "outputs": outputs,
         }
+
+    def encode_v2_grpc(
+        self, request_id: str, model_name: str, scores: np.ndarray, labels, classes, version: str
+    ) -> pb.ModelInferResponse:
+        """The message KServe's gRPC servicer sends for ``encode_v2(...)`` (``InferResponse.to_grpc()``), built
+        directly (the lean gRPC front; tests/unit/test_fastgrpc.py compares the serialized bytes)."""
+        n = len(scores)
+        if self.contract.task == "regression":
+            outputs = [
+                pb.ModelInferResponse.InferOutputTensor(
+                    name="value",
+                    datatype="FP64",
+                    shape=[n],
+                    contents=pb.InferTensorContents(fp64_contents=scores.astype(np.float64).tolist()),
+                )
+            ]
+        else:
+            numeric = all(isinstance(c, int) for c in classes)
+            if numeric:
+                label = pb.InferTensorContents(int64_contents=[int(x) for x in labels])
+            else:
+                label = pb.InferTensorContents(bytes_contents=[str(x).encode() for x in labels])
+            outputs = [
+                pb.ModelInferResponse.InferOutputTensor(
+                    name="label", datatype="INT64" if numeric else "BYTES", shape=[n], contents=label
+                ),
+                pb.ModelInferResponse.InferOutputTensor(
+                    name="probabilities",
+                    datatype="FP64",
+                    shape=[n, len(classes)],
+                    parameters={"classes": pb.InferParameter(string_param=",".join(map(str, classes)))},
+                    contents=pb.InferTensorContents(fp64_contents=scores.astype(np.float64).reshape(-1).tolist()),
+                ),
+            ]
+        return pb.ModelInferResponse(model_name=model_name, model_version=version, id=request_id, outputs=outputs)
+
+
+def _raw_values(datatype: str, data: bytes, categorical: bool) -> list | None:
+    """One raw_input_contents tensor as Python values, as KServe's ``as_numpy()`` reads it; None if it cannot."""
+    if categorical:
+        if datatype != "BYTES":
+            return None
+        try:
+            return deserialize_bytes_tensor(data).tolist()
+        except Exception:  # a malformed length prefix: KServe's path says what is wrong
+            return None
+    field = GRPC_NUMERIC.get(datatype)
+    if field is None or len(data) % np.dtype(field[1]).itemsize:
+        return None
+    return np.frombuffer(data, dtype=field[1]).tolist()
 
 
 def _check_numbers(name: str, inp) -> None:

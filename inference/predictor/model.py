@@ -303,14 +303,26 @@ class MlcycleModel(kserve.Model):
             INVALID.labels(self.name).inc()
             m.invalid.inc()
             raise
+        if inline:
+            return self.score_decoded(batch, start)
         try:
-            if inline:
-                scores, labels = self.score_batch(batch)
-            else:
-                scores, labels = await loop.run_in_executor(self.pool, self.score_batch, batch)
+            scores, labels = await loop.run_in_executor(self.pool, self.score_batch, batch)
         except Exception:
             m.error.inc()
             raise
+        return self._finish(m, scores, labels, start)
+
+    def score_decoded(self, batch, start: float) -> tuple[np.ndarray, list]:
+        """Score and record a batch already decoded and validated, here on the calling thread (the lean fronts)."""
+        m = self._metrics
+        try:
+            scores, labels = self.score_batch(batch)
+        except Exception:
+            m.error.inc()
+            raise
+        return self._finish(m, scores, labels, start)
+
+    def _finish(self, m, scores: np.ndarray, labels: list, start: float) -> tuple[np.ndarray, list]:
         m.ok.inc()
         m.latency.observe(time.perf_counter() - start)
         self._record(scores, labels)
