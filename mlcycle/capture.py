@@ -21,6 +21,7 @@ and its label column — a table the training pipeline ingests like any other
 (``traffic://<registry>#<model>?days=7``, see ``parse_traffic_source``).
 """
 
+import hashlib
 import io
 import os
 import re
@@ -152,6 +153,15 @@ class CaptureStore:
             except VersionNotFound:
                 self._meta[version] = None
         return self._meta[version]
+
+    def fingerprint(self, since: datetime | None = None) -> str:
+        """sha256 of the names and sizes of the label parts since ``since`` (one listing; no part is read): what a
+        retrain on the labelled traffic of that window trains on. New labels always add a part; a part that ages
+        out of the window or is rotated away changes it too; traffic without labels does not."""
+        digest = hashlib.sha256()
+        for part in self.parts(LABELS, since):
+            digest.update(f"{part.key}\t{part.size}\n".encode())
+        return digest.hexdigest()
 
     # retention --------------------------------------------------------------------------
     def retain(

@@ -19,6 +19,42 @@ from pathlib import Path
 from mlcycle.errors import ConfigError
 
 TRIGGERS = ("accuracy", "drift", "new_data", "schedule", "manual")
+# A trigger's evidence travels to the version's lineage as one JSON pipeline parameter (stored in plain text with
+# every run): kept small. Larger evidence is cut to its scalar entries, and says so.
+MAX_EVIDENCE_BYTES = 4096
+
+
+def evidence_param(evidence: dict) -> str:
+    """``evidence`` as the training pipeline's ``trigger_evidence`` parameter: compact JSON, at most
+    MAX_EVIDENCE_BYTES; past that only its numbers, booleans and short strings stay, with ``truncated`` true."""
+    text = json.dumps(evidence, sort_keys=True, separators=(",", ":"), default=str)
+    if len(text.encode()) <= MAX_EVIDENCE_BYTES:
+        return text
+    small = {
+        k: v
+        for k, v in evidence.items()
+        if isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= 200) or v is None
+    }
+    text = json.dumps({**small, "truncated": True}, sort_keys=True, separators=(",", ":"), default=str)
+    if len(text.encode()) > MAX_EVIDENCE_BYTES:  # 40 names of at most 60 characters: well under the bound
+        names = sorted(str(k).encode("ascii", "replace").decode()[:60] for k in evidence)[:40]
+        text = json.dumps({"truncated": True, "keys": names}, separators=(",", ":"))
+    return text
+
+
+def parse_evidence(text: str) -> dict:
+    """The ``trigger_evidence`` parameter back as a dict ("" = none); ConfigError naming what is wrong."""
+    if not text or not text.strip():
+        return {}
+    if len(text.encode()) > MAX_EVIDENCE_BYTES:
+        raise ConfigError(f"trigger_evidence is {len(text.encode())} bytes; at most {MAX_EVIDENCE_BYTES}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"trigger_evidence is not JSON: {e.msg} at position {e.pos}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"trigger_evidence must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ class DirectRun:
     reasons: list[str]
     metrics: dict[str, float]
     version: str | None = None  # None when the gate failed
-    unchanged: bool = False  # identical to production: nothing registered
+    unchanged: bool = False  # identical to ``version``, already registered: nothing new written
     seconds: dict[str, float] = field(default_factory=dict)  # per step
     shadow: ShadowDecision | None = None  # with deploy: whether the candidate may go on to the canary
 
@@ -75,12 +75,15 @@ def run_direct(
     from components.train.logic import train
     from components.tune.logic import tune
     from components.validate_data.logic import run as validate
+    from mlcycle.triggers import parse_evidence
 
     p = pipeline_defaults()
     unknown = set(params) - set(p)
     if unknown:
         raise TypeError(f"not a training_pipeline parameter: {', '.join(sorted(unknown))}")
     p.update(params)
+    raw = p["trigger_evidence"]  # checked before any step runs
+    evidence = dict(raw) if isinstance(raw, dict) else parse_evidence(raw)
     quiet = log or (lambda *_: None)
     w = Path(workdir)
     w.mkdir(parents=True, exist_ok=True)
@@ -162,6 +165,7 @@ def run_direct(
         p["auto_promote"],
         w / "drift",
         trigger=p["trigger"],
+        trigger_evidence=evidence,
         test=test_df,
     )
     lap("register")

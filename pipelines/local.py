@@ -63,6 +63,8 @@ class LocalRun:
     version: str | None
     seconds: float
     log: Path | None = None
+    unchanged: bool = False  # identical to ``version``, already registered: the register step wrote nothing
+    aliases: tuple[str, ...] = ()  # the aliases that version holds, when unchanged
 
     def page(self, name: str) -> Path:
         return self.run_dir / name
@@ -141,14 +143,18 @@ def run_local(
     if run_dir is None:
         raise PipelineError(f"kfp.local produced no run directory under {pipeline_root}")
     registered = run_dir / "register" / "executor_output.json"
+    output = json.loads(registered.read_text()) if registered.exists() else {}
+    artifact = (output.get("artifacts", {}).get("registered", {}).get("artifacts") or [{}])[0].get("metadata", {})
     return LocalRun(
         run_dir=run_dir,
         decision=json.loads((run_dir / "gate" / "decision").read_text()),
         evaluation=json.loads((run_dir / "evaluate" / "evaluation").read_text()),
         report=run_dir / "report.html",
-        version=json.loads(registered.read_text())["parameterValues"]["Output"] if registered.exists() else None,
+        version=output["parameterValues"]["Output"] if output else None,
         seconds=seconds,
         log=log_path,
+        unchanged=bool(artifact.get("unchanged")),
+        aliases=tuple(artifact.get("aliases") or ()),
     )
 
 

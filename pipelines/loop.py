@@ -22,7 +22,15 @@ from mlcycle import capture
 from mlcycle.errors import MlcycleError
 from mlcycle.registry import Registry
 from mlcycle.shadow import ShadowDecision, ShadowPolicy, record
-from mlcycle.triggers import Decision, Observation, TriggerController, TriggerPolicy, cooldown_left, read_state
+from mlcycle.triggers import (
+    Decision,
+    Observation,
+    TriggerController,
+    TriggerPolicy,
+    cooldown_left,
+    evidence_param,
+    read_state,
+)
 
 TRIGGER_STATE, LOOP_STATE = "triggers.json", "loop.json"  # in the loop's state directory
 
@@ -102,9 +110,12 @@ class Loop:
         self.state_dir = Path(self.state_dir)
         self.triggers = TriggerController(self.state_dir / TRIGGER_STATE, self.policy, self._launch, self._record)
         previous = self.state_dir / LOOP_STATE
-        self.last_retrain: dict | None = (
-            json.loads(previous.read_text()).get("last_retrain") if previous.exists() else None
-        )
+        saved = json.loads(previous.read_text()) if previous.exists() else {}
+        self.last_retrain: dict | None = saved.get("last_retrain")
+        # the capture's labelled-row count when the last retrain started: ``new_rows`` counts from there
+        self.labelled_at_retrain = int(saved.get("labelled_at_retrain") or 0)
+        self._labelled_seen: int | None = None  # the count of the observation being decided on
+        self._record_key: str | None = None  # the audit record of the retrain being started
         if self.triggers.restarted:
             self.log("loop: restarted while a retrain was running; that run's outcome is unknown and was not repeated")
             if self.last_retrain and self.last_retrain.get("outcome") == "running":
@@ -125,6 +136,7 @@ class Loop:
             "host": socket.gethostname(),
             "saved_at": time.time(),
             "last_retrain": self.last_retrain,
+            "labelled_at_retrain": self.labelled_at_retrain,
         }
         tmp = self.state_dir / f".{LOOP_STATE}.tmp"
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -143,23 +155,26 @@ class Loop:
         production = self.registry.resolve(self.model, "production")
         online = cap["online"].get(production, {})
         labelled = int(cap["counts"].get("labelled_rows", 0))
+        self._labelled_seen = labelled
         obs = Observation(
             now=time.time(),
             drifted_windows=int(drift.get("streak", 0)),
             online={k: v for k, v in online.items() if isinstance(v, (int, float)) and k != "labelled"},
             labelled=int(online.get("labelled", 0)),
-            new_rows=labelled - self._rows_at_last_retrain(),
-            fingerprint=f"labelled-rows-{labelled}",
+            new_rows=new_rows(labelled, self.labelled_at_retrain),
+            fingerprint=self.data_fingerprint(),
             manual=manual,
         )
         return self.triggers.observe(obs)
 
-    def _rows_at_last_retrain(self) -> int:
-        fp = self.triggers.state.fingerprints
-        return int(fp[-1].rsplit("-", 1)[1]) if fp and fp[-1].startswith("labelled-rows-") else 0
+    def data_fingerprint(self) -> str:
+        """Of the labelled traffic a retrain now would train on: the label parts of the window (names and sizes,
+        one listing; ``CaptureStore.fingerprint``)."""
+        since = capture.utcnow() - timedelta(days=self.traffic_days)
+        return capture.CaptureStore(self.registry_uri, self.model).fingerprint(since)
 
     def _record(self, d: Decision) -> None:
-        record_retrain(self.registry, self.model, d, self.drift_url)
+        self._record_key = record_retrain(self.registry, self.model, d, self.drift_url)
 
     # retrain ----------------------------------------------------------------------------------------
     def _launch(self, d: Decision) -> None:
@@ -167,6 +182,10 @@ class Loop:
 
         run = Retrain(d.trigger, d.reason, started_at=time.time())
         self.retrains.append(run)
+        if self._labelled_seen is not None:  # new_rows counts from here, whatever this run's outcome
+            self.labelled_at_retrain, self._labelled_seen = self._labelled_seen, None
+        evidence = {**d.evidence, **({"audit_record": self._record_key} if self._record_key else {})}
+        self._record_key = None
         source = f"{capture.SCHEME}{self.registry_uri}#{self.model}?days={self.traffic_days:g}"
         # numbered by the persisted count, so a restarted loop does not overwrite the log of an earlier retrain
         run.log = self.state_dir / f"retrain-{self.triggers.state.retrains}.log"
@@ -182,6 +201,7 @@ class Loop:
                     "model_name": self.model,
                     "auto_promote": False,
                     "trigger": d.trigger,
+                    "trigger_evidence": evidence_param(evidence),  # into the lineage of the version it makes
                 }
                 result = run_local(
                     self.registry_uri,
@@ -194,8 +214,15 @@ class Loop:
                         "gate_failed",
                         "; ".join(r for r in result.decision.get("reasons", []) if "FAIL" in r),
                     )
-                elif result.version is None or result.version == self.registry.resolve(self.model, "production"):
-                    run.outcome, run.detail = "unchanged", "identical to production"
+                elif result.unchanged:
+                    held = " and ".join(result.aliases) or "no alias"
+                    run.outcome, run.version = "unchanged", result.version
+                    run.detail = (
+                        f"identical to {result.version} ({held}): same data fingerprint, code and parameters; "
+                        "nothing registered"
+                    )
+                elif result.version is None:
+                    run.outcome, run.detail = "failed", "the gate passed but the register step left no version"
                 else:
                     run.outcome, run.version = "candidate", result.version
             except StepFailed as e:
@@ -209,7 +236,12 @@ class Loop:
             f"retrain_{run.outcome}",
             version=run.version,
             why=run.detail or d.reason,
-            evidence={"trigger": d.trigger, "log": str(run.log), "seconds": run.seconds},
+            evidence={
+                "trigger": d.trigger,
+                "log": str(run.log),
+                "seconds": run.seconds,
+                "fingerprint": d.evidence.get("fingerprint"),
+            },
         )
         self.triggers.done()
 
@@ -235,6 +267,12 @@ class Loop:
         )
         record(self.registry, self.model, version, decision)
         return decision
+
+
+def new_rows(labelled: int, at_last_retrain: int) -> int:
+    """Labelled rows since the last retrain; never negative (the capture's count falls when labels age out of its
+    window or it restarts with less: then every row it counts now is taken as new)."""
+    return labelled - at_last_retrain if labelled >= at_last_retrain else labelled
 
 
 def _local_path(uri: str) -> Path | None:

@@ -60,6 +60,7 @@ def training_pipeline(
     model_name: str = defaults.MODEL_NAME,
     auto_promote: bool = False,
     trigger: str = "manual",
+    trigger_evidence: str = "",
     drift_backend: str = "alibi",
     drift_p_val: float = 0.05,
     deploy: bool = False,
@@ -102,6 +103,7 @@ def training_pipeline(
         model_name: Registered model name.
         auto_promote: Move the production alias on registration (the local demo); on a cluster the canary rollout promotes.
         trigger: Why this run started: manual, drift, accuracy, schedule or new_data (recorded in the version's lineage).
+        trigger_evidence: The trigger's evidence, a JSON object of at most 4 KiB ("" = none), recorded beside it.
         drift_backend: Drift statistics: "alibi" (alibi-detect) or "scipy".
         drift_p_val: Drift significance level (before the Bonferroni correction).
         deploy: Roll the registered version out as a KServe canary (cluster runs only).
@@ -157,6 +159,7 @@ def training_pipeline(
             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             auto_promote=auto_promote,
             trigger=trigger,
+            trigger_evidence=trigger_evidence,
             **registry,
         )
         registered.set_caching_options(False)

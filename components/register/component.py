@@ -20,6 +20,7 @@ def register(
     run_id: str,
     auto_promote: bool,
     trigger: str,
+    trigger_evidence: str,
     registered: Output[Model],
 ) -> str:
     """Write the model version (files, contract, reference sample, metadata, checksums) to the registry.
@@ -39,10 +40,11 @@ def register(
         run_id: Pipeline run id (lineage).
         auto_promote: Move the production alias right away (no canary rollout).
         trigger: Why this run started (drift, accuracy, schedule, new_data or manual), kept in the version's lineage.
+        trigger_evidence: The trigger's evidence as a JSON object ("" = none), kept in the lineage beside it.
         registered: Metadata of the registered version (version id, URI, promoted).
 
     Returns:
-        The new version id (production's, when the model is identical to it and nothing was written).
+        The new version id (that of the registered version the model is identical to, when nothing was written).
     """
     import json
     from pathlib import Path
@@ -52,6 +54,7 @@ def register(
     from components.register.logic import register as run
     from mlcycle.contract import DataContract
     from mlcycle.registry import open_registry
+    from mlcycle.triggers import parse_evidence
 
     result = run(
         Path(model.path),
@@ -68,13 +71,22 @@ def register(
         Path(drift_detector.path),
         test=pd.read_parquet(test.path),
         trigger=trigger,
+        trigger_evidence=parse_evidence(trigger_evidence),
     )
     registered.metadata.update(
-        {"version": result.version, "uri": result.uri, "promoted": result.promoted, "unchanged": result.unchanged}
+        {
+            "version": result.version,
+            "uri": result.uri,
+            "promoted": result.promoted,
+            "unchanged": result.unchanged,
+            "aliases": list(result.aliases),
+        }
     )
     if result.unchanged:
+        held = " and ".join(sorted(result.aliases, key=lambda a: a != "production")) or "version"
         print(
-            f"unchanged: identical to production {result.uri} (same data fingerprint, code version and model); no new version"
+            f"unchanged: identical to {held} {result.uri} (same data fingerprint, code version and model); "
+            "no new version"
         )
     else:
         print(f"registered {result.uri} (production: {'yes' if result.promoted else 'no, candidate'})")

@@ -20,14 +20,9 @@ from mlcycle.triggers import TRIGGERS
 
 
 def _semver(
-    registry: Registry, model: str, production: VersionMetadata | None, contract: DataContract, bundle: BundleSpec
+    existing: list[str], production: VersionMetadata | None, contract: DataContract, bundle: BundleSpec
 ) -> tuple[str, str]:
     """MAJOR.MINOR.PATCH against production (mlcycle.semver), past every number the model already used; and why."""
-    existing = []
-    for version in registry.list_versions(model):
-        meta = registry.metadata(model, version)
-        if meta.semver:
-            existing.append(meta.semver)
     if production is None or not production.semver:
         return semver.next_version(
             existing, None, "first"
@@ -38,12 +33,25 @@ def _semver(
     return semver.next_version(existing, production.semver, part), why
 
 
+def registered_versions(registry: Registry, model: str) -> list[VersionMetadata]:
+    """Every registered version's manifest, oldest first: one listing and one small GET (``metadata.json``) per
+    version; no model file is read. A version deleted meanwhile is skipped; a damaged manifest raises."""
+    out = []
+    for version in registry.list_versions(model):
+        try:
+            out.append(registry.metadata(model, version))
+        except VersionNotFound:  # deleted between the listing and the GET
+            continue
+    return out
+
+
 @dataclass(frozen=True)
 class RegisterResult:
     version: str
     promoted: bool
     uri: str
-    unchanged: bool = False  # identical to production (same data, code and model): nothing was written
+    unchanged: bool = False  # identical to ``version`` (same data, code and model): nothing was written
+    aliases: tuple[str, ...] = ()  # the aliases ``version`` holds, when unchanged (none: e.g. a rejected candidate)
 
 
 def identical_to(meta: VersionMetadata, bundle: BundleSpec, dataset_fingerprint: str, code: str) -> bool:
@@ -58,6 +66,13 @@ def identical_to(meta: VersionMetadata, bundle: BundleSpec, dataset_fingerprint:
         and meta.threshold == bundle.threshold
         and meta.training == bundle.training
     )
+
+
+def find_identical(
+    versions: list[VersionMetadata], bundle: BundleSpec, dataset_fingerprint: str, code: str
+) -> VersionMetadata | None:
+    """The newest of ``versions`` that ``bundle`` is identical to (``identical_to``), or None."""
+    return next((m for m in reversed(versions) if identical_to(m, bundle, dataset_fingerprint, code)), None)
 
 
 def stage_version(
@@ -107,13 +122,18 @@ def register(
         )
     bundle = read_bundle(Path(model_dir))  # its model files hashed against bundle.json, once: nothing re-reads them
     code = code_version()
-    try:
-        production = registry.metadata(model_name, "production")
-    except VersionNotFound:
-        production = None
-    if production is not None and identical_to(production, bundle, dataset_fingerprint, code):
-        uri = f"{registry.uri}/{model_name}/{production.version}"
-        return RegisterResult(production.version, False, uri, unchanged=True)
+    # compared with every version, not only production: a retrain identical to a rejected candidate (or to any
+    # older version) is not registered again. Cost: one manifest GET per version (also what the semver needs).
+    versions = registered_versions(registry, model_name)
+    aliases, _ = registry.aliases(model_name)
+    by_id = {m.version: m for m in versions}
+    production = by_id.get(aliases.get("production", ""))
+    same = find_identical(versions, bundle, dataset_fingerprint, code)
+    if same is not None:
+        held = tuple(sorted(a for a, v in aliases.items() if v == same.version))
+        return RegisterResult(
+            same.version, False, f"{registry.uri}/{model_name}/{same.version}", unchanged=True, aliases=held
+        )
     # the pipeline's seed: the drift detector drew its reference with it
     seed = bundle.training.get("seed", defaults.SEED)
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +141,7 @@ def register(
         stage_version(stage, Path(model_dir), contract, train, report_path, evaluation, seed)
         if drift_dir is not None:
             shutil.copytree(drift_dir, stage / "drift")
-        number, why = _semver(registry, model_name, production, contract, bundle)
+        number, why = _semver([m.semver for m in versions if m.semver], production, contract, bundle)
         fast_path = fastpath.build_from_spec(Path(model_dir), bundle, train if test is None else test, stage)
         metadata = VersionInfo(
             task=contract.task,

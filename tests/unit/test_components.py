@@ -99,7 +99,7 @@ def test_shims_chain_end_to_end(tmp_path):
     assert detector.metadata["reference_rows"] == 1800
 
     out = a(Model, "registered")
-    lineage = {"dataset_fingerprint": fp, "run_id": "r1", "trigger": "manual"}
+    lineage = {"dataset_fingerprint": fp, "run_id": "r1", "trigger": "drift"}
     version = register.python_func(
         **scored,
         contract=contract,
@@ -110,10 +110,13 @@ def test_shims_chain_end_to_end(tmp_path):
         drift_detector=detector,
         **lineage,
         auto_promote=True,
+        trigger_evidence='{"drifted_windows": 3, "fingerprint": "abc"}',
         registered=out,
     )
     registry = open_registry(reg)
     assert registry.resolve("fraud", "production") == version == out.metadata["version"]
+    lineage = registry.metadata("fraud", version).lineage
+    assert lineage.trigger == "drift" and lineage.trigger_evidence == {"drifted_windows": 3, "fingerprint": "abc"}
     files = registry.describe("fraud", version)["files"]
     assert "report.html" in files and "drift/config.json" in files and "drift/reference.npy" in files
     assert registry.describe("fraud", version)["fast_path"]["checked_on"] == "test"

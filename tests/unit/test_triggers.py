@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from mlcycle.errors import ConfigError
 from mlcycle.triggers import Decision, Observation, TriggerController, TriggerPolicy, TriggerState, decide
 
 pytestmark = pytest.mark.unit
@@ -149,3 +150,19 @@ def test_a_reader_sees_the_last_start_the_policy_and_a_retrain_in_flight(tmp_pat
     assert state.running is None and last["start"] is False and "cooldown" in last["reason"]
     assert state.last_trigger == "drift" and state.last_started == 10.0
     assert cooldown_left(TriggerState(), policy, now=0.0) == 0.0
+
+
+def test_trigger_evidence_parameter_is_bounded_and_checked():
+    from mlcycle.triggers import MAX_EVIDENCE_BYTES, evidence_param, parse_evidence
+
+    small = {"drifted_windows": 3, "fingerprint": "f" * 64}
+    assert parse_evidence(evidence_param(small)) == small and parse_evidence("") == {}
+    big = {**small, "features": ["x" * 100] * 200}  # 20 kB
+    cut = parse_evidence(evidence_param(big))
+    assert cut == {**small, "truncated": True}
+    many = {f"feature_{i}": i for i in range(2000)}  # scalars only, still too large: its names, some of them
+    text = evidence_param(many)
+    assert len(text.encode()) <= MAX_EVIDENCE_BYTES and parse_evidence(text)["truncated"] is True
+    for bad, why in (("[1]", "must be a JSON object"), ("{", "not JSON"), ("{}" + " " * 5000, "at most 4096")):
+        with pytest.raises(ConfigError, match=why):
+            parse_evidence(bad)
