@@ -114,7 +114,29 @@ def main() -> None:
     model.follow(args.follow_s)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port)
     quiet_access_log(args.access_log)
+    logging.getLogger("mlcycle").info(
+        "event loop: %s (--event_loop %s)", use_event_loop(args.event_loop), args.event_loop
+    )
     server.start([model])
+
+
+def use_event_loop(choice: str) -> str:
+    """The loop KServe's ``--event_loop`` asks for. kserve 0.20 hands it to uvicorn's Config, but starts its servers
+    under its own ``asyncio.run``, where uvicorn never picks the loop: "auto" (uvloop when installed) and "uvloop"
+    end up on asyncio's default loop. Set the policy that ``asyncio.run`` uses; returns the loop's name."""
+    import asyncio
+
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SystemExit("--event_loop uvloop: uvloop is not installed") from None
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.set_event_loop(asyncio.new_event_loop())  # KServe's setup_event_loop asks for a current loop first
+    return "uvloop"
 
 
 if __name__ == "__main__":

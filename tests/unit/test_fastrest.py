@@ -84,3 +84,26 @@ V1_FOR_KSERVE = [
 @pytest.mark.parametrize("body", V1_FOR_KSERVE)
 def test_v1_bodies_kserve_checks_itself_go_to_kserve(body):
     assert _parse(body, False, "fraud") is None
+
+
+def test_the_event_loop_kserve_asks_for_is_the_one_asyncio_run_starts():
+    """kserve 0.20 starts its servers under asyncio.run, where uvicorn's loop choice never applies: "auto" and
+    "uvloop" must still run on uvloop, "asyncio" on asyncio's own loop."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import asyncio, sys\n"
+        "from inference.predictor.__main__ import use_event_loop\n"
+        "name = use_event_loop(sys.argv[1])\n"
+        "async def running(): return type(asyncio.get_running_loop()).__module__\n"
+        "print(name, asyncio.run(running()))\n"
+    )
+    for choice, expected in (
+        ("auto", "uvloop uvloop"),
+        ("uvloop", "uvloop uvloop"),
+        ("asyncio", "asyncio asyncio.unix_events"),
+    ):
+        out = subprocess.run([sys.executable, "-c", probe, choice], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == expected.split(), (choice, out.stdout)
