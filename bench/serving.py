@@ -323,24 +323,34 @@ def matrix_v2(model, x):
     return {"inputs": [{"name": "input-0", "shape": list(x.shape), "datatype": "FP32", "data": x.reshape(-1).tolist()}]}
 
 
-def measure(targets: dict, tools: dict, seconds: float, rates: list[int]) -> dict:
-    results = {}
-    for name, target in targets.items():
-        if target["kind"] == "rest":
-            body = Path(tools["dir"]) / f"{name}.json"
-            body.write_bytes(json.dumps(target["body"]).encode())
-            wrk(tools, target["url"], body, 4, 1)  # warm-up
-            runs = [wrk(tools, target["url"], body, c, seconds) for c in (1, 8)]
-            if target.get("open_loop"):
-                runs += [vegeta(tools, target["url"], body, r, seconds) for r in rates]
-        elif tools.get("ghz"):
-            ghz(tools, target["url"], target["body"], 4, 1)
-            runs = [ghz(tools, target["url"], target["body"], c, seconds) for c in (1, 8)]
-        else:
-            runs = [{"skipped": "no ghz binary (scripts/ensure-ghz.sh)"}]
-        results[name] = runs
-        print(name, json.dumps(runs), flush=True)
-    return results
+def measure(targets: dict, tools: dict, seconds: float, rates: list[int], repeat: int = 1) -> dict:
+    """Every target's runs, ``repeat`` rounds interleaved (each round visits every server once, so a noisy minute
+    hits all of them); each run reported is the round with the median req/s, the others' req/s in ``rounds_rps``."""
+    rounds: dict[str, list[list[dict]]] = {name: [] for name in targets}
+    for r in range(repeat):
+        for name, target in targets.items():
+            if target["kind"] == "rest":
+                body = Path(tools["dir"]) / f"{name}.json"
+                body.write_bytes(json.dumps(target["body"]).encode())
+                wrk(tools, target["url"], body, 4, 1)  # warm-up
+                runs = [wrk(tools, target["url"], body, c, seconds) for c in (1, 8)]
+                if target.get("open_loop"):
+                    runs += [vegeta(tools, target["url"], body, rate, seconds) for rate in rates]
+            elif tools.get("ghz"):
+                ghz(tools, target["url"], target["body"], 4, 1)
+                runs = [ghz(tools, target["url"], target["body"], c, seconds) for c in (1, 8)]
+            else:
+                runs = [{"skipped": "no ghz binary (scripts/ensure-ghz.sh)"}]
+            rounds[name].append(runs)
+            print(f"round {r + 1}/{repeat}", name, json.dumps(runs), flush=True)
+    return {name: [_median_run([rs[i] for rs in got]) for i in range(len(got[0]))] for name, got in rounds.items()}
+
+
+def _median_run(runs: list[dict]) -> dict:
+    if len(runs) == 1 or "rps" not in runs[0]:
+        return runs[0]
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    return {**ordered[len(ordered) // 2], "rounds_rps": [r["rps"] for r in runs]}
 
 
 def drift_events(tools, url: str, body: dict, seconds: float) -> dict:
@@ -361,6 +371,7 @@ def drift_events(tools, url: str, body: dict, seconds: float) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--repeat", type=int, default=3, help="interleaved rounds; each figure is the median round")
     p.add_argument("--rates", type=int, nargs="+", default=[500, 1000, 2000])
     p.add_argument("--server-cpu", default="0", help="CPU the servers are pinned to (taskset); 'none' to not pin")
     p.add_argument("--load-cpu", default="1", help="CPU the load generators are pinned to")
@@ -555,7 +566,7 @@ def main() -> None:
         else:
             peers["mlserver"] = "not run: no mlserver binary (scripts/ensure-mlserver.sh failed)"
     try:
-        result["servers"] = measure(targets, tools, args.seconds, args.rates)
+        result["servers"] = measure(targets, tools, args.seconds, args.rates, args.repeat)
     finally:
         for proc in procs:
             stop(proc)
@@ -577,7 +588,12 @@ def main() -> None:
     result["pinning"] = {"server_cpu": server_cpu, "load_cpu": tools["cpu"]}
     write(
         "serving",
-        {"description": __doc__.strip().splitlines()[0], "seconds_per_run": args.seconds, **result},
+        {
+            "description": __doc__.strip().splitlines()[0],
+            "seconds_per_run": args.seconds,
+            "rounds": args.repeat,
+            **result,
+        },
         path=args.out,
     )
 

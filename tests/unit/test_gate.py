@@ -142,3 +142,19 @@ def test_gate_reports_the_interval_against_the_real_champion(tmp_path, model_dir
     )
     assert decision.bootstrap["low"] > 0.1  # XGBoost over a constant model: far beyond the test set's noise
     assert decision.passed
+
+
+def test_the_bootstrap_auc_is_sklearns_roc_auc_on_resampled_rows_with_ties():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from mlcycle.metrics import _binary_auc
+
+    rng = np.random.default_rng(5)
+    y = np.array(["legit", "fraud"])[rng.integers(0, 2, 3000)]
+    p = np.round(rng.random(3000), 2)  # coarse scores: many ties, as resampling duplicates rows
+    scores = np.column_stack([1 - p, p])
+    for _ in range(20):
+        idx = rng.integers(0, 3000, 3000)
+        expected = roc_auc_score(y[idx] == "legit", scores[idx, 1])
+        assert abs(_binary_auc("roc_auc", "classification", y[idx], scores[idx], ["fraud", "legit"]) - expected) < 1e-12
