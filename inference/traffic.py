@@ -6,20 +6,32 @@ import json
 import math
 import time
 import urllib.request
+import uuid
 
+from inference.cloudevents import ce_headers
+from inference.drift_detector.events import REQUEST_TYPE
 from mlcycle import defaults
 from mlcycle.data import DEMO_FEATURES, make_demo_dataset
 
 FEATURES = DEMO_FEATURES
 
 
-def post(url: str, body: dict, timeout: float = 30) -> dict:
-    """POST ``body`` as JSON; the JSON answer."""
+def post(url: str, body: dict, timeout: float = 30, headers: dict | None = None) -> dict:
+    """POST ``body`` as JSON (``headers`` added); the JSON answer."""
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}, method="POST"
+        url,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json", **(headers or {})},
+        method="POST",
     )
     with urllib.request.urlopen(request, timeout=timeout) as r:
         return json.loads(r.read())
+
+
+def send_events(drift_url: str, records: list[dict], source: str = "traffic", timeout: float = 10) -> dict:
+    """``records`` as one V1 request in a binary-mode payload-logger CloudEvent to the drift detector's /events."""
+    headers = ce_headers(uuid.uuid4().hex, REQUEST_TYPE, source)
+    return post(f"{drift_url}/events", {"instances": records}, timeout, headers)
 
 
 def v2_request(records: list[dict]) -> dict:

@@ -5,12 +5,12 @@ registry#model@production (the new version after a promotion; a tampered version
 import html
 import json
 import shutil
-import uuid
 
 import pytest
 import requests
 
 from inference.devserve import start_drift
+from inference.traffic import send_events
 from mlcycle.data import DEMO_LABEL, DEMO_TIMESTAMP, make_demo_dataset
 from mlcycle.process import free_port, wait_until
 from mlcycle.registry import open_registry
@@ -28,15 +28,7 @@ def hostile_frame(n, seed, drift=0.0):
 
 
 def send(url, records):
-    headers = {
-        "content-type": "application/json",
-        "ce-specversion": "1.0",
-        "ce-id": str(uuid.uuid4()),
-        "ce-source": "test",
-        "ce-type": TYPE,
-    }
-    r = requests.post(f"{url}/events", data=json.dumps({"instances": records}), headers=headers, timeout=10)
-    assert r.status_code == 200, r.text
+    send_events(url, records, "test")  # urllib raises on any answer but 2xx
 
 
 def records(frame, features):

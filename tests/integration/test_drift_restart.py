@@ -6,11 +6,11 @@ import json
 import signal
 import sys
 import time
-import uuid
 
 import pytest
 import requests
 
+from inference.traffic import send_events
 from mlcycle.data import DEMO_FEATURES, make_demo_dataset
 from mlcycle.process import free_port
 
@@ -24,15 +24,7 @@ def rows(n, seed, drift=0.0):
 
 
 def send(url, records):
-    headers = {
-        "content-type": "application/json",
-        "ce-specversion": "1.0",
-        "ce-id": str(uuid.uuid4()),
-        "ce-source": "test",
-        "ce-type": "org.kubeflow.serving.inference.request",
-    }
-    r = requests.post(url + "/events", data=json.dumps({"instances": records}), headers=headers, timeout=10)
-    assert r.status_code == 200, r.text
+    send_events(url, records, "test")  # urllib raises on any answer but 2xx
 
 
 def status(url):

@@ -8,6 +8,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from inference.cloudevents import ce_headers
+from inference.drift_detector.events import REQUEST_TYPE
 from inference.drift_detector.report import Profile, render
 from inference.drift_detector.server import DriftService
 from mlcycle import drift as stats
@@ -16,13 +18,7 @@ from mlcycle.data import DEMO_LABEL, DEMO_TIMESTAMP, make_demo_dataset
 
 pytestmark = pytest.mark.unit
 HOSTILE = "<script>alert('x')</script>&\"pwn\""
-HEADERS = {
-    "content-type": "application/json",
-    "ce-specversion": "1.0",
-    "ce-id": "1",
-    "ce-source": "test",
-    "ce-type": "org.kubeflow.serving.inference.request",
-}
+HEADERS = ce_headers("1", REQUEST_TYPE, "test")
 
 
 def hostile_frame(n, seed, drift=0.0):

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from inference.cloudevents import ce_headers
+from inference.drift_detector.events import REQUEST_TYPE
 from inference.drift_detector.hooks import CommandHook
 from inference.drift_detector.persist import STATE_FILE
 from inference.drift_detector.report import render_service
@@ -17,13 +19,7 @@ from mlcycle import drift as stats
 from mlcycle.data import make_demo_dataset
 
 pytestmark = pytest.mark.unit
-HEADERS = {
-    "content-type": "application/json",
-    "ce-specversion": "1.0",
-    "ce-id": "1",
-    "ce-source": "test",
-    "ce-type": "org.kubeflow.serving.inference.request",
-}
+HEADERS = ce_headers("1", REQUEST_TYPE, "test")
 WINDOW = 100
 
 
