@@ -26,7 +26,8 @@ from mlcycle.shadow import ShadowPolicy
 from mlcycle.triggers import TriggerPolicy
 from pipelines.loop import Loop, new_rows
 
-pytestmark = pytest.mark.integration  # kfp.local runs
+# kfp.local runs
+pytestmark = pytest.mark.integration
 MODEL = "fraud"
 # the training the loop asks for: small and quick; no contract is registered yet, so the label is ``label``
 TRAIN = {"label": "label", "families": ["logreg"], "n_trials": 0, "cv_folds": 2, "drift_backend": "scipy"}
