@@ -11,12 +11,12 @@ before ``min_rows`` labelled rows are there to train on.
 
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from mlcycle.errors import ConfigError
+from mlcycle.fsutil import write_text_atomic
 
 TRIGGERS = ("accuracy", "drift", "new_data", "schedule", "manual")
 # A trigger's evidence travels to the version's lineage as one JSON pipeline parameter (stored in plain text with
@@ -232,11 +232,8 @@ class TriggerController:
         return state
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
         body = {**asdict(self.state), "policy": asdict(self.policy), "last_decision": self.last_decision}
-        tmp.write_text(json.dumps(body))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, json.dumps(body))
 
     def observe(self, obs: Observation) -> Decision:
         decision = decide(self.state, obs, self.policy)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mlcycle import capture
 from mlcycle.errors import MlcycleError
+from mlcycle.fsutil import write_text_atomic
 from mlcycle.registry import Registry
 from mlcycle.shadow import ShadowDecision, ShadowPolicy, record
 from mlcycle.triggers import (
@@ -138,10 +139,7 @@ class Loop:
             "last_retrain": self.last_retrain,
             "labelled_at_retrain": self.labelled_at_retrain,
         }
-        tmp = self.state_dir / f".{LOOP_STATE}.tmp"
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(body, default=str))
-        os.replace(tmp, self.state_dir / LOOP_STATE)
+        write_text_atomic(self.state_dir / LOOP_STATE, json.dumps(body, default=str))
 
     def _retrain_done(self, run: Retrain) -> None:
         fields = ("trigger", "reason", "version", "outcome", "detail", "seconds", "started_at", "finished_at")

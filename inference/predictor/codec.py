@@ -214,7 +214,7 @@ class Codec:
         return Batch(columns, n)
 
     def _check_names(self, names: set) -> None:
-        unknown = sorted(str(x) for x in names - set(self.names))
+        unknown = sorted(str(x) for x in names - self.name_set)
         if unknown:
             raise InvalidInput(f"unknown feature(s) {', '.join(unknown)}; the model takes {', '.join(self.names)}")
 
