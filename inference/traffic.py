@@ -8,8 +8,7 @@ import time
 import urllib.request
 import uuid
 
-from inference.cloudevents import ce_headers
-from inference.drift_detector.events import REQUEST_TYPE
+from inference.cloudevents import REQUEST_TYPE, ce_headers
 from mlcycle import defaults
 from mlcycle.data import DEMO_FEATURES, make_demo_dataset
 

@@ -222,10 +222,10 @@ class TriggerController:
             self._save()
 
     def _load(self) -> TriggerState:
-        if not self.path.exists():
+        saved = read_state(self.path)
+        if saved is None:
             return TriggerState()
-        raw = json.loads(self.path.read_text())
-        state, self.last_decision = state_from_dict(raw), raw.get("last_decision") or {}
+        state, _, self.last_decision = saved
         if state.running:  # the process that ran it is gone: say so, and let the next trigger start
             self.restarted = True
             state = finished(state)

@@ -36,16 +36,21 @@ from mlcycle.triggers import (
 TRIGGER_STATE, LOOP_STATE = "triggers.json", "loop.json"  # in the loop's state directory
 
 
-def get_json(url: str, body: dict | None = None, timeout: float = 30) -> dict:
+def _request(url: str, body: dict | None = None, timeout: float = 30) -> bytes:
+    """GET ``url`` (POST ``body`` as JSON when given); the answer's bytes, or LoopError with the server's reason."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(
         url, data=data, headers={"content-type": "application/json"}, method="POST" if data else "GET"
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read())
+            return r.read()
     except urllib.error.HTTPError as e:  # the server's reason, not just the status
         raise LoopError(f"{req.get_method()} {url}: HTTP {e.code}: {e.read().decode(errors='replace')[:500]}") from None
+
+
+def get_json(url: str, body: dict | None = None, timeout: float = 30) -> dict:
+    return json.loads(_request(url, body, timeout))
 
 
 class LoopError(MlcycleError):
@@ -57,11 +62,7 @@ class NoLoop(MlcycleError):
 
 
 def get_text(url: str, timeout: float = 30) -> str:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.read().decode()
-    except urllib.error.HTTPError as e:
-        raise LoopError(f"GET {url}: HTTP {e.code}: {e.read().decode(errors='replace')[:500]}") from None
+    return _request(url, timeout=timeout).decode()
 
 
 def record_retrain(registry: Registry, model: str, d: Decision, drift_url: str | None) -> str:

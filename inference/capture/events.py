@@ -12,10 +12,9 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from inference.cloudevents import REQUEST_TYPE, RESPONSE_TYPE
 from mlcycle.errors import MlcycleError
 
-REQUEST_TYPE = "org.kubeflow.serving.inference.request"
-RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 TYPES = {REQUEST_TYPE: "request", RESPONSE_TYPE: "response"}
 REQUIRED = ("specversion", "id", "source", "type")
 MAX_ROWS = 100_000

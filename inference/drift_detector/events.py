@@ -14,10 +14,10 @@ import json
 import orjson
 from kserve.errors import InvalidInput
 
+from inference.cloudevents import REQUEST_TYPE
 from inference.predictor.codec import Batch, Codec
 from mlcycle.errors import MlcycleError
 
-REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 REQUIRED = ("specversion", "id", "source", "type")
 # Why an event was refused: the label of mlcycle_drift_events_rejected_total (a fixed, small set).
 REASONS = ("not_cloudevent", "wrong_type", "not_json", "not_inference_request", "invalid_input", "too_large")

@@ -175,6 +175,7 @@ class DriftService:
         self.consecutive, self.hook = consecutive, hook
         self.queue: asyncio.Queue = asyncio.Queue(queue_size)
         self.metrics = Metrics()
+        self.metrics.queue.set_function(self.queue.qsize)  # read when scraped, not set on every event
         self.window = Window(detector.encoder, window_size)
         self._spare = Window(detector.encoder, window_size)  # filled while self.window is being tested
         self.streak = 0
@@ -222,7 +223,6 @@ class DriftService:
             return 503, {"error": "drift detector overloaded: event dropped and counted"}
         self.counts["received"] += 1
         self.metrics.events.inc()
-        self.metrics.queue.set(self.queue.qsize())
         return 200, {"accepted_rows": batch.n}  # 200: KServe's agent logs anything else as a lost event
 
     def refused(self, reason: str, rows: int = 0) -> None:
@@ -268,7 +268,6 @@ class DriftService:
                         await self._rotate()
                 self.counts["processed"] += 1
                 self.metrics.processed.inc()
-                self.metrics.queue.set(self.queue.qsize())
             finally:
                 self.queue.task_done()
 
@@ -346,10 +345,6 @@ class DriftService:
             self.guard.trigger(report, self.streak, self.consecutive)
             self.streak = 0
         self.save_state()
-
-    def hook_failed(self, reason: str) -> None:
-        """What a hook started failed later (from any thread): counted and shown in the status."""
-        self.guard.failed(reason)
 
     @property
     def hook_results(self) -> deque:

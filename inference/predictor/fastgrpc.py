@@ -107,7 +107,9 @@ class LeanServicer:
         if m.payload_logger is not None:  # what KServe's path logs: the request as V2 JSON, the id from metadata
             payload = InferRequest.from_grpc(request)
             request_id = request_id_of(dict(context.invocation_metadata() or ()))
-            body = codec.encode_v2_rest(request.id, m.name, scores, labels, m.bundle.classes, m.version)
+            body = None  # the response is logged only in mode "all": not built otherwise
+            if m.payload_logger.mode == "all":
+                body = codec.encode_v2_rest(request.id, m.name, scores, labels, m.bundle.classes, m.version)
             m.log_payload(payload, request_id, body)
         if self.access_log:
             access.info('%s "ModelInfer %s" OK %.3fms', context.peer(), m.name, (time.perf_counter() - start) * 1000)

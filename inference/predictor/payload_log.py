@@ -16,10 +16,9 @@ import uuid
 
 from prometheus_client import Counter
 
-from inference.cloudevents import ce_headers
+from inference.cloudevents import REQUEST_TYPE as EVENT_TYPE
+from inference.cloudevents import RESPONSE_TYPE, ce_headers
 
-EVENT_TYPE = "org.kubeflow.serving.inference.request"
-RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 SENT = Counter("mlcycle_payload_log_sent_total", "Payload-log events delivered", ["model"])
 DROPPED = Counter("mlcycle_payload_log_dropped_total", "Payload-log events dropped (queue full)", ["model"])
 FAILED = Counter("mlcycle_payload_log_failed_total", "Payload-log events the sink refused or did not answer", ["model"])
