@@ -10,7 +10,8 @@ before they are read whole (counted as ``too_large``).
 
 import orjson
 
-_JSON = (b"content-type", b"application/json")
+from inference.asgi import TooLarge, install_outermost, read_body, send_json
+
 EVENT_PATHS = ("/", "/events")
 
 
@@ -25,34 +26,21 @@ class FastEvents:
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body_bytes:
             return await self._too_large(send)
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":  # client went away
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:  # chunked or understated length
-                return await self._too_large(send)
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        status, body = self.service.offer(headers, chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        await _answer(send, status, orjson.dumps(body))
+        try:
+            body = await read_body(receive, self.max_body_bytes)
+        except TooLarge:  # chunked or understated length
+            return await self._too_large(send)
+        if body is None:
+            return
+        status, answer = self.service.offer(headers, body)
+        await send_json(send, status, orjson.dumps(answer))
 
     async def _too_large(self, send):
         self.service.refused("too_large")
         message = f"event body exceeds {self.max_body_bytes} bytes (--max_body_bytes)"
-        await _answer(send, 413, orjson.dumps({"error": message, "reason": "too_large"}))
-
-
-async def _answer(send, status: int, out: bytes) -> None:
-    await send(
-        {"type": "http.response.start", "status": status, "headers": [_JSON, (b"content-length", b"%d" % len(out))]}
-    )
-    await send({"type": "http.response.body", "body": out})
+        await send_json(send, 413, orjson.dumps({"error": message, "reason": "too_large"}))
 
 
 def install(app, service, max_body_bytes: int) -> None:
     """Put FastEvents outermost on the FastAPI ``app`` (Starlette builds the middleware stack on first use)."""
-    build = app.build_middleware_stack
-    app.build_middleware_stack = lambda: FastEvents(build(), service, max_body_bytes)
+    install_outermost(app, lambda stack: FastEvents(stack, service, max_body_bytes))

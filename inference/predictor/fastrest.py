@@ -19,10 +19,10 @@ import orjson
 from kserve.errors import InferenceError, InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest
 
+from inference.asgi import install_outermost, read_body, send_json
 from inference.predictor.model import request_id_of
 
 access = logging.getLogger("mlcycle.access")
-_JSON = (b"content-type", b"application/json")
 
 
 class FastRest:
@@ -52,14 +52,9 @@ class FastRest:
             or content_type != b"application/json"  # KServe treats "application/json; charset=…" as not JSON
         ):
             return await self.app(scope, receive, send)
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":  # client went away
-                return
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        body = await read_body(receive)  # within max_body_bytes: the server holds a body to its Content-Length
+        if body is None:
+            return
         start = time.perf_counter()
         payload = _parse(body, scope["path"] == self.v2, self.model.name)
         if payload is None:
@@ -82,14 +77,7 @@ class FastRest:
         except Exception as e:  # the answer KServe's generic handler gives
             logging.getLogger("mlcycle").exception("prediction failed")
             status, out = 500, orjson.dumps({"error": f"{type(e).__name__} : {e}"})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [_JSON, (b"content-length", str(len(out)).encode()), (b"x-request-id", request_id.encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": out})
+        await send_json(send, status, out, ((b"x-request-id", request_id.encode()),))
         if self.access_log:
             client = scope.get("client") or ("-", 0)
             access.info(
@@ -157,8 +145,7 @@ def _flat_scalars(data: list) -> bool:
 
 def install(app, model, max_body_bytes: int, access_log: bool = False) -> None:
     """Put FastRest outermost on KServe's FastAPI ``app`` (Starlette builds the middleware stack on first use)."""
-    build = app.build_middleware_stack
-    app.build_middleware_stack = lambda: FastRest(build(), model, max_body_bytes, access_log)
+    install_outermost(app, lambda stack: FastRest(stack, model, max_body_bytes, access_log))
 
 
 def configure_rest(app, model, max_body_bytes: int, fast_rest: bool = True, access_log: bool = False) -> None:

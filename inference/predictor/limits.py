@@ -2,6 +2,7 @@
 
 import json
 
+from inference.asgi import send_json
 from mlcycle.errors import MlcycleError
 
 
@@ -50,15 +51,7 @@ class BodyTooLarge(MlcycleError):
 
 
 async def _reply(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, json.dumps({"error": message}).encode())
 
 
 async def request_validation_handler(_, exc):
