@@ -285,7 +285,8 @@ def schedule_spec(args) -> dict:
         args.model = args.model or defaults.MODEL_NAME
         args.source = f"{capture.SCHEME}{args.registry}#{args.model}?days={args.days:g}"
     elif args.source.startswith(capture.SCHEME):
-        traffic_registry, traffic_model, _ = capture.parse_traffic_source(args.source)
+        named = capture.parse_traffic_source(args.source)
+        traffic_registry, traffic_model = named.registry, named.model
         if not traffic_registry.startswith("s3://"):
             raise ConfigError(
                 f"mlcycle schedule: the cluster's steps read captured traffic from an s3:// registry, not {traffic_registry!r}"

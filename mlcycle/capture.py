@@ -18,7 +18,9 @@ Label columns: ``request_id``, ``row``, ``label``, ``model_version``, ``predicti
 
 ``labelled_traffic`` joins the two: the contract's features, its timestamp column (the capture time)
 and its label column — a table the training pipeline ingests like any other
-(``traffic://<registry>#<model>?days=7``, see ``parse_traffic_source``).
+(``traffic://<registry>#<model>?days=7``, see ``parse_traffic_source``). ``until=<UTC ISO time>`` ends the
+window: the rows captured and labelled by then, so a retrain's data is a fixed snapshot and a shadow of the
+version it makes can replay only requests received after it (never rows the candidate was trained on).
 """
 
 import hashlib
@@ -127,21 +129,32 @@ class CaptureStore:
             found = [p for p in found if p.hour >= floor]
         return sorted(found, key=lambda p: p.key)
 
-    def read(self, kind: str, since: datetime | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    def read(
+        self, kind: str, since: datetime | None = None, columns: list[str] | None = None, until: datetime | None = None
+    ) -> pd.DataFrame:
+        """The rows of ``kind`` captured (traffic) or accepted (labels) from ``since`` to ``until`` (both inclusive)."""
+        time_column = "received_at" if kind == TRAFFIC else "labelled_at"
+        bounded = since is not None or until is not None
+        wanted = columns if columns is None or not bounded or time_column in columns else [*columns, time_column]
         frames = []
         for part in self.parts(kind, since):
             data, _ = self.store.get_bytes(part.key)
-            frames.append(pd.read_parquet(io.BytesIO(data), columns=columns))
+            frames.append(pd.read_parquet(io.BytesIO(data), columns=wanted))
         frames = [f for f in frames if not f.empty]
         if not frames:
             return pd.DataFrame(columns=columns or (TRAFFIC_META if kind == TRAFFIC else LABEL_COLUMNS))
         with warnings.catch_warnings():  # parts where a column is all missing (e.g. no score yet) keep their dtype
             warnings.simplefilter("ignore", FutureWarning)
             out = pd.concat(frames, ignore_index=True)
-        time_column = "received_at" if kind == TRAFFIC else "labelled_at"
-        if since is not None and time_column in out.columns:
-            out = out[pd.to_datetime(out[time_column], utc=True) >= since].reset_index(drop=True)
-        return out
+        if bounded and time_column in out.columns:
+            at = pd.to_datetime(out[time_column], utc=True)
+            keep = pd.Series(True, index=out.index)
+            if since is not None:
+                keep &= at >= since
+            if until is not None:
+                keep &= at <= until
+            out = out[keep].reset_index(drop=True)
+        return out if wanted is columns else out[columns]
 
     def contract(self, version: str) -> DataContract | None:
         """The version's data contract (features, label, classes) from its manifest; None when it has none."""
@@ -197,6 +210,22 @@ def read_traffic(uri: str, model: str, since: datetime | None = None) -> pd.Data
     return _dedupe_traffic(CaptureStore(uri, model).read(TRAFFIC, since))
 
 
+@dataclass(frozen=True)
+class TrafficSource:
+    """A parsed ``traffic://<registry>#<model>[?days=N][&until=<UTC ISO time>]``."""
+
+    registry: str
+    model: str
+    days: float | None = None
+    until: datetime | None = None
+
+    def __str__(self) -> str:
+        query = [f"days={self.days:g}"] if self.days is not None else []
+        if self.until is not None:
+            query.append(f"until={self.until.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}")
+        return f"{SCHEME}{self.registry}#{self.model}" + ("?" + "&".join(query) if query else "")
+
+
 def shadow_sample(uri: str, model: str, version: str, since: datetime | None, last: int) -> tuple[pd.DataFrame, list]:
     """What a shadow replays: the newest ``last`` captured rows that ``version`` (production) answered since ``since``,
     and their late labels in the same order (None where none came yet). The rows keep every traffic column:
@@ -213,9 +242,15 @@ def shadow_sample(uri: str, model: str, version: str, since: datetime | None, la
 
 
 def labelled_traffic(
-    uri: str, model: str, since: datetime | None = None, days: float | None = None, provenance: bool = False
+    uri: str,
+    model: str,
+    since: datetime | None = None,
+    days: float | None = None,
+    provenance: bool = False,
+    until: datetime | None = None,
 ) -> pd.DataFrame:
-    """Captured rows that received a label, as a training table.
+    """Captured rows that received a label, as a training table: the requests captured since ``since`` (or the
+    last ``days`` before ``until``, else before now) and by ``until``, with the labels accepted by ``until``.
 
     Columns: the contract's features (of the newest version among the rows), the contract's
     timestamp column filled with the capture time (when the contract has one), and the contract's
@@ -223,10 +258,10 @@ def labelled_traffic(
     Without a contract in the registry the label column is ``label`` and every captured feature is kept.
     """
     if since is None and days is not None:
-        since = utcnow() - timedelta(days=days)
+        since = (until or utcnow()) - timedelta(days=days)
     capture = CaptureStore(uri, model)
-    traffic = _dedupe_traffic(capture.read(TRAFFIC, since))
-    labels = capture.read(LABELS, since, columns=["request_id", "row", "label"])
+    traffic = _dedupe_traffic(capture.read(TRAFFIC, since, until=until))
+    labels = capture.read(LABELS, since, columns=["request_id", "row", "label"], until=until)
     if traffic.empty or labels.empty:
         return pd.DataFrame()
     labels = labels.drop_duplicates(subset=["request_id", "row"], keep="first")  # the service refuses duplicates
@@ -257,20 +292,21 @@ def labelled_traffic(
     return out
 
 
-def parse_traffic_source(source: str) -> tuple[str, str, float | None]:
-    """``traffic://<registry-uri>#<model>[?days=N]`` -> (registry uri, model, days)."""
+def parse_traffic_source(source: str) -> TrafficSource:
+    """``traffic://<registry-uri>#<model>[?days=N][&until=<UTC ISO time>]`` -> TrafficSource."""
+    form = f"{SCHEME}<registry>#<model>?days=N&until=<UTC ISO time>"
     if not source.startswith(SCHEME):
-        raise DataError(f"{source!r} is not a traffic source ({SCHEME}<registry>#<model>?days=N)")
+        raise DataError(f"{source!r} is not a traffic source ({form})")
     rest = source[len(SCHEME) :]
     registry, sep, tail = rest.partition("#")
     model, _, query = tail.partition("?")
     if not sep or not registry or not model:
-        raise DataError(f"traffic source {source!r} needs a registry and a model: {SCHEME}<registry>#<model>?days=N")
+        raise DataError(f"traffic source {source!r} needs a registry and a model: {form}")
     params = parse_qs(query, strict_parsing=False) if query else {}
-    unknown = sorted(set(params) - {"days"})
+    unknown = sorted(set(params) - {"days", "until"})
     if unknown:
-        raise DataError(f"traffic source {source!r}: unknown parameter(s) {', '.join(unknown)} (only days=N)")
-    days = None
+        raise DataError(f"traffic source {source!r}: unknown parameter(s) {', '.join(unknown)} (only days, until)")
+    days = until = None
     if "days" in params:
         try:
             days = float(params["days"][-1])
@@ -278,15 +314,26 @@ def parse_traffic_source(source: str) -> tuple[str, str, float | None]:
             raise DataError(f"traffic source {source!r}: days must be a number") from e
         if days <= 0:
             raise DataError(f"traffic source {source!r}: days must be positive")
-    return registry, model, days
+    if "until" in params:
+        try:
+            until = datetime.fromisoformat(params["until"][-1].replace("Z", "+00:00"))
+        except ValueError as e:
+            raise DataError(f"traffic source {source!r}: until must be an ISO time, e.g. 2026-12-01T18:00:00Z") from e
+        if until.tzinfo is None:
+            raise DataError(f"traffic source {source!r}: until needs a time zone (Z for UTC)")
+        until = until.astimezone(UTC)
+    return TrafficSource(registry, model, days, until)
 
 
 def read_traffic_source(source: str) -> pd.DataFrame:
     """The labelled traffic a ``traffic://`` source names; DataError when it holds no labelled rows."""
-    registry, model, days = parse_traffic_source(source)
-    frame = labelled_traffic(registry, model, days=days)
+    src = parse_traffic_source(source)
+    registry, model, days = src.registry, src.model, src.days
+    frame = labelled_traffic(registry, model, days=days, until=src.until)
     if frame.empty:
         window = f"in the last {days:g} days" if days else "at all"
+        if src.until is not None:
+            window += f" up to {src.until.isoformat()}"
         raise DataError(
             f"no labelled traffic for model {model!r} in {registry} {window}: "
             "capture traffic and send labels to the feedback endpoint first"

@@ -79,6 +79,16 @@ def feedback(url: str, labels: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return [(r, y) for r, y in labels if r in unseen]
 
 
+def feedback_all(url: str, labels: list[tuple[str, int]], timeout: float = 60) -> None:
+    """Send every label, again and again while the capture service has not seen their requests yet (the predictor
+    logs them asynchronously, so a label can come back before its request is captured)."""
+    deadline = time.monotonic() + timeout
+    while labels := feedback(url, labels):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{len(labels)} labels were refused for {timeout:g}s: their requests were never captured")
+        time.sleep(0.5)
+
+
 def wait_for_version(url: str, model: str, version: str, row: dict, timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -237,10 +247,7 @@ def main() -> int:
         say(f"   the predictor follows the alias: now answering with {promoted}")
         more = make_demo_dataset(1000, seed=404, drift=0.5, pattern=1.0).head(600)
         ids = send(predictor.url, model, records(more), next_id)
-        get_json(
-            f"{cap.url}/v1/feedback",
-            {"labels": [{"request_id": r, "label": int(y)} for r, y in zip(ids, more[DEMO_LABEL], strict=False)]},
-        )
+        feedback_all(cap.url, list(zip(ids, more[DEMO_LABEL].astype(int).tolist(), strict=True)))
         say(f"   {len(ids)} more requests served by {promoted}, their labels returned")
 
         say("5. a worse candidate: retrained on stale data from before the drift")

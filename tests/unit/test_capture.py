@@ -320,12 +320,16 @@ def test_labelled_traffic_has_the_contracts_columns_and_label_and_ingest_reads_i
     source = f"traffic://{tmp_path / 'registry'}#fraud?days=7"
     result = ingest(source, tmp_path / "dataset.parquet")
     assert result.rows == 20 and set(result.columns) == set(frame.columns)
-    assert parse_traffic_source("traffic://s3://mlcycle-models#fraud-detector?days=1.5") == (
+    named = parse_traffic_source("traffic://s3://mlcycle-models#fraud-detector?days=1.5")
+    assert (named.registry, named.model, named.days, named.until) == (
         "s3://mlcycle-models",
         "fraud-detector",
         1.5,
+        None,
     )
-    for bad in ("traffic://#fraud", "traffic:///r#m?days=-1", "traffic:///r#m?weeks=1"):
+    assert parse_traffic_source(str(named)) == named
+    bad_sources = ("traffic://#fraud", "traffic:///r#m?days=-1", "traffic:///r#m?weeks=1")
+    for bad in bad_sources + ("traffic:///r#m?until=yesterday", "traffic:///r#m?until=2026-12-01T10:00:00"):
         with pytest.raises(DataError):
             parse_traffic_source(bad)
     with pytest.raises(DataError, match="no labelled traffic"):
@@ -346,3 +350,22 @@ def test_capture_writer_policy_is_scoped_to_the_bucket_and_model_asked_for():
         load_policy("capture-writer", "b1", "Bad/Name")
     with pytest.raises(RegistryError, match="unknown MinIO policy 'admin'"):
         load_policy("admin", "b1")
+
+
+def test_a_source_with_until_is_a_snapshot_later_requests_and_labels_are_not_in_it(tmp_path):
+    service = make(tmp_path)
+    early = [call(service, [row(i)], [0]) for i in range(6)]
+    status, body = feedback(service, *({"request_id": r, "label": 1} for r in early[:4]))
+    assert status == 200 and body["accepted"] == 4
+    run(service.flush())
+    cut = utcnow()
+    late = [call(service, [row(10 + i)], [1]) for i in range(3)]
+    status, body = feedback(service, *({"request_id": r, "label": 0} for r in early[4:] + late))
+    assert status == 200 and body["accepted"] == 5
+    run(service.flush())
+    uri = str(tmp_path / "registry")
+    snapshot = labelled_traffic(uri, "fraud", days=1, until=cut, provenance=True)
+    assert sorted(snapshot["request_id"]) == sorted(early[:4])  # neither the later requests nor the later labels
+    assert len(labelled_traffic(uri, "fraud", days=1)) == 9
+    named = parse_traffic_source(f"traffic://{uri}#fraud?days=1&until={cut.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}")
+    assert named.until == cut and parse_traffic_source(str(named)) == named
