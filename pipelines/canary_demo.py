@@ -22,7 +22,8 @@ from mlcycle.rollout.metrics import PrometheusProvider
 from pipelines.direct import run_direct
 
 SAMPLE = {"instances": [DEMO_ROW]}
-DEMO_POLICY = local_policy(ready_timeout_s=60, interval_s=3, min_requests=20, max_metric_errors=3, max_p99_ms=250.0)
+# the broken canary fails on errors; a p99 bound of 1 s only catches a stalled canary on a loaded 2-core machine
+DEMO_POLICY = local_policy(ready_timeout_s=60, interval_s=3, min_requests=20, max_metric_errors=3, max_p99_ms=1000.0)
 
 
 def train_candidate(registry, model: str, seed: int) -> str:

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from mlcycle import capture
@@ -185,7 +185,6 @@ class Loop:
             self.labelled_at_retrain, self._labelled_seen = self._labelled_seen, None
         evidence = {**d.evidence, **({"audit_record": self._record_key} if self._record_key else {})}
         self._record_key = None
-        source = f"{capture.SCHEME}{self.registry_uri}#{self.model}?days={self.traffic_days:g}"
         # numbered by the persisted count, so a restarted loop does not overwrite the log of an earlier retrain
         run.log = self.state_dir / f"retrain-{self.triggers.state.retrains}.log"
         self._retrain_done(run)  # outcome "running" until it ends
@@ -193,6 +192,10 @@ class Loop:
         with open(run.log, "w") as out:
             try:
                 get_json(f"{self.capture_url}/flush", {})  # the captured rows reach the store before the run reads them
+                # a fixed snapshot: what was captured and labelled by now, so the shadow can replay later requests only
+                until = capture.utcnow()
+                source = str(capture.TrafficSource(self.registry_uri, self.model, self.traffic_days, until))
+                evidence["data_until"] = until.isoformat()
                 params = {
                     "label": "is_fraud",
                     **self.train_params,
@@ -245,14 +248,23 @@ class Loop:
         self.triggers.done()
 
     # shadow -----------------------------------------------------------------------------------------
+    def shadow_rows(self, version: str, last: int = 600) -> tuple:
+        """What the shadow of ``version`` replays (``capture.shadow_sample``): the newest ``last`` requests production
+        answered in the traffic window, and their labels. For a version the loop trained on captured traffic only
+        requests received after that data ends: the rows it was trained on would favour it."""
+        get_json(f"{self.capture_url}/flush", {})
+        production = self.registry.resolve(self.model, "production")
+        since = capture.utcnow() - timedelta(days=self.traffic_days)
+        trained_until = data_until(self.registry, self.model, version)
+        if trained_until is not None:
+            since = max(since, trained_until)
+        return capture.shadow_sample(self.registry_uri, self.model, production, since, last)
+
     def shadow(self, candidate_url: str, version: str, last: int = 600) -> ShadowDecision:
         """Replay the latest captured production requests against the candidate (served at ``candidate_url``)."""
         from inference.shadow import shadow
 
-        get_json(f"{self.capture_url}/flush", {})
-        production = self.registry.resolve(self.model, "production")
-        since = capture.utcnow() - timedelta(days=self.traffic_days)
-        traffic, truth = capture.shadow_sample(self.registry_uri, self.model, production, since, last)
+        traffic, truth = self.shadow_rows(version, last)
         features = [c for c in traffic.columns if c not in capture.RESERVED]
         rows = traffic[features].to_dict(orient="records")
         decision, _ = shadow(
@@ -266,6 +278,17 @@ class Loop:
         )
         record(self.registry, self.model, version, decision)
         return decision
+
+
+def data_until(registry: Registry, model: str, version: str) -> datetime | None:
+    """When the captured traffic that ``version`` was trained on ends (``data_until`` in its lineage's trigger
+    evidence, set by the loop's retrains); None for a version trained on anything else."""
+    try:
+        evidence = registry.metadata(model, version).lineage.trigger_evidence or {}
+    except (MlcycleError, AttributeError):  # no such version, or one without lineage
+        return None
+    value = evidence.get("data_until")
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
 def new_rows(labelled: int, at_last_retrain: int) -> int:

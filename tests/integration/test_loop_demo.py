@@ -29,6 +29,8 @@ def test_the_loop_demo_promotes_a_retrain_and_stops_a_stale_candidate(tmp_path):
     for step in ("1. production model", "2. traffic", "3. retrain (", "4. shadow", "5. a worse candidate"):
         assert out.count(step) == 1, f"{step!r} printed {out.count(step)} times:\n{out}"
     assert "canary outcome: promote" in out and "SHADOW FAILED" in out, out
+    stale = out[out.index("5. a worse candidate") :]
+    assert "FAIL online balanced accuracy" in stale, stale  # stopped by the labels, not by latency or chance
 
     registry = open_registry(str(work / "registry"))
     model = "fraud-detector"

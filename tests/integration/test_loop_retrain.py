@@ -24,7 +24,7 @@ from mlcycle.process import free_port
 from mlcycle.registry import open_registry
 from mlcycle.shadow import ShadowPolicy
 from mlcycle.triggers import TriggerPolicy
-from pipelines.loop import Loop, new_rows
+from pipelines.loop import Loop, data_until, new_rows
 
 # kfp.local runs
 pytestmark = pytest.mark.integration
@@ -252,3 +252,24 @@ def test_a_retrain_identical_to_a_stopped_candidate_is_unchanged(production, ser
     started = json.loads(registry.store.get_bytes(lineage.trigger_evidence["audit_record"])[0])
     assert started["event"] == "retrain" and started["why"] == "manual: requested: other settings"
     assert registry.resolve(MODEL, "candidate") == run.version
+
+
+def test_a_retrain_is_trained_on_a_snapshot_and_shadowed_on_later_requests_only(production, services, tmp_path):
+    """The loop's retrain reads ``traffic://...&until=T`` (T in its lineage as ``data_until``); its shadow replays
+    only requests production answered after T, never a row it was trained on."""
+    registry, v1, _ = production
+    capture_traffic(registry.uri, n=60, seed=12, version=v1)  # production's traffic before the retrain
+    loop = make_loop(registry, services, tmp_path / "loop", threshold_policy="precision:0.3", min_improvement=-1.0)
+    loop.observe(manual="snapshot")
+    run = loop.retrains[-1]
+    assert run.outcome == "candidate", run.detail
+    until = data_until(registry, MODEL, run.version)
+    assert until is not None and until >= capture.read_traffic(registry.uri, MODEL)["received_at"].max()
+    assert data_until(registry, MODEL, v1) is None  # trained on a source without a snapshot time
+
+    capture_traffic(registry.uri, n=40, seed=13, version=v1)  # production's traffic after it
+    replayed, truth = loop.shadow_rows(run.version)
+    assert sorted(replayed["request_id"]) == sorted(f"13-{i}" for i in range(40)), replayed["request_id"].tolist()
+    assert len(truth) == 40 and None not in truth
+    everything, _ = loop.shadow_rows(v1)  # a version without a snapshot: the whole window, both batches
+    assert len(everything) == 100
