@@ -415,6 +415,60 @@ def cmd_loop(args) -> int:
     return 0
 
 
+def cmd_loop_run(args) -> int:
+    """``mlcycle loop run``: the loop controller in the foreground (``pipelines.loop.Loop.run``)."""
+    import signal
+
+    from mlcycle.models import check_families
+    from mlcycle.registry import open_registry
+    from mlcycle.shadow import ShadowPolicy
+    from mlcycle.triggers import TriggerPolicy
+    from pipelines.loop import Loop
+
+    registry_uri = args.registry or os.environ.get("MLCYCLE_REGISTRY")
+    if not registry_uri:
+        raise ConfigError("mlcycle loop run: give --registry or set MLCYCLE_REGISTRY")
+    if args.interval <= 0 or args.days <= 0 or args.shadow_wait_s < 0:
+        raise ConfigError("mlcycle loop run: --interval and --days must be positive, --shadow-wait not negative")
+    triggers = TriggerPolicy(
+        drift_windows=args.drift_windows,
+        min_accuracy=args.min_accuracy,
+        min_samples=args.min_samples,
+        new_rows=args.new_rows,
+        schedule_s=args.schedule_s,
+        cooldown_s=args.cooldown_s,
+        min_rows=args.min_rows,
+    )
+    train = {"label": args.label, "task": args.task, "n_trials": args.trials, "min_improvement": args.min_improvement}
+    if args.threshold:
+        train["thresholds"] = _thresholds(args.threshold)
+    if args.families:
+        train["families"] = check_families(args.families.split(","))
+    stop: list[int] = []
+
+    def stopping(signum, frame) -> None:
+        stop.append(signum)
+        print("loop: stopping after the current step", flush=True)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stopping)
+    loop = Loop(
+        open_registry(registry_uri),
+        registry_uri,
+        args.model,
+        args.drift_url.rstrip("/"),
+        args.capture_url.rstrip("/"),
+        Path(args.state_dir),
+        triggers,
+        ShadowPolicy(min_requests=args.shadow_requests),
+        train_params=train,
+        traffic_days=args.days,
+        log=lambda line: print(line, flush=True),
+    )
+    print(f"loop: watching {args.drift_url} and {args.capture_url} for {registry_uri}#{args.model}", flush=True)
+    return loop.run(args.interval, args.once, args.now, args.shadow_wait_s, stopping=lambda: bool(stop))
+
+
 def _when(at: float | None) -> str:
     import time
     from datetime import UTC, datetime
@@ -495,18 +549,68 @@ def _add_loop_commands(sub) -> None:
     p.add_argument("--dry-run", dest="dry_run", action="store_true", help="print the recurring run, create nothing")
     p.set_defaults(func=cmd_schedule)
 
-    p = sub.add_parser("loop", help="the local loop controller's state (mlcycle loop status)")
-    p.add_argument("action", choices=["status"])
+    loop = sub.add_parser("loop", help="the local loop controller: run it (mlcycle loop run), or its state (status)")
+    actions = loop.add_subparsers(dest="action", required=True)
+    state_dir = os.environ.get("MLCYCLE_LOOP_STATE", LOOP_STATE_DIR)
+    p = actions.add_parser("status", help="what the local loop persisted, and the model's aliases")
     p.add_argument("--registry", help="registry URI the loop ran against (default: the one its state names)")
     p.add_argument("--model", default="", help="registered model (default: the one its state names)")
     p.add_argument(
         "--state-dir",
         dest="state_dir",
-        default=os.environ.get("MLCYCLE_LOOP_STATE", LOOP_STATE_DIR),
+        default=state_dir,
         help=f"the loop's state directory (default $MLCYCLE_LOOP_STATE or {LOOP_STATE_DIR}, make loop-demo's)",
     )
     p.add_argument("--json", action="store_true", help="the status as JSON")
     p.set_defaults(func=cmd_loop)
+
+    p = actions.add_parser(
+        "run",
+        help="run the loop controller against a running drift detector and capture service",
+        description="Watch the drift detector and the capture service; when a trigger fires, retrain on the "
+        "captured, labelled traffic (the kfp.local pipeline), then shadow the candidate against production's "
+        "requests received after its training data. A passed shadow leaves it the candidate for a canary or "
+        "`mlcycle models promote`; the loop never promotes. SIGINT/SIGTERM stop it after the current step.",
+    )
+    p.add_argument("--registry", help="registry URI (default $MLCYCLE_REGISTRY)")
+    p.add_argument("--model", default=defaults.MODEL_NAME, help=f"registered model (default {defaults.MODEL_NAME})")
+    p.add_argument(
+        "--drift-url", dest="drift_url", required=True, help="the drift detector, e.g. http://127.0.0.1:8090"
+    )
+    p.add_argument("--capture-url", dest="capture_url", required=True, help="the capture service (its /status, /flush)")
+    p.add_argument("--label", required=True, help="label column of the retrain's training table")
+    p.add_argument("--task", choices=["classification", "regression"], default="classification")
+    p.add_argument("--families", default="", help="comma-separated model families (default: the pipeline's)")
+    p.add_argument("--trials", type=int, default=0, help="hyperparameter search budget of a retrain (default 0)")
+    p.add_argument("--threshold", action="append", default=[], metavar="METRIC=VALUE", help="gate bound, repeatable")
+    p.add_argument(
+        "--min-improvement",
+        dest="min_improvement",
+        type=float,
+        default=0.0,
+        help="champion/challenger: required gain in the primary metric (default 0)",
+    )
+    p.add_argument("--state-dir", dest="state_dir", default=state_dir, help="where the loop keeps its state and logs")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between observations (default 10)")
+    p.add_argument("--days", type=float, default=1.0, help="traffic window of a retrain and a shadow (default 1)")
+    p.add_argument("--drift-windows", dest="drift_windows", type=int, default=3, help="consecutive drifted windows")
+    p.add_argument("--min-accuracy", dest="min_accuracy", type=float, help="retrain when online accuracy is below")
+    p.add_argument(
+        "--min-samples", dest="min_samples", type=int, default=200, help="labelled requests an accuracy trigger needs"
+    )
+    p.add_argument("--new-rows", dest="new_rows", type=int, help="retrain after this many new labelled rows")
+    p.add_argument("--schedule", dest="schedule_s", type=float, help="retrain every this many seconds")
+    p.add_argument("--cooldown", dest="cooldown_s", type=float, default=3600.0, help="seconds between retrains")
+    p.add_argument("--min-rows", dest="min_rows", type=int, default=0, help="labelled rows a retrain needs")
+    p.add_argument(
+        "--shadow-requests", dest="shadow_requests", type=int, default=200, help="requests a shadow needs (200)"
+    )
+    p.add_argument(
+        "--shadow-wait", dest="shadow_wait_s", type=float, default=900.0, help="seconds to wait for them (900)"
+    )
+    p.add_argument("--now", metavar="REASON", help="a manual retrain at the first observation, with this reason")
+    p.add_argument("--once", action="store_true", help="one observation (and what it starts), then exit")
+    p.set_defaults(func=cmd_loop_run)
 
 
 def _options(args) -> dict:

@@ -279,15 +279,107 @@ class Loop:
         record(self.registry, self.model, version, decision)
         return decision
 
+    def shadow_candidate(
+        self, version: str, log_dir: Path, wait_s: float = 0.0, poll_s: float = 5.0, stopping: Callable = lambda: False
+    ) -> ShadowDecision:
+        """The shadow phase of ``version``: wait up to ``wait_s`` for ``shadow_policy.min_requests`` production
+        requests to replay (received after its training data), serve it with the real predictor on this machine,
+        replay and decide. A failed shadow clears the candidate alias (an audit record ``rollback`` says why);
+        a passed one leaves ``version`` the candidate, ready for a canary."""
+        from inference.devserve import start_predictor
+        from mlcycle.process import free_port
+        from mlcycle.shadow import stop
+
+        deadline = time.monotonic() + wait_s
+        while len(self.shadow_rows(version)[0]) < self.shadow_policy.min_requests:
+            if time.monotonic() >= deadline or stopping():
+                break
+            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+        candidate = start_predictor(
+            f"{self.registry_uri}#{self.model}@{version}",
+            self.model,
+            free_port(),
+            free_port(),
+            Path(log_dir) / f"shadow-{version}.log",
+        )
+        try:
+            decision = self.shadow(candidate.url, version)
+        finally:
+            candidate.stop()
+        if not decision.passed:
+            stop(self.registry, self.model, version, decision)
+            self.registry.audit(
+                self.model,
+                "rollback",
+                version=version,
+                why="shadow gate failed",
+                evidence={"reasons": decision.reasons},
+            )
+        if self.last_retrain and self.last_retrain.get("version") == version:
+            self.last_retrain = {**self.last_retrain, "shadow": "passed" if decision.passed else "failed"}
+            self._save()
+        return decision
+
+    def run(
+        self,
+        interval_s: float = 10.0,
+        once: bool = False,
+        manual: str | None = None,
+        shadow_wait_s: float = 900.0,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """``mlcycle loop run``: observe every ``interval_s``; a retrain the triggers start runs here, and the
+        candidate it makes is shadowed (``shadow_candidate``). A passed shadow leaves it the ``candidate``, for a
+        canary (``mlcycle rollout`` on a cluster) or ``mlcycle models promote``; the loop never promotes. Each
+        decision is logged once. Returns after one observation with ``once``, or when ``stopping()`` is true."""
+        said: set = set()
+        while True:
+            try:
+                self._step(manual, said, shadow_wait_s, stopping)
+            except (OSError, LoopError) as e:  # a server down for a while: said, and asked again next time
+                self.log(f"loop: cannot observe ({type(e).__name__}: {e}); trying again in {interval_s:g} s")
+                if once:
+                    return 1
+            manual = None
+            if once or stopping():
+                return 0
+            deadline = time.monotonic() + interval_s
+            while time.monotonic() < deadline and not stopping():
+                time.sleep(min(0.5, interval_s))
+
+    def _step(self, manual: str | None, said: set, shadow_wait_s: float, stopping: Callable[[], bool]) -> None:
+        """One observation of ``run``: the decision (each kind once until the next retrain), and what it starts."""
+        d = self.observe(manual)
+        key = (d.trigger, "waiting" in d.reason, d.start)
+        if d.trigger and key not in said:
+            said.add(key)
+            self.log(f"loop: {d.trigger}: {d.reason}")
+        if not (d.start and self.retrains):
+            return
+        said.clear()
+        run = self.retrains[-1]
+        self.log(f"loop: retrain ({run.trigger}): {run.outcome} {run.version or run.detail} (log {run.log})")
+        if run.outcome != "candidate" or not run.version:
+            return
+        self.log(f"loop: shadow of {run.version} (waiting up to {shadow_wait_s:g} s for requests to replay)")
+        run.shadow = self.shadow_candidate(run.version, self.state_dir / "logs", shadow_wait_s, stopping=stopping)
+        for line in run.shadow.reasons:
+            self.log(f"loop:   {line}")
+        self.log(
+            f"loop: {run.version} passed the shadow: the candidate, ready for a canary"
+            if run.shadow.passed
+            else f"loop: {run.version} stopped at the shadow; production unchanged"
+        )
+
 
 def data_until(registry: Registry, model: str, version: str) -> datetime | None:
     """When the captured traffic that ``version`` was trained on ends (``data_until`` in its lineage's trigger
     evidence, set by the loop's retrains); None for a version trained on anything else."""
     try:
-        evidence = registry.metadata(model, version).lineage.trigger_evidence or {}
-    except (MlcycleError, AttributeError):  # no such version, or one without lineage
+        lineage = registry.metadata(model, version).lineage
+    except MlcycleError:  # no such version
         return None
-    value = evidence.get("data_until")
+    value = (lineage.trigger_evidence if lineage else {}).get("data_until")
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 

@@ -28,7 +28,7 @@ from mlcycle import defaults
 from mlcycle.data import DEMO_FEATURES, DEMO_LABEL, make_demo_dataset
 from mlcycle.process import free_port
 from mlcycle.registry import open_registry
-from mlcycle.shadow import ShadowPolicy, stop
+from mlcycle.shadow import ShadowPolicy
 from mlcycle.triggers import TriggerPolicy
 from pipelines.canary_demo import rollout
 from pipelines.direct import run_direct
@@ -298,23 +298,13 @@ def shadow_then_canary(
     loop: Loop, registry, registry_uri: str, model: str, production: str, version: str, logs: Path, work: Path
 ) -> str:
     registry.set_alias(model, "candidate", version, why="retrained; entering shadow")
-    candidate = start_predictor(
-        f"{registry_uri}#{model}@{version}", model, free_port(), free_port(), logs / f"shadow-{version}.log"
-    )
-    try:
-        decision = loop.shadow(candidate.url, version)
-    finally:
-        candidate.stop()
+    decision = loop.shadow_candidate(version, logs)
     for line in decision.reasons:
         say(f"   {line}")
     if decision.evidence.labelled < SHADOW.min_labels:
         # without labels the gate falls back to agreement and score distance alone: not what this demo shows
         raise SystemExit(f"the shadow of {version} saw {decision.evidence.labelled} labels < {SHADOW.min_labels}")
     if not decision.passed:
-        stop(registry, model, version, decision)
-        registry.audit(
-            model, "rollback", version=version, why="shadow gate failed", evidence={"reasons": decision.reasons}
-        )
         say(f"   SHADOW FAILED: {version} stopped; candidate alias cleared, production stays {production}")
         return "stopped at shadow"
     say(f"   canary: {version} against production {production}")

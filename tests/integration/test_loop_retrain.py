@@ -273,3 +273,70 @@ def test_a_retrain_is_trained_on_a_snapshot_and_shadowed_on_later_requests_only(
     assert len(truth) == 40 and None not in truth
     everything, _ = loop.shadow_rows(v1)  # a version without a snapshot: the whole window, both batches
     assert len(everything) == 100
+
+
+def test_mlcycle_loop_run_retrains_then_shadows_the_candidate_on_later_requests(production, services, tmp_path):
+    """``mlcycle loop run --once --now``, as a user runs it: a manual retrain on the captured traffic, then the
+    candidate waits for production requests received after its data, is served by the real predictor, shadowed,
+    and decided; the outcome is in the audit log, the loop's state and the aliases."""
+    import os
+    import subprocess
+    import sys
+
+    from mlcycle.process import wait_until
+
+    registry, v1, _ = production
+    capture_traffic(registry.uri, n=100, seed=12, version=v1)  # before the snapshot: the retrain trains on these
+    cap, drift = services
+    state = tmp_path / "loop"
+    argv = [sys.executable, "-m", "cli.main", "loop", "run", "--registry", registry.uri, "--model", MODEL]
+    argv += ["--drift-url", drift.url, "--capture-url", cap.url, "--state-dir", str(state), "--label", "label"]
+    argv += ["--families", "logreg", "--cooldown", "0", "--shadow-requests", "250", "--shadow-wait", "300"]
+    loop = subprocess.Popen(
+        [*argv, "--once", "--now", "test"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+
+        def retrained() -> bool:
+            try:
+                last = json.loads((state / "loop.json").read_text())["last_retrain"] or {}
+            except (OSError, ValueError):
+                return False
+            assert last.get("outcome") in (None, "running", "candidate"), last
+            return last.get("outcome") == "candidate"
+
+        assert wait_until(retrained, timeout=600, interval=1), "the retrain did not finish"
+        capture_traffic(registry.uri, n=250, seed=13, version=v1)  # production's traffic after the snapshot
+        out, _ = loop.communicate(timeout=300)
+    finally:
+        loop.kill()
+    assert loop.returncode == 0, out
+    last = json.loads((state / "loop.json").read_text())["last_retrain"]
+    version = last["version"]
+    assert "loop: manual: requested: test" in out and f"loop: retrain (manual): candidate {version}" in out, out
+    (shadow,) = [r for r in registry.audit_log(MODEL) if r["event"] == "shadow"]
+    assert shadow["version"] == version and shadow["evidence"]["requests"] == 250, shadow  # not the 100 it trained on
+    passed = shadow["why"] == "passed"
+    assert last["shadow"] == ("passed" if passed else "failed"), last
+    candidate = registry.aliases(MODEL)[0].get("candidate")
+    assert candidate == (version if passed else None), (candidate, out)
+    assert registry.resolve(MODEL, "production") == v1  # the loop never promotes
+    assert ("passed the shadow" if passed else "stopped at the shadow") in out, out
+
+
+def test_mlcycle_loop_run_says_when_a_server_cannot_be_reached(production, tmp_path):
+    import subprocess
+    import sys
+
+    registry, _, _ = production
+    dead = f"http://127.0.0.1:{free_port()}"
+    argv = [sys.executable, "-m", "cli.main", "loop", "run", "--registry", registry.uri, "--model", MODEL]
+    argv += ["--drift-url", dead, "--capture-url", dead, "--state-dir", str(tmp_path / "loop"), "--label", "label"]
+    run = subprocess.run([*argv, "--once"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "loop: cannot observe (URLError" in run.stdout, run.stdout + run.stderr
+    bad = subprocess.run([*argv, "--interval", "0"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--interval and --days must be positive" in bad.stdout + bad.stderr
