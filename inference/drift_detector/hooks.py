@@ -165,13 +165,13 @@ class KfpHook:
                 )
                 run["run_id"], run["state"] = submitted.run_id, "PENDING"
                 log.info("submitted KFP retraining run %s", submitted.run_id)
-                if self.on_submitted is not None:
-                    self.on_submitted()
         except Exception as e:  # the detector keeps running; the failure is logged and reported to on_failure
             log.exception("KFP retraining submission failed")
             run["state"] = "NOT_SUBMITTED"
             failure = f"KFP retraining submission failed: {_brief(e)}"
         else:
+            if submit and self.on_submitted is not None:
+                self.on_submitted()
             failure = self._poll(client, run)
             if self._stop.is_set():  # closed (the detector stops): the run goes on and is not over here
                 self._active = None
