@@ -1,5 +1,9 @@
+import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -97,3 +101,107 @@ def served(tmp_path_factory, splits, contract, model_dirs, register_passed):
         "root": root,
         "model_dir": model_dirs["xgboost"],
     }
+
+
+KFP_API = "/apis/v2beta1"
+
+
+class FakeKfp:
+    """A real local HTTP server answering the KFP v2beta1 REST paths the installed kfp SDK calls (kfp_server_api:
+    GET /healthz, GET|POST /experiments, GET|POST /recurringruns, POST /runs, GET /runs/{id}); records every request.
+
+    ``fail`` = (status, message): the answer to a create (run or recurring run). ``run_states``: what each read
+    of a run answers, in turn, the last one repeated: a state name, a dict of run fields, or an int (that HTTP
+    error status). ``existing``: the recurring runs a list finds."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.fail: tuple[int, str] | None = None
+        self.existing: list[dict] = []
+        self.run_states: list = ["RUNNING"]
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, status: int, body: dict):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self):
+                url = urlparse(self.path)
+                length = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                with server.lock:
+                    server.requests.append(
+                        {"method": self.command, "path": url.path, "query": parse_qs(url.query), "body": body}
+                    )
+                route = (self.command, url.path)
+                if route == ("GET", f"{KFP_API}/healthz"):
+                    return self._answer(200, {"multi_user": False})
+                if route == ("GET", f"{KFP_API}/experiments"):
+                    return self._answer(200, {})
+                if route == ("POST", f"{KFP_API}/experiments"):
+                    return self._answer(200, {"experiment_id": "exp-1", "display_name": body["display_name"]})
+                if route == ("GET", f"{KFP_API}/recurringruns"):
+                    # the field's wire name, as kfp_server_api's V2beta1ListRecurringRunsResponse maps it
+                    return self._answer(200, {"recurringRuns": server.existing} if server.existing else {})
+                if self.command == "POST" and url.path in (f"{KFP_API}/recurringruns", f"{KFP_API}/runs"):
+                    if server.fail:
+                        code, message = server.fail
+                        return self._answer(code, {"code": 3, "message": message})
+                    if url.path.endswith("/recurringruns"):
+                        return self._answer(200, {**body, "recurring_run_id": "rr-1", "status": "ENABLED"})
+                    return self._answer(
+                        200, {**body, "run_id": f"run-{len(server.created_runs())}", "state": "PENDING"}
+                    )
+                if self.command == "GET" and url.path.startswith(f"{KFP_API}/runs/"):
+                    run_id = url.path.rsplit("/", 1)[1]
+                    with server.lock:
+                        answer = server.run_states[0] if server.run_states else "RUNNING"
+                        if len(server.run_states) > 1:
+                            server.run_states.pop(0)
+                    if isinstance(answer, int):
+                        return self._answer(answer, {"code": 14, "message": "the KFP API is not available"})
+                    fields = {"state": answer} if isinstance(answer, str) else answer
+                    return self._answer(200, {"run_id": run_id, "experiment_id": "exp-1", **fields})
+                return self._answer(404, {"code": 5, "message": f"no route {route}"})
+
+            do_GET = do_POST = _handle
+
+        from mlcycle.process import free_port
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def _posted(self, path: str) -> list[dict]:
+        with self.lock:
+            return [r for r in self.requests if (r["method"], r["path"]) == ("POST", path)]
+
+    def created(self) -> list[dict]:
+        """The recurring-run creates."""
+        return self._posted(f"{KFP_API}/recurringruns")
+
+    def created_runs(self) -> list[dict]:
+        return self._posted(f"{KFP_API}/runs")
+
+    def polls(self, run_id: str) -> int:
+        with self.lock:
+            return sum(1 for r in self.requests if (r["method"], r["path"]) == ("GET", f"{KFP_API}/runs/{run_id}"))
+
+
+@pytest.fixture
+def kfp_api(tmp_path, monkeypatch):
+    """A ``FakeKfp`` for one test (HOME moved: no ~/.config/kfp/context.json of this machine's user)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    server = FakeKfp()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()

@@ -86,6 +86,18 @@ def main() -> None:
         "--kfp_package", default=os.environ.get("KFP_PIPELINE_PACKAGE", "/app/pipelines/mlcycle-training.yaml")
     )
     p.add_argument(
+        "--kfp_poll_s",
+        type=float,
+        default=float(os.environ.get("MLCYCLE_KFP_POLL_S", "30")),
+        help="KFP hook: read the submitted run's state this often; the next retrain waits for its end",
+    )
+    p.add_argument(
+        "--kfp_poll_give_up_s",
+        type=float,
+        default=float(os.environ.get("MLCYCLE_KFP_POLL_GIVE_UP_S", "600")),
+        help="KFP hook: after this long without an answer about the run, count it as failed and no longer running",
+    )
+    p.add_argument(
         "--registry",
         default=os.environ.get("MLCYCLE_REGISTRY"),
         help="KFP hook: the s3:// registry holding the captured traffic (default: from an s3:// storage_uri)",
@@ -115,7 +127,16 @@ def main() -> None:
         params = retrain_params(
             version.contract, version.metadata.model, registry, args.retrain_days, json.loads(args.retrain_params)
         )
-        hook = KfpHook(args.kfp_host, args.kfp_package, params=params)
+        try:
+            hook = KfpHook(
+                args.kfp_host,
+                args.kfp_package,
+                params=params,
+                poll_s=args.kfp_poll_s,
+                poll_give_up_s=args.kfp_poll_give_up_s,
+            )
+        except ConfigError as e:
+            p.error(str(e))
     elif args.retrain_command:
         try:
             hook = CommandHook(args.retrain_command, Path(args.state_dir) / "retrain-logs" if args.state_dir else None)

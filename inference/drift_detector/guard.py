@@ -1,10 +1,13 @@
 """The drift detector's retrain hook behind the core's trigger guard (``mlcycle.triggers.decide``).
 
 At most one start per ``policy.cooldown_s``; never while the hook's previous run is still going when the hook can
-tell (``CommandHook``: ``busy()``, ``runs``, ``on_done``); for any other hook a run started within the cooldown
-counts as running. A hook that raises started nothing and sets no cooldown. A held-back trigger is counted
-(``mlcycle_drift_retrain_held_back_total{reason}``) and kept in ``results`` (one entry per held-back stretch).
-Called from the event loop (``trigger``) and from the hook's threads (``done``, ``failed``): one lock.
+tell (``CommandHook``, ``KfpHook``: ``busy()``, ``runs``, ``on_done``); for any other hook a run started within the
+cooldown counts as running. A local run is known by its pid, a KFP run by its start time (its run id comes back
+from the submission later); after a restart a local run is in progress while its process lives, a KFP run whose
+id was saved is followed again (``hook.resume``). A hook that raises started nothing and sets no cooldown. A
+held-back trigger is counted (``mlcycle_drift_retrain_held_back_total{reason}``) and kept in ``results`` (one entry
+per held-back stretch). Called from the event loop (``trigger``) and from the hook's threads (``done``, ``failed``):
+one lock.
 """
 
 import logging
@@ -20,6 +23,14 @@ from mlcycle.triggers import Observation, TriggerPolicy, TriggerState, cooldown_
 
 log = logging.getLogger("mlcycle.drift")
 HELD_REASONS = ("cooldown", "running")
+RUN_KEYS = ("pid", "log", "run_id", "started_at")  # what a started entry in ``results`` names of its run
+END_KEYS = ("exit_code", "run_id", "state", "finished_at")  # what ``done`` adds to it
+
+
+def _same_run(a: dict, b: dict) -> bool:
+    """A local run is known by its pid, a KFP run by its start time (its id is not known when it starts)."""
+    key = "pid" if "pid" in a else "started_at"
+    return key in a and key in b and a[key] == b[key]
 
 
 class RetrainGuard:
@@ -34,6 +45,8 @@ class RetrainGuard:
             hook.on_failure = self.failed
         if hasattr(hook, "on_done"):  # the hook tells when its run ends: in progress until then
             hook.on_done = self.done
+        if hasattr(hook, "on_submitted"):  # a KFP run's id came back: saved, so a restart follows that run
+            hook.on_submitted = self._changed
 
     def trigger(self, report: dict, streak: int, consecutive: int) -> None:
         """Sustained drift (``streak`` drifted windows): start the hook if the guard lets it."""
@@ -77,24 +90,28 @@ class RetrainGuard:
                 self.state = started(self.state, decision, now)
                 runs = getattr(self.hook, "runs", None)
                 if getattr(self.hook, "on_done", None) is not None and runs and runs[-1]["started_at"] >= now:
-                    self.running_run = dict(runs[-1])  # in progress until done()
+                    # in progress until done(); the hook's own record, so a KFP run's id and state show as they come
+                    self.running_run = runs[-1]
                 else:  # the hook cannot tell when its run ends: the cooldown alone holds the next one back
                     self.state = finished(self.state)
             entry = {"at": now, "result": result, "why": why, "evidence": evidence}
             if self.running_run is not None and self.state.running:
-                entry["run"] = {k: self.running_run[k] for k in ("pid", "log")}
+                entry["run"] = {k: self.running_run[k] for k in RUN_KEYS if k in self.running_run}
             self.results.append(entry)
         log.warning("sustained drift (%d windows): %s", streak, result)
 
     def done(self, run: dict) -> None:
-        """The hook's run ended (called from its thread): no longer in progress; its exit code is shown."""
+        """The hook's run ended (called from its thread): no longer in progress; its exit code or state is shown."""
         with self.lock:
             for entry in self.results:
-                if (entry.get("run") or {}).get("pid") == run["pid"]:
-                    entry["run"].update(exit_code=run["exit_code"], finished_at=run["finished_at"])
-            if self.running_run is not None and self.running_run["pid"] == run["pid"]:
+                if _same_run(entry.get("run") or {}, run):
+                    entry["run"].update({k: run[k] for k in END_KEYS if k in run})
+            if self.running_run is not None and _same_run(self.running_run, run):
                 self.running_run = None
                 self.state = finished(self.state)
+        self._changed()
+
+    def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
 
@@ -106,15 +123,25 @@ class RetrainGuard:
 
     def resume(self, state: TriggerState, running_run: dict | None, results: list[dict]) -> dict | None:
         """Take the state saved before a restart; returns what became of the run then in progress (or None)."""
+        with self.lock:  # a followed run's done() waits until it is the running one
+            return self._resume(state, running_run, results)
+
+    def _resume(self, state: TriggerState, running_run: dict | None, results: list[dict]) -> dict | None:
         self.results.extend(results)
         in_flight = None
-        if state.running:  # still going only if its process is (a run in a session of its own survives us)
+        if state.running:  # a local run still goes only if its process does (a session of its own survives us)
             run = running_run or {}
-            live = bool(run.get("pid")) and persist.alive(int(run["pid"]), getattr(self.hook, "argv", None))
+            follow = getattr(self.hook, "resume", None)
+            if run.get("pid"):
+                live = persist.alive(int(run["pid"]), getattr(self.hook, "argv", None))
+            else:  # a KFP run: followed again when its id was saved (the hook finds out whether it is over)
+                live = bool(run.get("run_id")) and follow is not None
             in_flight = {**run, "trigger": state.running, "still_running": live}
-            if live:
+            if live and run.get("pid"):
                 self.running_run = run
                 threading.Thread(target=self._watch, args=(int(run["pid"]),), daemon=True).start()
+            elif live:
+                self.running_run = follow(run)
             else:
                 state = finished(state)
         self.state = state
@@ -132,7 +159,7 @@ class RetrainGuard:
         return {
             "cooldown_s": self.policy.cooldown_s,
             "cooldown_left_s": round(cooldown_left(t, self.policy, time.time()), 3),
-            "running": None if not t.running else (self.running_run or {"trigger": t.running}),
+            "running": None if not t.running else dict(self.running_run or {"trigger": t.running}),
             "last_started": None if math.isinf(t.last_started) else t.last_started,
             "retrains_started": t.retrains,
             "held_back": {k: int(v) for k, v in held.items()},

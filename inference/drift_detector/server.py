@@ -248,6 +248,9 @@ class DriftService:
     async def stop(self) -> None:
         if self.follower is not None:
             self.follower.stop()
+        close = getattr(self.hook, "close", None)
+        if close is not None:  # the KFP hook stops following its run (saved as in progress: followed after a restart)
+            close()
         for task in self._tasks:
             task.cancel()
         self._detector_thread.shutdown(wait=False, cancel_futures=True)

@@ -71,23 +71,22 @@ def test_a_local_retraining_command_that_succeeds_is_not_counted(detector):
     assert _failures(service) == 0.0 and len(service.status()["retrain"]) == 1
 
 
-def test_a_kfp_submission_that_fails_in_the_background_is_counted(monkeypatch, tmp_path, detector):
-    import kfp
+def test_a_kfp_submission_that_fails_in_the_background_is_counted(tmp_path, monkeypatch, detector):
+    from mlcycle.process import free_port
 
-    class Unreachable:
-        def __init__(self, host):
-            raise ConnectionError(f"cannot reach {host}")
-
-    monkeypatch.setattr(kfp, "Client", Unreachable)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.config/kfp/context.json of this machine's user
+    host = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     package = tmp_path / "pipeline.yaml"
     package.write_text("compiled pipeline")
-    service = _service(detector, KfpHook("http://kfp.invalid:8888", str(package)))
+    hook = KfpHook(host, str(package))
+    service = _service(detector, hook)
     _drifted_window(service)
-    assert _wait_for(lambda: _failures(service) == 1.0)
+    assert _wait_for(lambda: _failures(service) == 1.0 and not hook.busy())
     # the background failure may be recorded before or after the hook's own answer: both are there, once each
     results = sorted(r["result"] for r in service.status()["retrain"])
     assert len(results) == 2
-    assert results[0] == "retrain failed: KFP retraining submission failed: cannot reach http://kfp.invalid:8888"
+    assert results[0].startswith("retrain failed: KFP retraining submission failed: ")
+    assert "Connection refused" in results[0]
     assert results[1].startswith(f"submitting KFP run of {package}")
 
 

@@ -3,12 +3,9 @@
 There is no KFP API server here: a real local HTTP server answers the KFP v2beta1 REST paths the installed
 SDK calls (kfp_server_api: GET /apis/v2beta1/healthz, GET|POST /apis/v2beta1/experiments,
 GET|POST /apis/v2beta1/recurringruns) and records every request, so the tests check what the kfp Client
-really sends — not what a live KFP then does with it."""
+really sends — not what a live KFP then does with it (the server: ``FakeKfp`` in tests/conftest.py)."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -17,70 +14,6 @@ from mlcycle.process import free_port
 
 pytestmark = pytest.mark.unit
 API = "/apis/v2beta1"
-
-
-class FakeKfp:
-    """Records requests; answers like the KFP API server, or with ``fail`` = (status, message) on the create."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.fail: tuple[int, str] | None = None
-        self.existing: list[dict] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _answer(self, status: int, body: dict):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self):
-                url = urlparse(self.path)
-                length = int(self.headers.get("content-length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                server.requests.append(
-                    {"method": self.command, "path": url.path, "query": parse_qs(url.query), "body": body}
-                )
-                route = (self.command, url.path)
-                if route == ("GET", f"{API}/healthz"):
-                    return self._answer(200, {"multi_user": False})
-                if route == ("GET", f"{API}/experiments"):
-                    return self._answer(200, {})
-                if route == ("POST", f"{API}/experiments"):
-                    return self._answer(200, {"experiment_id": "exp-1", "display_name": body["display_name"]})
-                if route == ("GET", f"{API}/recurringruns"):
-                    # the field's wire name, as kfp_server_api's V2beta1ListRecurringRunsResponse maps it
-                    return self._answer(200, {"recurringRuns": server.existing} if server.existing else {})
-                if route == ("POST", f"{API}/recurringruns"):
-                    if server.fail:
-                        code, message = server.fail
-                        return self._answer(code, {"code": 3, "message": message})
-                    return self._answer(200, {**body, "recurring_run_id": "rr-1", "status": "ENABLED"})
-                return self._answer(404, {"code": 5, "message": f"no route {route}"})
-
-            do_GET = do_POST = _handle
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def created(self) -> list[dict]:
-        return [r for r in self.requests if (r["method"], r["path"]) == ("POST", f"{API}/recurringruns")]
-
-
-@pytest.fixture
-def kfp_api(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.config/kfp/context.json of this machine's user
-    server = FakeKfp()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
 
 
 def _schedule(host, *extra):
