@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 
@@ -30,10 +31,18 @@ class Replayed:
 
 
 def _clean(row: dict) -> dict:
-    return {
-        k: (None if isinstance(v, float) and math.isnan(v) else v.item() if isinstance(v, np.generic) else v)
-        for k, v in row.items()
-    }
+    """A captured row as a client sends it in JSON: NaN as null, NumPy scalars as numbers, times as ISO strings."""
+    return {k: _plain(v) for k, v in row.items()}
+
+
+def _plain(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, np.generic):
+        return _plain(v.item())
+    if isinstance(v, datetime):  # pandas.Timestamp too (a datetime column read back from Parquet); NaT != NaT
+        return v.isoformat() if v == v else None
+    return v
 
 
 def _positive(answer: dict, i: int) -> float:

@@ -291,7 +291,8 @@ def test_mlcycle_loop_run_retrains_then_shadows_the_candidate_on_later_requests(
     state = tmp_path / "loop"
     argv = [sys.executable, "-m", "cli.main", "loop", "run", "--registry", registry.uri, "--model", MODEL]
     argv += ["--drift-url", drift.url, "--capture-url", cap.url, "--state-dir", str(state), "--label", "label"]
-    argv += ["--families", "logreg", "--cooldown", "0", "--shadow-requests", "250", "--shadow-wait", "300"]
+    argv += ["--families", "logreg", "--min-improvement", "-1", "--cooldown", "0"]
+    argv += ["--shadow-requests", "250", "--shadow-wait", "300"]
     loop = subprocess.Popen(
         [*argv, "--once", "--now", "test"],
         stdout=subprocess.PIPE,

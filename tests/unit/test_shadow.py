@@ -65,3 +65,15 @@ def test_decide(change, passed, fragment):
     d = decide(replace(GOOD, **change), P)
     assert d.passed is passed
     assert any(r.startswith(fragment) for r in d.reasons), d.reasons
+
+
+def test_a_replayed_row_is_sent_as_a_client_sends_json():
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    from inference.shadow import _clean
+
+    row = {"t": pd.Timestamp("2026-01-01 10:00"), "nat": pd.NaT, "nan": math.nan, "n": np.int64(3), "s": "pos"}
+    assert _clean(row) == {"t": "2026-01-01T10:00:00", "nat": None, "nan": None, "n": 3, "s": "pos"}
