@@ -37,8 +37,8 @@ from urllib.parse import parse_qs
 import pandas as pd
 
 from mlcycle.contract import DataContract
-from mlcycle.errors import DataError, VersionNotFound
-from mlcycle.registry import open_registry
+from mlcycle.errors import DataError, RegistryError, VersionNotFound
+from mlcycle.registry import open_registry, parse_model_ref
 
 TRAFFIC, LABELS = "traffic", "labels"
 KINDS = (TRAFFIC, LABELS)
@@ -261,10 +261,12 @@ def parse_traffic_source(source: str) -> tuple[str, str, float | None]:
     """``traffic://<registry-uri>#<model>[?days=N]`` -> (registry uri, model, days)."""
     if not source.startswith(SCHEME):
         raise DataError(f"{source!r} is not a traffic source ({SCHEME}<registry>#<model>?days=N)")
-    rest = source[len(SCHEME) :]
-    registry, sep, tail = rest.partition("#")
-    model, _, query = tail.partition("?")
-    if not sep or not registry or not model:
+    reference, _, query = source[len(SCHEME) :].partition("?")
+    try:
+        ref = parse_model_ref(reference, versioned=False)
+    except RegistryError as e:
+        raise DataError(f"traffic source {source!r}: {e}") from e
+    if ref is None:
         raise DataError(f"traffic source {source!r} needs a registry and a model: {SCHEME}<registry>#<model>?days=N")
     params = parse_qs(query, strict_parsing=False) if query else {}
     unknown = sorted(set(params) - {"days"})
@@ -278,7 +280,7 @@ def parse_traffic_source(source: str) -> tuple[str, str, float | None]:
             raise DataError(f"traffic source {source!r}: days must be a number") from e
         if days <= 0:
             raise DataError(f"traffic source {source!r}: days must be positive")
-    return registry, model, days
+    return ref.registry_uri, ref.model, days
 
 
 def read_traffic_source(source: str) -> pd.DataFrame:

@@ -169,7 +169,7 @@ class MlcycleModel(kserve.Model):
         follower = AliasFollower(
             source,
             lambda: self.version,
-            lambda version: self._prepare(materialize(source.version_source(version))),
+            lambda version: self._prepare(materialize(str(source.at(version)))),
             install,
             refused,
             logger=log,
