@@ -125,14 +125,10 @@ def summary(run, registry: str, model: str, production_before: str | None) -> st
     if not run.version:
         outcome = "none registered (gate failed)"
     elif run.unchanged or run.version == production_before:
-        held = sorted(
-            run.aliases or (["production"] if run.version == production_before else []), key=lambda a: a != "production"
-        )
-        outcome = (
-            f"unchanged: identical to {' and '.join(held) or 'version'} {run.version}"
-            f"{'' if held else ' (no alias: e.g. a candidate that was stopped)'} "
-            "(same data fingerprint, code and parameters); no new version"
-        )
+        from pipelines.local import identical_to
+
+        held = run.aliases or (["production"] if run.version == production_before else [])
+        outcome = f"unchanged: {identical_to(run.version, held)}"
     else:
         outcome = f"{registry}/{model}/{run.version}" + (
             " (now production)" if _production(registry, model) == run.version else " (candidate)"

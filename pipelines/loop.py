@@ -177,7 +177,7 @@ class Loop:
 
     # retrain ----------------------------------------------------------------------------------------
     def _launch(self, d: Decision) -> None:
-        from pipelines.local import StepFailed, run_local
+        from pipelines.local import StepFailed, identical_to, run_local
 
         run = Retrain(d.trigger, d.reason, started_at=time.time())
         self.retrains.append(run)
@@ -214,12 +214,8 @@ class Loop:
                         "; ".join(r for r in result.decision.get("reasons", []) if "FAIL" in r),
                     )
                 elif result.unchanged:
-                    held = " and ".join(result.aliases) or "no alias"
                     run.outcome, run.version = "unchanged", result.version
-                    run.detail = (
-                        f"identical to {result.version} ({held}): same data fingerprint, code and parameters; "
-                        "nothing registered"
-                    )
+                    run.detail = identical_to(result.version, result.aliases)
                 elif result.version is None:
                     run.outcome, run.detail = "failed", "the gate passed but the register step left no version"
                 else:
