@@ -317,31 +317,25 @@ def schedule_spec(args) -> dict:
     }
 
 
-def _pipeline_inputs(package: Path) -> set[str]:
-    import yaml
-
-    spec = next(doc for doc in yaml.safe_load_all(package.read_text()) if "root" in doc)  # then the platform spec
-    return set(spec["root"]["inputDefinitions"]["parameters"])
-
-
 def cmd_schedule(args) -> int:
     """Compile the training pipeline and create a KFP recurring run of it (the schedule trigger on a cluster)."""
     import tempfile
 
     from kfp import compiler
 
+    from pipelines.direct import pipeline_defaults
     from pipelines.training import PIPELINE_NAME, training_pipeline
 
     spec = schedule_spec(args)
+    unknown = sorted(set(spec["parameters"]) - set(pipeline_defaults()))
+    if unknown:  # the API server would refuse them; say so before anything is sent
+        raise ConfigError(f"mlcycle schedule: {PIPELINE_NAME} has no parameter(s) {', '.join(unknown)}")
+    if args.dry_run:
+        print(json.dumps({**spec, "pipeline": PIPELINE_NAME}, indent=2, sort_keys=True))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / f"{PIPELINE_NAME}.yaml"
         compiler.Compiler().compile(training_pipeline, str(package))
-        unknown = sorted(set(spec["parameters"]) - _pipeline_inputs(package))
-        if unknown:  # the API server would refuse them; say so before anything is sent
-            raise ConfigError(f"mlcycle schedule: {PIPELINE_NAME} has no parameter(s) {', '.join(unknown)}")
-        if args.dry_run:
-            print(json.dumps({**spec, "pipeline": PIPELINE_NAME}, indent=2, sort_keys=True))
-            return 0
         try:
             job = _create_recurring_run(spec, package)
         except _Refused as e:
