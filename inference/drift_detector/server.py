@@ -397,8 +397,6 @@ class DriftService:
                 unsaved_rows=self.window.n if clean else None,
                 unsaved_events=self.queue.qsize() if clean else None,
                 streak=self.streak,
-                counts=self.counts,
-                rejected_by_reason=self.rejected_by_reason,
                 counters={n: persist.counter_samples(getattr(self.metrics, n)) for n in persist.PERSISTED_COUNTERS},
                 history=list(self.history),
                 last_window=self.last_window,
@@ -444,13 +442,11 @@ class DriftService:
             self.restart.update(persisted=True, resumed=False, note="no state file yet: first start in this state_dir")
             return
         same = (saved.model, saved.version) == (self.model, self.version)
-        for k, v in saved.counts.items():
-            if k in self.counts:
-                self.counts[k] = v
-        for k, v in saved.rejected_by_reason.items():
+        persist.restore_counters(self.metrics, saved.counters)  # the counts of /status are read from the same
+        self.counts.update({k: saved.count(name) for k, name in persist.COUNTED.items()})
+        for k, v in saved.by_label("rejected", "reason").items():
             if k in self.rejected_by_reason:
                 self.rejected_by_reason[k] = v
-        persist.restore_counters(self.metrics, saved.counters)
         self.history.extend(saved.history)
         if same:  # the streak and the last window's bins belong to the version that was tested
             self.streak, self.last_window = saved.streak, saved.last_window
