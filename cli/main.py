@@ -125,14 +125,10 @@ def summary(run, registry: str, model: str, production_before: str | None) -> st
     if not run.version:
         outcome = "none registered (gate failed)"
     elif run.unchanged or run.version == production_before:
-        held = sorted(
-            run.aliases or (["production"] if run.version == production_before else []), key=lambda a: a != "production"
-        )
-        outcome = (
-            f"unchanged: identical to {' and '.join(held) or 'version'} {run.version}"
-            f"{'' if held else ' (no alias: e.g. a candidate that was stopped)'} "
-            "(same data fingerprint, code and parameters); no new version"
-        )
+        from pipelines.local import identical_to
+
+        held = run.aliases or (["production"] if run.version == production_before else [])
+        outcome = f"unchanged: {identical_to(run.version, held)}"
     else:
         outcome = f"{registry}/{model}/{run.version}" + (
             " (now production)" if _production(registry, model) == run.version else " (candidate)"
@@ -322,31 +318,25 @@ def schedule_spec(args) -> dict:
     }
 
 
-def _pipeline_inputs(package: Path) -> set[str]:
-    import yaml
-
-    spec = next(doc for doc in yaml.safe_load_all(package.read_text()) if "root" in doc)  # then the platform spec
-    return set(spec["root"]["inputDefinitions"]["parameters"])
-
-
 def cmd_schedule(args) -> int:
     """Compile the training pipeline and create a KFP recurring run of it (the schedule trigger on a cluster)."""
     import tempfile
 
     from kfp import compiler
 
+    from pipelines.direct import pipeline_defaults
     from pipelines.training import PIPELINE_NAME, training_pipeline
 
     spec = schedule_spec(args)
+    unknown = sorted(set(spec["parameters"]) - set(pipeline_defaults()))
+    if unknown:  # the API server would refuse them; say so before anything is sent
+        raise ConfigError(f"mlcycle schedule: {PIPELINE_NAME} has no parameter(s) {', '.join(unknown)}")
+    if args.dry_run:
+        print(json.dumps({**spec, "pipeline": PIPELINE_NAME}, indent=2, sort_keys=True))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / f"{PIPELINE_NAME}.yaml"
         compiler.Compiler().compile(training_pipeline, str(package))
-        unknown = sorted(set(spec["parameters"]) - _pipeline_inputs(package))
-        if unknown:  # the API server would refuse them; say so before anything is sent
-            raise ConfigError(f"mlcycle schedule: {PIPELINE_NAME} has no parameter(s) {', '.join(unknown)}")
-        if args.dry_run:
-            print(json.dumps({**spec, "pipeline": PIPELINE_NAME}, indent=2, sort_keys=True))
-            return 0
         try:
             job = _create_recurring_run(spec, package)
         except _Refused as e:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from mlcycle.errors import ModelError
-from mlcycle.registry import open_registry
+from mlcycle.registry import REF_FORMAT, open_registry, parse_model_ref
 from mlcycle.schema import VersionFiles, read_version
 
 
@@ -19,10 +19,9 @@ def materialize(source: str, workdir: Path | None = None) -> VersionFiles:
     """A verified local copy of the version named by ``source``, with its parsed files (the optional fast-path
     artifact is verified by ``mlcycle.fastpath.load``, which falls back to the native model)."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="mlcycle-model-"))
-    if "#" in source:
-        registry_uri, ref = source.split("#", 1)
-        model, _, alias = ref.partition("@")
-        return open_registry(registry_uri).fetch_version(model, alias or "production", workdir / "version")
+    ref = parse_model_ref(source)
+    if ref is not None:
+        return open_registry(ref.registry_uri).fetch_version(ref.model, ref.ref, workdir / "version")
     if source.startswith("s3://"):
         from kserve_storage import Storage
 
@@ -31,6 +30,6 @@ def materialize(source: str, workdir: Path | None = None) -> VersionFiles:
         local = Path(source)
         if not local.is_dir():
             raise ModelError(
-                f"model source {source!r} is not a directory, s3:// URI or registry reference (uri#model@alias)"
+                f"model source {source!r} is not a directory, s3:// URI or registry reference ({REF_FORMAT})"
             )
     return read_version(local)

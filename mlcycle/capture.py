@@ -39,8 +39,8 @@ from urllib.parse import parse_qs
 import pandas as pd
 
 from mlcycle.contract import DataContract
-from mlcycle.errors import DataError, VersionNotFound
-from mlcycle.registry import open_registry
+from mlcycle.errors import DataError, RegistryError, VersionNotFound
+from mlcycle.registry import open_registry, parse_model_ref
 
 TRAFFIC, LABELS = "traffic", "labels"
 KINDS = (TRAFFIC, LABELS)
@@ -297,10 +297,12 @@ def parse_traffic_source(source: str) -> TrafficSource:
     form = f"{SCHEME}<registry>#<model>?days=N&until=<UTC ISO time>"
     if not source.startswith(SCHEME):
         raise DataError(f"{source!r} is not a traffic source ({form})")
-    rest = source[len(SCHEME) :]
-    registry, sep, tail = rest.partition("#")
-    model, _, query = tail.partition("?")
-    if not sep or not registry or not model:
+    reference, _, query = source[len(SCHEME) :].partition("?")
+    try:
+        ref = parse_model_ref(reference, versioned=False)
+    except RegistryError as e:
+        raise DataError(f"traffic source {source!r}: {e}") from e
+    if ref is None:
         raise DataError(f"traffic source {source!r} needs a registry and a model: {form}")
     params = parse_qs(query, strict_parsing=False) if query else {}
     unknown = sorted(set(params) - {"days", "until"})
@@ -322,7 +324,7 @@ def parse_traffic_source(source: str) -> TrafficSource:
         if until.tzinfo is None:
             raise DataError(f"traffic source {source!r}: until needs a time zone (Z for UTC)")
         until = until.astimezone(UTC)
-    return TrafficSource(registry, model, days, until)
+    return TrafficSource(ref.registry_uri, ref.model, days, until)
 
 
 def read_traffic_source(source: str) -> pd.DataFrame:

@@ -22,6 +22,7 @@ import numpy as np
 from mlcycle.errors import IntegrityError, ModelError
 
 if TYPE_CHECKING:
+    from mlcycle.fastprep import FastPreprocessor
     from mlcycle.schema import BundleSpec
 
 FAST_FILE = "fastpath.onnx"
@@ -209,6 +210,35 @@ def load(directory: Path, entry: dict | None, task: str) -> tuple[OnnxScorer | N
         return session(data, task), ""
     except (IntegrityError, FastPathUnavailable, ImportError) as e:
         return None, f"fast path refused: {e}"
+
+
+@dataclass(frozen=True)
+class ScoringPaths:
+    """The paths a version's rows take on the predictor (and on the shadow step, which scores as it does)."""
+
+    fast: "FastPreprocessor | None"  # the NumPy preprocessing replay, None: the sklearn preprocessor
+    preprocess_why: str  # why there is no replay ("" with one)
+    scorer: Any  # what scores preprocessed rows: the fast path's OnnxScorer, else the bundle itself
+    fast_path_reason: str  # why the fast path is not used ("" when it is)
+
+    @property
+    def preprocess_path(self) -> str:
+        return "numpy" if self.fast is not None else "sklearn"
+
+    @property
+    def scoring_path(self) -> str:
+        return "fast" if isinstance(self.scorer, OnnxScorer) else "native"
+
+
+def select(bundle, directory: Path, entry: dict | None) -> ScoringPaths:
+    """The NumPy replay of ``bundle``'s preprocessor when it reproduces it (mlcycle.fastprep), and the compiled fast
+    path a version records (``entry``, its file in ``directory``) when it verifies (``load``); else the sklearn
+    preprocessor and the model's own scoring."""
+    from mlcycle.fastprep import try_compile
+
+    fast, why = try_compile(bundle.preprocessor)
+    onnx, reason = load(directory, entry, bundle.task)
+    return ScoringPaths(fast, why, onnx if onnx is not None else bundle, reason)
 
 
 def _versions() -> dict:

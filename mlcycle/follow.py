@@ -11,35 +11,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from mlcycle.registry import ALIAS_NAMES, Registry, open_registry
+from mlcycle.registry import ModelRef, Registry, open_registry, parse_model_ref
 
 log = logging.getLogger("mlcycle.follow")
 
 
-@dataclass(frozen=True)
-class AliasSource:
-    registry_uri: str
-    model: str
-    alias: str
-
-    def version_source(self, version: str) -> str:
-        """The source naming one version of the same model (what ``inference.loader.materialize`` reads)."""
-        return f"{self.registry_uri}#{self.model}@{version}"
-
-
-def alias_source(source: str) -> AliasSource | None:
-    """``uri#model@alias`` (``uri#model`` means production) as its parts; None for a fixed version or a directory."""
-    if "#" not in source:
-        return None
-    registry_uri, ref = source.split("#", 1)
-    model, _, alias = ref.partition("@")
-    alias = alias or "production"
-    if not model or alias not in ALIAS_NAMES:
-        return None
-    return AliasSource(registry_uri, model, alias)
+def alias_source(source: str) -> ModelRef | None:
+    """The reference when ``source`` names an alias (``uri#model@alias``, ``uri#model`` means production); None for
+    a fixed version or a directory; RegistryError for a malformed reference."""
+    ref = parse_model_ref(source)
+    return ref if ref is not None and ref.is_alias else None
 
 
 class AliasFollower:
@@ -49,7 +32,7 @@ class AliasFollower:
 
     def __init__(
         self,
-        source: AliasSource,
+        source: ModelRef,
         current: Callable[[], str],
         prepare: Callable[[str], Any],
         install: Callable[[Any], None],
@@ -71,9 +54,9 @@ class AliasFollower:
         """One poll: ``unchanged``, ``unreachable`` (the registry could not be read), ``refused`` or ``switched``."""
         self.last_check = time.time()
         try:
-            target = self.registry.resolve(self.source.model, self.source.alias)
+            target = self.registry.resolve(self.source.model, self.source.ref)
         except Exception as e:  # the registry is unreachable or the alias gone: keep what is served, try again
-            self.log.warning("follow %s: cannot resolve the alias: %s", self.source.alias, e)
+            self.log.warning("follow %s: cannot resolve the alias: %s", self.source.ref, e)
             return "unreachable"
         if target == self.current() or target == self.failed:
             return "unchanged"
@@ -81,13 +64,13 @@ class AliasFollower:
             state = self.prepare(target)
         except Exception as e:
             self.failed, self.error, self.failures = target, f"{target}: {type(e).__name__}: {e}", self.failures + 1
-            self.log.error("follow %s: %s refused, still serving %s: %s", self.source.alias, target, self.current(), e)
+            self.log.error("follow %s: %s refused, still serving %s: %s", self.source.ref, target, self.current(), e)
             if self.on_failure is not None:
                 self.on_failure(target, e)
             return "refused"
         self.install(state)
         self.failed, self.error = None, ""
-        self.log.info("follow %s: now serving %s", self.source.alias, target)
+        self.log.info("follow %s: now serving %s", self.source.ref, target)
         return "switched"
 
     def start(self, interval_s: float, name: str = "follow-alias") -> threading.Thread:
@@ -96,7 +79,7 @@ class AliasFollower:
                 try:
                     self.check()
                 except Exception:  # an install that raised: logged, and the next poll tries again
-                    self.log.exception("follow %s: switching failed", self.source.alias)
+                    self.log.exception("follow %s: switching failed", self.source.ref)
 
         thread = threading.Thread(target=run, name=name, daemon=True)
         thread.start()
@@ -107,7 +90,7 @@ class AliasFollower:
 
     def status(self) -> dict:
         return {
-            "alias": self.source.alias,
+            "alias": self.source.ref,
             "registry": self.source.registry_uri,
             "last_check": self.last_check,
             "failures": self.failures,

@@ -70,6 +70,15 @@ class LocalRun:
         return self.run_dir / name
 
 
+def identical_to(version: str, aliases) -> str:
+    """What a retrain identical to a registered version says (the register step wrote nothing): the version and the
+    aliases it holds, production first. The register component prints its own line (its source is compiled into
+    the pipeline YAML)."""
+    held = " and ".join(sorted(aliases, key=lambda a: a != "production"))
+    named = f"{held} {version}" if held else f"{version} (no alias)"
+    return f"identical to {named}: same data fingerprint, code and parameters; nothing registered"
+
+
 class _StepLog(io.TextIOBase):
     """stdout while kfp.local runs: every line to the log file; step starts and ends to ``progress``."""
 

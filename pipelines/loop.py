@@ -21,7 +21,7 @@ from pathlib import Path
 from mlcycle import capture
 from mlcycle.errors import MlcycleError
 from mlcycle.fsutil import write_text_atomic
-from mlcycle.registry import Registry
+from mlcycle.registry import Registry, local_registry_path
 from mlcycle.shadow import ShadowDecision, ShadowPolicy, record
 from mlcycle.triggers import (
     Decision,
@@ -177,7 +177,7 @@ class Loop:
 
     # retrain ----------------------------------------------------------------------------------------
     def _launch(self, d: Decision) -> None:
-        from pipelines.local import StepFailed, run_local
+        from pipelines.local import StepFailed, identical_to, run_local
 
         run = Retrain(d.trigger, d.reason, started_at=time.time())
         self.retrains.append(run)
@@ -217,12 +217,8 @@ class Loop:
                         "; ".join(r for r in result.decision.get("reasons", []) if "FAIL" in r),
                     )
                 elif result.unchanged:
-                    held = " and ".join(result.aliases) or "no alias"
                     run.outcome, run.version = "unchanged", result.version
-                    run.detail = (
-                        f"identical to {result.version} ({held}): same data fingerprint, code and parameters; "
-                        "nothing registered"
-                    )
+                    run.detail = identical_to(result.version, result.aliases)
                 elif result.version is None:
                     run.outcome, run.detail = "failed", "the gate passed but the register step left no version"
                 else:
@@ -390,17 +386,17 @@ def new_rows(labelled: int, at_last_retrain: int) -> int:
 
 
 def _local_path(uri: str) -> Path | None:
-    """The directory of a local registry URI (a path or file://), None for s3://."""
-    if uri.startswith("s3://"):
-        return None
-    return Path(uri.removeprefix("file://")).expanduser().resolve()
+    """The directory of a local registry URI (a path or file://), resolved; None for s3://."""
+    local = local_registry_path(uri)
+    return None if local is None else local.resolve()
 
 
 def _same_registry(a: str, b: str) -> bool:
     """One registry, however written: a path, a relative path or file:// (s3:// URIs compared as written)."""
-    if _local_path(a) is None or _local_path(b) is None:
+    local_a, local_b = _local_path(a), _local_path(b)
+    if local_a is None or local_b is None:
         return a.rstrip("/") == b.rstrip("/")
-    return _local_path(a) == _local_path(b)
+    return local_a == local_b
 
 
 def _alive(pid: int | None, host: str | None) -> bool | None:

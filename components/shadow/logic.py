@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from mlcycle import capture, fastpath
-from mlcycle.fastprep import try_compile
 from mlcycle.metrics import apply_threshold
 from mlcycle.models import ModelBundle
 from mlcycle.registry import Registry
@@ -49,10 +48,9 @@ class Candidate:
 
     def __init__(self, files: VersionFiles):
         self.bundle = ModelBundle.from_version(files, nthread=1)
-        self.fast, _ = try_compile(self.bundle.preprocessor)
-        onnx, _ = fastpath.load(files.directory, files.metadata.fast_path, self.bundle.task)
-        self.scorer = onnx if onnx is not None else self.bundle
-        self.path = f"{'numpy' if self.fast else 'sklearn'} preprocessing, {'fast' if onnx else 'native'} scoring"
+        paths = fastpath.select(self.bundle, files.directory, files.metadata.fast_path)
+        self.fast, self.scorer = paths.fast, paths.scorer
+        self.path = f"{paths.preprocess_path} preprocessing, {paths.scoring_path} scoring"
 
     def score(self, columns: dict[str, np.ndarray], frame: pd.DataFrame, i: int) -> np.ndarray:
         if self.fast is not None:

@@ -20,6 +20,7 @@ from inference.loader import materialize
 from mlcycle import drift as stats
 from mlcycle.defaults import MAX_BODY_BYTES
 from mlcycle.errors import ConfigError
+from mlcycle.registry import parse_model_ref
 from mlcycle.schema import VersionFiles
 from mlcycle.triggers import TriggerPolicy
 
@@ -35,10 +36,14 @@ def load_detector(version: VersionFiles, backend: str | None) -> stats.Backend:
 
 
 def _registry_of(storage_uri: str) -> str:
-    """s3://bucket/<model>/<version>/ (KServe's storageUri) and s3://bucket#model@alias name the registry s3://bucket."""
+    """The registry of ``uri#model@alias``; s3://bucket/<model>/<version>/ (KServe's storageUri) is taken to be in
+    the registry s3://bucket (a registry under a prefix: give --registry)."""
+    ref = parse_model_ref(storage_uri)
+    if ref is not None:
+        return ref.registry_uri
     if storage_uri.startswith("s3://"):
-        return "s3://" + storage_uri[5:].split("#", 1)[0].split("/", 1)[0]
-    return storage_uri.split("#", 1)[0]
+        return "s3://" + storage_uri.removeprefix("s3://").split("/", 1)[0]
+    return storage_uri
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ def follow(
         return None
 
     def prepare(version: str) -> tuple[Backend, str]:
-        files = materialize(source.version_source(version))  # raises IntegrityError on any checksum mismatch
+        files = materialize(str(source.at(version)))  # raises IntegrityError on any checksum mismatch
         if files.metadata.model != service.model:
             raise ValueError(f"{version} is a version of {files.metadata.model}, not {service.model}")
         return load(files), files.metadata.version

@@ -37,6 +37,14 @@ PERSISTED_COUNTERS = (
     "held_back",
     "discarded",
 )
+# /status counts read back from the persisted counters (format 1 also stored them as ``counts``)
+COUNTED = {
+    "received": "events",
+    "processed": "processed",
+    "dropped": "dropped",
+    "rejected": "rejected",
+    "windows": "windows",
+}
 
 
 class StateFileError(ConfigError):
@@ -46,7 +54,7 @@ class StateFileError(ConfigError):
 class DriftState(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal[1] = 1
+    format: Literal[1, 2] = 2  # 2: the counts once, in ``counters``; 1 (read only): also as counts/rejected_by_reason
     model: str
     version: str
     saved_at: float
@@ -56,9 +64,9 @@ class DriftState(BaseModel):
     unsaved_rows: int | None = None  # the unfinished window's rows: known at a clean stop only
     unsaved_events: int | None = None
     streak: int = 0
-    counts: dict[str, int]
-    rejected_by_reason: dict[str, int]
     counters: dict[str, list[tuple[dict[str, str], float]]]  # name -> [labels, value]
+    counts: dict[str, int] | None = None  # format 1: the same numbers as ``counters``; not written, not used
+    rejected_by_reason: dict[str, int] | None = None  # format 1, likewise
     history: list[dict[str, Any]]
     last_window: dict[str, Any] | None = None
     hook_results: list[dict[str, Any]]
@@ -71,13 +79,21 @@ class DriftState(BaseModel):
             raw["last_started"] = -math.inf
         return state_from_dict(raw)
 
+    def count(self, name: str) -> int:
+        """A counter's total over its labels (``counters[name]``)."""
+        return int(sum(value for _, value in self.counters.get(name, [])))
+
+    def by_label(self, name: str, label: str) -> dict[str, int]:
+        """A counter's value by one label, e.g. ``by_label("rejected", "reason")``."""
+        return {labels[label]: int(value) for labels, value in self.counters.get(name, []) if label in labels}
+
 
 def trigger_dict(state: TriggerState) -> dict:
     return {**asdict(state), "last_started": None if math.isinf(state.last_started) else state.last_started}
 
 
 def dumps(state: DriftState) -> str:
-    return json.dumps(state.model_dump(), default=_plain)
+    return json.dumps(state.model_dump(exclude={"counts", "rejected_by_reason"}), default=_plain)
 
 
 def write(path: Path, text: str) -> None:

@@ -168,24 +168,17 @@ class DriftService:
         retrain_cooldown_s: float = TriggerPolicy.cooldown_s,
         state_dir: Path | str | None = None,
     ):
-        self.detector, self.model, self.version = detector, model, version
-        self.codec = Codec(detector.encoder.contract, max_batch_rows)  # the predictor's own decoder and rules
-        self.features = [f.name for f in detector.encoder.features]
+        self.model = model
         self.window_size, self.max_age_s, self.min_window = window_size, max_age_s, min_window
         self.consecutive, self.hook = consecutive, hook
         self.queue: asyncio.Queue = asyncio.Queue(queue_size)
         self.metrics = Metrics()
         self.metrics.queue.set_function(self.queue.qsize)  # read when scraped, not set on every event
-        self.window = Window(detector.encoder, window_size)
-        self._spare = Window(detector.encoder, window_size)  # filled while self.window is being tested
-        self.streak = 0
+        self._use(detector, version, max_batch_rows)
         self.history: deque = deque(maxlen=20)
-        self.profile = Profile(detector)  # the report's bins; the window's counts are taken in the detection thread
-        self.last_window: dict | None = None
         self.follower: AliasFollower | None = None  # set by drift_detector.follow when serving an alias
         self.follow_s = 0.0
         self.switches: deque = deque(maxlen=20)
-        self.metrics.served_version.labels(model, version).set(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.counts = {"received": 0, "processed": 0, "dropped": 0, "rejected": 0, "windows": 0}
         self.rejected_by_reason = dict.fromkeys(REASONS, 0)
@@ -203,6 +196,19 @@ class DriftService:
         self.restart: dict = {"persisted": False, "started_at": persist.iso(self.started_at)}
         if self.state_dir is not None:
             self._resume()
+
+    def _use(self, detector: Backend, version: str, max_batch_rows: int) -> None:
+        """Detect with ``detector`` (of ``version``) from now on: its decoder, empty window buffers and report bins;
+        the streak starts at 0. At start and at a version switch."""
+        self.detector, self.version = detector, version
+        self.codec = Codec(detector.encoder.contract, max_batch_rows)  # the predictor's own decoder and rules
+        self.features = [f.name for f in detector.encoder.features]
+        self.window = Window(detector.encoder, self.window_size)
+        self._spare = Window(detector.encoder, self.window_size)  # filled while self.window is being tested
+        self.profile = Profile(detector)  # the report's bins; the window's counts are taken in the detection thread
+        self.last_window: dict | None = None
+        self.streak = 0
+        self.metrics.served_version.labels(self.model, version).set(1)
 
     @property
     def buffered(self) -> int:
@@ -309,16 +315,10 @@ class DriftService:
             if self._testing is not None:
                 await self._testing
             old, discarded = self.version, self.window.n
-            self.metrics.discarded.inc(discarded)
-            self.detector, self.version = detector, version
-            self.codec = Codec(detector.encoder.contract, self.codec.max_batch_rows)
-            self.features = [f.name for f in detector.encoder.features]
-            self.window = Window(detector.encoder, self.window_size)
-            self._spare = Window(detector.encoder, self.window_size)
-            self.profile, self.last_window, self.streak = Profile(detector), None, 0
             m = self.metrics
+            m.discarded.inc(discarded)
             m.served_version.labels(self.model, old).set(0)
-            m.served_version.labels(self.model, version).set(1)
+            self._use(detector, version, self.codec.max_batch_rows)
             for gauge in (m.p_value, m.distance, m.psi):
                 gauge.clear()  # the old version's features may not exist any more
             m.flag.set(0)
@@ -400,8 +400,6 @@ class DriftService:
                 unsaved_rows=self.window.n if clean else None,
                 unsaved_events=self.queue.qsize() if clean else None,
                 streak=self.streak,
-                counts=self.counts,
-                rejected_by_reason=self.rejected_by_reason,
                 counters={n: persist.counter_samples(getattr(self.metrics, n)) for n in persist.PERSISTED_COUNTERS},
                 history=list(self.history),
                 last_window=self.last_window,
@@ -447,13 +445,11 @@ class DriftService:
             self.restart.update(persisted=True, resumed=False, note="no state file yet: first start in this state_dir")
             return
         same = (saved.model, saved.version) == (self.model, self.version)
-        for k, v in saved.counts.items():
-            if k in self.counts:
-                self.counts[k] = v
-        for k, v in saved.rejected_by_reason.items():
+        persist.restore_counters(self.metrics, saved.counters)  # the counts of /status are read from the same
+        self.counts.update({k: saved.count(name) for k, name in persist.COUNTED.items()})
+        for k, v in saved.by_label("rejected", "reason").items():
             if k in self.rejected_by_reason:
                 self.rejected_by_reason[k] = v
-        persist.restore_counters(self.metrics, saved.counters)
         self.history.extend(saved.history)
         if same:  # the streak and the last window's bins belong to the version that was tested
             self.streak, self.last_window = saved.streak, saved.last_window

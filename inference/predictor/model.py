@@ -20,7 +20,6 @@ from prometheus_client import Counter, Gauge, Histogram
 from inference.loader import materialize
 from inference.predictor.codec import Codec
 from mlcycle import fastpath
-from mlcycle.fastprep import try_compile
 from mlcycle.follow import AliasFollower, alias_source
 from mlcycle.models import ModelBundle
 
@@ -118,18 +117,17 @@ class MlcycleModel(kserve.Model):
     def _prepare(self, version) -> dict:
         """Everything a version needs to serve, built aside (nothing served changes here)."""
         bundle = ModelBundle.from_version(version)
-        fast, why = try_compile(bundle.preprocessor)
-        onnx, fast_reason = fastpath.load(version.directory, version.metadata.fast_path, bundle.task)
+        paths = fastpath.select(bundle, version.directory, version.metadata.fast_path)
         return {
             "bundle": bundle,
             "codec": Codec(version.contract, self.max_batch_rows),
-            "fast": fast,
-            "preprocess_why": why,
+            "fast": paths.fast,
+            "preprocess_why": paths.preprocess_why,
             "version": version.metadata.version,
-            "preprocess_path": "numpy" if fast is not None else "sklearn",
-            "scorer": onnx if onnx is not None else bundle,
-            "scoring_path": "fast" if onnx is not None else "native",
-            "fast_path_reason": fast_reason,
+            "preprocess_path": paths.preprocess_path,
+            "scorer": paths.scorer,
+            "scoring_path": paths.scoring_path,
+            "fast_path_reason": paths.fast_path_reason,
         }
 
     def _install(self, state: dict) -> None:
@@ -169,7 +167,7 @@ class MlcycleModel(kserve.Model):
         follower = AliasFollower(
             source,
             lambda: self.version,
-            lambda version: self._prepare(materialize(source.version_source(version))),
+            lambda version: self._prepare(materialize(str(source.at(version)))),
             install,
             refused,
             logger=log,

@@ -1,5 +1,21 @@
 """Model registry: immutable, checksummed model versions with atomic aliases (local dir or S3/MinIO)."""
 
-from mlcycle.registry.registry import ALIAS_NAMES, Registry, open_registry
+from mlcycle.registry.registry import (
+    ALIAS_NAMES,
+    REF_FORMAT,
+    ModelRef,
+    Registry,
+    local_registry_path,
+    open_registry,
+    parse_model_ref,
+)
 
-__all__ = ["ALIAS_NAMES", "Registry", "open_registry"]
+__all__ = [
+    "ALIAS_NAMES",
+    "REF_FORMAT",
+    "ModelRef",
+    "Registry",
+    "local_registry_path",
+    "open_registry",
+    "parse_model_ref",
+]

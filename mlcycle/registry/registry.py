@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -61,6 +62,74 @@ def check_model_name(name: str) -> str:
             f"invalid model name {name!r}: use lowercase letters, digits and '-' (a DNS-1123 label, max 63)"
         )
     return name
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """``<registry-uri>#<model>[@<alias-or-version>]``: one version of a model in a registry, named by an alias (the
+    version it names when read) or a version id; no ``@`` means production."""
+
+    registry_uri: str
+    model: str
+    ref: str = "production"
+
+    @property
+    def is_alias(self) -> bool:
+        return self.ref in ALIAS_NAMES
+
+    def at(self, ref: str) -> "ModelRef":
+        """The same model named by another alias or version."""
+        return ModelRef(self.registry_uri, self.model, ref)
+
+    def __str__(self) -> str:
+        return f"{self.registry_uri}#{self.model}@{self.ref}"
+
+
+REF_FORMAT = "<registry-uri>#<model>[@<alias-or-version>]"
+
+
+def parse_model_ref(source: str, versioned: bool = True) -> ModelRef | None:
+    """The one reader of ``<registry-uri>#<model>[@<alias-or-version>]``: None when ``source`` has no ``#`` (a
+    directory or a version's own URI); RegistryError naming what is wrong when it is malformed. ``versioned=False``:
+    the reference names a model only (``uri#model``), an ``@`` is an error."""
+    if "#" not in source:
+        return None
+    registry_uri, _, tail = source.partition("#")
+    model, at, ref = tail.partition("@")
+    expected = REF_FORMAT if versioned else "<registry-uri>#<model>"
+    if not registry_uri:
+        problem = "no registry URI before '#'"
+    elif not model:
+        problem = "no model name after '#'"
+    elif at and not versioned:
+        problem = f"names a version ({ref!r}); only a model is expected here"
+    elif at and not ref:
+        problem = "no alias or version after '@'"
+    elif "#" in ref or "@" in ref:
+        problem = f"{ref!r} is not an alias or a version id"
+    else:
+        try:
+            check_model_name(model)
+        except RegistryError as e:
+            problem = str(e)
+        else:
+            return ModelRef(registry_uri, model, ref or "production")
+    raise RegistryError(f"model reference {source!r}: {problem} (expected {expected})")
+
+
+def local_registry_path(uri: str | Path) -> Path | None:
+    """The directory of a local registry URI (a path or ``file://``, ``~`` expanded), None for ``s3://``;
+    RegistryError for an empty URI or another scheme."""
+    uri = str(uri)
+    if uri.startswith("s3://"):
+        return None
+    scheme = urlparse(uri).scheme
+    if scheme not in ("", "file"):
+        raise RegistryError(f"unsupported registry URI {uri!r}; use s3://bucket, file:///dir or a path")
+    path = uri.removeprefix("file://")
+    if not path:
+        raise RegistryError("empty registry URI")
+    return Path(path).expanduser()
 
 
 def new_version_id() -> str:
@@ -332,15 +401,10 @@ def _dump(obj: dict) -> bytes:
 
 def open_registry(uri: str | Path) -> Registry:
     """``s3://bucket[/prefix]`` (endpoint and credentials from the environment), ``file://dir`` or a path."""
-    uri = str(uri)
-    parsed = urlparse(uri)
-    if parsed.scheme == "s3":
-        from mlcycle.registry.s3 import S3Store
+    local = local_registry_path(uri)
+    if local is not None:
+        return Registry(LocalStore(local))
+    from mlcycle.registry.s3 import S3Store
 
-        return Registry(S3Store.from_env(parsed.netloc, parsed.path.strip("/")))
-    if parsed.scheme in ("", "file"):
-        path = parsed.path if parsed.scheme == "file" else uri
-        if not path:
-            raise RegistryError("empty registry URI")
-        return Registry(LocalStore(Path(path).expanduser()))
-    raise RegistryError(f"unsupported registry URI {uri!r}; use s3://bucket, file:///dir or a path")
+    parsed = urlparse(str(uri))
+    return Registry(S3Store.from_env(parsed.netloc, parsed.path.strip("/")))

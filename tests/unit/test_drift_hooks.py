@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from inference.drift_detector.__main__ import _registry_of
 from inference.drift_detector.hooks import CommandHook, KfpHook
 from inference.drift_detector.server import DriftService
 
@@ -116,3 +117,9 @@ def test_the_kfp_hook_refuses_a_missing_package_and_sends_real_parameters(contra
     assert set(params) - {"namespace"} <= set(inspect.signature(training_pipeline.pipeline_func).parameters)
     with pytest.raises(ConfigError, match="s3:// registry"):
         retrain_params(contract, "fraud", "/local/registry")
+
+
+def test_the_kfp_hook_registry_is_the_storage_uri_registry():
+    assert _registry_of("s3://bucket/team#fraud@production") == "s3://bucket/team"  # the prefix kept
+    assert _registry_of("s3://bucket/fraud/v1/") == "s3://bucket"  # KServe's storageUri of one version
+    assert _registry_of("/r#fraud") == "/r"

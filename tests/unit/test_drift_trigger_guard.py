@@ -4,8 +4,10 @@ in a log file named in /status with its exit code; the state file written per wi
 
 import asyncio
 import json
+import shutil
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -162,7 +164,12 @@ def test_state_is_written_per_window_and_resumed(detector, drifted, tmp_path):
         return service, saved  # not stopped: as if killed
 
     service, saved = asyncio.run(first())
-    assert saved["streak"] == 1 and saved["counts"]["windows"] == 3 and len(saved["history"]) == 3
+    assert (
+        saved["streak"] == 1
+        and saved["counters"]["windows"] == [[{"drift": "true"}, 3.0]]
+        and len(saved["history"]) == 3
+    )
+    assert saved["format"] == 2 and "counts" not in saved and "rejected_by_reason" not in saved  # counted once
     assert saved["triggers"]["retrains"] == 1 and saved["triggers"]["last_started"] is not None
 
     async def second():
@@ -183,6 +190,27 @@ def test_state_is_written_per_window_and_resumed(detector, drifted, tmp_path):
     assert len(hook.at) == 1 and status["retrain"][-1]["result"].startswith("held back")
     assert status["retrain_guard"]["retrains_started"] == 1 and status["retrain_guard"]["cooldown_left_s"] > 0
     assert json.loads((tmp_path / STATE_FILE).read_text())["clean_shutdown"] is True
+
+
+def test_a_state_file_of_format_1_with_its_counts_twice_is_resumed(detector, tmp_path):
+    """tests/unit/data/drift-state-format1.json was written by the detector before the counts were stored once
+    (3 windows of 100 drifted rows, 2 events refused, a clean stop); it resumes, and is written back in format 2."""
+    old = Path(__file__).parent / "data" / "drift-state-format1.json"
+    assert json.loads(old.read_text())["counts"]["windows"] == 3  # both there, as that version wrote them
+    shutil.copy(old, tmp_path / STATE_FILE)
+    service = DriftService(detector, "fraud-detector", "v1", WINDOW, consecutive=5, state_dir=tmp_path)
+    status = service.status()
+    assert status["restart"]["resumed"] is True and status["restart"]["previous_shutdown"] == "clean"
+    counts = {k: v for k, v in status["counts"].items() if k not in ("queued", "buffered_rows")}
+    assert counts == {"received": 3, "processed": 3, "dropped": 0, "rejected": 2, "windows": 3}
+    assert status["rejected_by_reason"]["not_cloudevent"] == 1 and status["rejected_by_reason"]["not_json"] == 1
+    assert status["streak"] == 3 and len(status["recent_windows"]) == 3
+    assert service.metrics.registry.get_sample_value("mlcycle_drift_rows_total") == 300
+    asyncio.run(service.stop())
+    again = DriftService(detector, "fraud-detector", "v1", WINDOW, consecutive=5, state_dir=tmp_path)
+    saved = json.loads((tmp_path / STATE_FILE).read_text())
+    assert saved["format"] == 2 and "counts" not in saved
+    assert {k: again.status()["counts"][k] for k in counts} == counts and again.status()["restart"]["restarts"] == 2
 
 
 def test_without_a_state_dir_the_status_says_nothing_is_persisted(detector):

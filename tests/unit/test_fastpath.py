@@ -84,6 +84,19 @@ def test_a_fast_path_file_whose_checksum_fails_is_refused(xgb_bundle, splits, tm
     assert fastpath.load(tmp_path, None, "classification") == (None, fastpath.load(tmp_path, {}, "classification")[1])
 
 
+def test_the_predictor_and_the_shadow_take_the_paths_one_selection_gives(xgb_bundle, model_dirs, splits, tmp_path):
+    _, _, test = splits
+    entry = fastpath.build(xgb_bundle, test, tmp_path)
+    paths = fastpath.select(xgb_bundle, tmp_path, entry)
+    assert (paths.preprocess_path, paths.scoring_path) == ("numpy", "fast") and paths.fast_path_reason == ""
+    assert isinstance(paths.scorer, fastpath.OnnxScorer) and paths.fast is not None and paths.preprocess_why == ""
+    native = fastpath.select(xgb_bundle, tmp_path, None)
+    assert native.scoring_path == "native" and native.scorer is xgb_bundle and "no fast path" in native.fast_path_reason
+    (tmp_path / fastpath.FAST_FILE).write_bytes(b"not onnx")
+    refused = fastpath.select(xgb_bundle, tmp_path, entry)
+    assert refused.scoring_path == "native" and "sha256 mismatch" in refused.fast_path_reason
+
+
 def other_booster(bundle):
     booster = bundle.estimator.get_booster() if hasattr(bundle.estimator, "get_booster") else bundle.estimator
     return ModelBundle(bundle.family, bundle.task, bundle.features, bundle.preprocessor, booster, bundle.classes)

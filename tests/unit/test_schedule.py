@@ -131,3 +131,16 @@ def test_sources_a_cluster_cannot_read_are_refused(kfp_api, capsys, tmp_path):
     assert cli([*base, "--registry", "s3://b", "--source", f"traffic://{tmp_path}#m?days=1"]) == 1
     assert "read captured traffic from an s3:// registry" in capsys.readouterr().err
     assert not kfp_api.requests
+
+
+def test_the_parameters_checked_are_the_compiled_pipeline_inputs():
+    """`mlcycle schedule` checks its parameters against pipeline_defaults(): the compiled pipeline's inputs."""
+    from pathlib import Path
+
+    import yaml
+
+    from pipelines.direct import pipeline_defaults
+
+    golden = Path(__file__).resolve().parent.parent / "golden" / "mlcycle-training.yaml"
+    spec = next(doc for doc in yaml.safe_load_all(golden.read_text()) if "root" in doc)
+    assert set(pipeline_defaults()) == set(spec["root"]["inputDefinitions"]["parameters"])

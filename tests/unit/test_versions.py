@@ -142,3 +142,10 @@ def test_models_list_and_show_semver_and_trigger(splits, contract, model_dirs, t
     assert lineage["trigger"] == "drift" and lineage["trigger_evidence"] == evidence
     code, out = _cli("models", "show", MODEL, "candidate", "--registry", registry.uri)
     assert out.startswith(f"{MODEL} {v3}  semver 1.1.0 (family logreg -> hgb)  trigger accuracy")
+
+
+def test_the_cli_and_the_loop_name_an_identical_retrain_alike():
+    from pipelines.local import identical_to
+
+    assert identical_to("v2", ("candidate", "production")).startswith("identical to production and candidate v2: ")
+    assert identical_to("v2", ()).startswith("identical to v2 (no alias): same data fingerprint")
