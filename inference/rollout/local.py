@@ -2,6 +2,7 @@
 load generator that splits traffic by the current weight and exports per-revision metrics, a real
 Prometheus scraping it, and an adapter that moves the weight and the registry aliases."""
 
+import os
 import random
 import shutil
 import subprocess
@@ -117,13 +118,29 @@ class TrafficSplitter:
             self._server[0].shutdown()
 
 
+def prometheus_binary(binary: str | None = None) -> str:
+    """The Prometheus server to run: ``binary`` if given, else $PROMETHEUS_BIN (``make test`` sets it from
+    scripts/ensure-prometheus.sh), else ``prometheus`` on PATH; a named one that is not an executable is an error."""
+    for given, where in ((binary, "the binary argument"), (os.environ.get("PROMETHEUS_BIN"), "$PROMETHEUS_BIN")):
+        if given:
+            found = shutil.which(given)
+            if found is None:
+                raise ToolMissing(f"prometheus binary {given!r} ({where}) is not an executable file")
+            return found
+    found = shutil.which("prometheus")
+    if found is None:
+        raise ToolMissing(
+            "no prometheus binary: pass one (binary=...), set PROMETHEUS_BIN or put 'prometheus' on PATH"
+            " (scripts/ensure-prometheus.sh installs Debian's package and prints its path)"
+        )
+    return found
+
+
 class PrometheusServer:
     """A real Prometheus (Debian package) scraping the given targets every second."""
 
     def __init__(self, workdir: Path, targets: list[str], binary: str | None = None):
-        self.binary = binary or shutil.which("prometheus")
-        if not self.binary:
-            raise ToolMissing("no prometheus binary: run scripts/ensure-prometheus.sh (Debian package 'prometheus')")
+        self.binary = prometheus_binary(binary)
         self.workdir, self.targets, self.port = Path(workdir), targets, free_port()
         self.proc: subprocess.Popen | None = None
 

@@ -10,6 +10,7 @@ import time
 import pytest
 import requests
 
+from inference.drift_detector.persist import STATE_FILE
 from inference.traffic import send_events
 from mlcycle.data import DEMO_FEATURES, make_demo_dataset
 from mlcycle.process import free_port
@@ -38,6 +39,14 @@ def wait(condition, timeout=30.0):
             return True
         time.sleep(0.1)
     return condition()
+
+
+def saved_windows(state_dir):
+    """How many windows the state file on disk holds (None while there is none or it cannot be read)."""
+    try:
+        return len(json.loads((state_dir / STATE_FILE).read_text())["history"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def start(served, tmp_path, *extra):
@@ -80,6 +89,8 @@ def test_a_killed_detector_resumes_from_its_state_dir_and_says_so(served, tmp_pa
         assert before["streak"] == 1 and before["retrain_guard"]["running"]["pid"]
         run = before["retrain_guard"]["running"]
         assert run["log"].startswith(str(state_dir / "retrain-logs"))
+        # /status counts a window before its writer thread has put the state file on disk: wait for the file
+        assert wait(lambda: saved_windows(state_dir) == 4), f"state file holds {saved_windows(state_dir)} windows"
         proc.process.send_signal(signal.SIGKILL)  # the detector only: its retrain runs in a session of its own
         proc.process.wait(10)
     finally:

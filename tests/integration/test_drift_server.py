@@ -70,18 +70,19 @@ def status(url):
 
 def test_reports_no_drift_then_drift_and_triggers_retraining(drift_server):
     url = drift_server["url"]
+    windows = status(url)["counts"]["windows"]  # the server is the module's: count from what it has seen
     for chunk in range(4):  # 400 reference-like rows: one window, V1 binary and V2 structured events
         batch = rows(100, seed=100 + chunk)
         r = binary(url, {"instances": batch}) if chunk % 2 else structured(url, v2_request(batch))
         assert r.status_code == 200, r.text
     deadline = time.monotonic() + 30
-    while status(url)["counts"]["windows"] < 1 and time.monotonic() < deadline:
+    while status(url)["counts"]["windows"] < windows + 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     first = status(url)
-    assert first["counts"]["windows"] == 1 and first["drift"] is False, first["last_window"]
+    assert first["counts"]["windows"] == windows + 1 and first["drift"] is False, first["last_window"]
     for seed in (7, 8):  # two drifted windows in a row -> retrain hook
         binary(url, {"instances": rows(400, seed=seed, drift=0.6)})
-    while status(url)["counts"]["windows"] < 3 and time.monotonic() < deadline:
+    while status(url)["counts"]["windows"] < windows + 3 and time.monotonic() < deadline:
         time.sleep(0.1)
     final = status(url)
     assert final["drift"] is True and final["last_window"]["p_values"]["amount"] < final["last_window"]["threshold"]

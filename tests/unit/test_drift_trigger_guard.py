@@ -55,6 +55,13 @@ async def feed(service: DriftService, bodies) -> None:
         await service.flush()  # the window is tested now: one window per body
 
 
+async def until(condition, timeout: float = 10.0) -> None:
+    """Poll ``condition`` until it holds or ``timeout`` s pass (what it reads is set by the hook's waiter thread)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
 def held(service: DriftService, reason: str) -> float:
     return service.metrics.registry.get_sample_value("mlcycle_drift_retrain_held_back_total", {"reason": reason})
 
@@ -100,13 +107,10 @@ def test_never_two_local_runs_at_once_and_each_run_logged_with_its_exit_code(det
         await feed(service, drifted[:5])  # the run is still going: held back, though no cooldown
         during = service.status()
         hook._running.wait(timeout=30)
-        for _ in range(100):
-            if not service.status()["retrain_guard"]["running"]:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: not service.status()["retrain_guard"]["running"])
         await feed(service, drifted[5:6])  # the run ended: the next trigger starts the next one
         hook._running.wait(timeout=30)
-        await asyncio.sleep(0.3)
+        await until(lambda: not service.status()["retrain_guard"]["running"])  # the waiter thread saw it end
         after = service.status()
         await service.stop()
         return service, during, after
@@ -132,7 +136,13 @@ def test_a_failing_local_run_keeps_its_output_and_exit_code(detector, drifted, t
         service.start()
         await feed(service, drifted[:1])
         hook._running.wait(timeout=30)
-        await asyncio.sleep(0.3)
+
+        def reported():  # the waiter thread has recorded the failure and the run's end (exit codes)
+            s = service.status()
+            ended = s["retrain_guard"]["runs"][0]["exit_code"] is not None
+            return ended and (s["retrain"][0].get("run") or {}).get("exit_code") is not None and len(s["retrain"]) > 1
+
+        await until(reported)
         status = service.status()
         await service.stop()
         return status

@@ -15,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cli.main import main as cli
-from mlcycle.process import free_port
 from mlcycle.registry import open_registry
 from mlcycle.shadow import ShadowPolicy
 from mlcycle.triggers import Observation, TriggerPolicy
@@ -63,7 +62,7 @@ class Capture:
                 except OSError:  # the loop process that asked was killed meanwhile
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # port 0: the kernel picks a free one
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
