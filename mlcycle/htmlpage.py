@@ -19,11 +19,13 @@ def page(title: str, body: str) -> str:
 
 
 def png(fig) -> str:
-    """An <img> with the figure inlined as PNG; the figure is closed."""
+    """An <img> with the figure inlined as PNG, laid out tight (labels inside the canvas); the figure is closed.
+    ``tight_layout`` then one draw: ``savefig(bbox_inches="tight")`` would draw every figure twice."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}"/>'
 

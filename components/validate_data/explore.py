@@ -126,7 +126,6 @@ def _feature(plt, x: pd.Series, kind: str, y: pd.Series, contract: DataContract)
             right.set(xlabel="positive rate" if binary else f"mean {contract.label}")
     left.set(title="distribution")
     right.set(title="vs target")
-    fig.tight_layout()
     return png(fig)
 
 

@@ -75,3 +75,23 @@ def test_the_model_crosses_to_a_rest_worker_process_and_scores_the_same(served, 
     a = asyncio.run(model.predict({"instances": records}))
     b = asyncio.run(clone.predict({"instances": records}))
     assert a == b
+
+
+def test_a_registered_logistic_regression_serves_on_its_onnx_fast_path(
+    model_dirs, register_passed, splits, contract, tmp_path
+):
+    """The demo's usual winner: compiled by skl2onnx at registration, loaded on the fast path, same probabilities."""
+    from inference.predictor.model import MlcycleModel
+    from mlcycle.registry import open_registry
+
+    registry = open_registry(tmp_path / "registry")
+    version = register_passed(model_dirs["logreg"], registry, "e" * 64, "logreg").version
+    entry = registry.metadata("fraud", version).fast_path
+    assert entry["status"] == "ready" and entry["parity"]["label_mismatches"] == 0, entry
+    model = MlcycleModel("fraud-logreg", str(tmp_path / "registry" / "fraud" / version))
+    assert model.load()
+    assert model.scoring_path == "fast" and model.fast_path_reason == ""
+    rows, records = _test_rows(splits, contract, 20)
+    out = asyncio.run(model.predict({"instances": records}))
+    offline = ModelBundle.load(model_dirs["logreg"]).score(rows)
+    np.testing.assert_allclose(np.asarray(out["probabilities"]), offline, atol=fastpath.TOLERANCE)

@@ -35,9 +35,29 @@ def test_xgboost_compiles_and_matches_the_native_model_on_every_test_row(xgb_bun
 
 def test_a_family_without_converter_gets_no_fast_path_and_says_why(model_dirs, splits, tmp_path):
     _, _, test = splits
-    entry = fastpath.build(ModelBundle.load(model_dirs["logreg"]), test, tmp_path)
-    assert entry["status"] == "absent" and "logreg" in entry["reason"]
+    entry = fastpath.build(ModelBundle.load(model_dirs["baseline"]), test, tmp_path)
+    assert entry["status"] == "absent" and "baseline" in entry["reason"]
     assert not (tmp_path / fastpath.FAST_FILE).exists()
+
+
+@pytest.mark.parametrize("family", ["logreg", "hgb"])
+def test_scikit_learn_models_compile_by_skl2onnx_or_say_why_not(family, model_dirs, splits, tmp_path):
+    """A logistic regression compiles and matches predict_proba on every test row; a histogram gradient boosting
+    model either does the same or is refused on parity (its float32 split thresholds), never stored disagreeing."""
+    _, _, test = splits
+    bundle = ModelBundle.load(model_dirs[family])
+    entry = fastpath.build(bundle, test, tmp_path)
+    if family == "hgb" and entry["status"] == "absent":
+        assert "parity" in entry["reason"] or "differ" in entry["reason"], entry
+        assert not (tmp_path / fastpath.FAST_FILE).exists()
+        return
+    assert entry["status"] == "ready", entry
+    assert entry["parity"]["rows"] == len(test) and entry["parity"]["label_mismatches"] == 0
+    assert "skl2onnx" in entry["libraries"]
+    scorer, why = fastpath.load(tmp_path, entry, "classification")
+    assert why == ""
+    x = bundle.transform(test)
+    np.testing.assert_allclose(scorer.score_matrix(x), bundle.score_matrix(x), atol=fastpath.TOLERANCE)
 
 
 def test_a_booster_the_converter_cannot_handle_is_refused_with_the_converters_reason(

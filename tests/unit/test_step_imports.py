@@ -100,15 +100,16 @@ print(json.dumps({{"heavy": heavy, "fast_path": reg.describe("fraud", result.ver
     return _run(code)
 
 
-def test_register_of_a_scikit_learn_model_deserializes_nothing(splits, contract, model_dirs, tmp_path):
-    """No fast-path converter for the family: the bundle's spec says so, the model files are hashed, not loaded."""
-    result = _register_probe(model_dirs["logreg"], contract, splits[0], tmp_path)
+def test_register_of_a_model_without_converter_deserializes_nothing(splits, contract, model_dirs, tmp_path):
+    """No fast-path converter for the family (the baseline): the bundle's spec says so, the model files are hashed,
+    not loaded."""
+    result = _register_probe(model_dirs["baseline"], contract, splits[0], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["heavy"] == []
     assert out["fast_path"] == {
         "status": "absent",
-        "reason": "no fast-path converter for family 'logreg' (only XGBoost boosters are compiled)",
+        "reason": "no fast-path converter for family 'baseline' (compiled: xgboost, logreg, hgb)",
         "checked_on": "train",
     }
 
