@@ -17,6 +17,7 @@ from inference.capture.server import create_app
 from inference.capture.service import CaptureService
 from mlcycle import defaults
 from mlcycle.capture import CaptureStore
+from mlcycle.process import freeze_heap
 
 
 def main() -> None:
@@ -62,6 +63,9 @@ def main() -> None:
         args.retention_bytes or None,
         features,
         args.forward_url,
+    )
+    logging.getLogger("mlcycle.capture").info(
+        "start-up heap frozen for the garbage collector: %d objects", freeze_heap()
     )
     uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
 

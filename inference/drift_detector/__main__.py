@@ -20,6 +20,7 @@ from inference.loader import materialize
 from mlcycle import drift as stats
 from mlcycle.defaults import MAX_BODY_BYTES
 from mlcycle.errors import ConfigError
+from mlcycle.process import freeze_heap
 from mlcycle.registry import parse_model_ref
 from mlcycle.schema import VersionFiles
 from mlcycle.triggers import TriggerPolicy
@@ -161,6 +162,7 @@ def main() -> None:
         state_dir=args.state_dir,
     )
     follow(service, args.storage_uri, args.follow_s, lambda files: load_detector(files, args.backend))
+    logging.getLogger("mlcycle.drift").info("start-up heap frozen for the garbage collector: %d objects", freeze_heap())
     uvicorn.run(
         create_app(service, args.max_body_bytes), host=args.host, port=args.port, log_level="warning", access_log=False
     )

@@ -14,6 +14,7 @@ from kserve import model_server
 from inference.predictor.fastrest import quiet_access_log
 from inference.predictor.model import MlcycleModel
 from mlcycle.defaults import MAX_BODY_BYTES
+from mlcycle.process import freeze_heap
 
 parser = argparse.ArgumentParser(parents=[model_server.parser], description=__doc__)
 parser.add_argument(
@@ -114,9 +115,9 @@ def main() -> None:
     model.follow(args.follow_s)
     server = kserve.ModelServer(http_port=args.http_port, grpc_port=args.grpc_port)
     quiet_access_log(args.access_log)
-    logging.getLogger("mlcycle").info(
-        "event loop: %s (--event_loop %s)", use_event_loop(args.event_loop), args.event_loop
-    )
+    log = logging.getLogger("mlcycle")
+    log.info("event loop: %s (--event_loop %s)", use_event_loop(args.event_loop), args.event_loop)
+    log.info("start-up heap frozen for the garbage collector: %d objects", freeze_heap())
     server.start([model])
 
 
