@@ -200,8 +200,11 @@ def vegeta(tools, url: str, body_file: Path, rate: int, seconds: float) -> dict:
         ),
         stdout=subprocess.PIPE,
     )
-    report = subprocess.run(
-        [tools["vegeta"], "report", "-type=json"], stdin=attack.stdout, capture_output=True, timeout=seconds + 60
+    report = subprocess.run(  # the report reads while the attack runs: on the load generator's CPU too
+        pinned(tools["cpu"], [tools["vegeta"], "report", "-type=json"]),
+        stdin=attack.stdout,
+        capture_output=True,
+        timeout=seconds + 60,
     )
     attack.wait(30)
     r = json.loads(report.stdout)

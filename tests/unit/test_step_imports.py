@@ -126,3 +126,15 @@ def test_register_still_verifies_the_model_files_it_does_not_load(splits, contra
     with pytest.raises(IntegrityError, match="estimator.skops"):
         register(model, contract, splits[0], {}, {"passed": True, "reasons": []}, reg, "fraud", "f" * 64, "r")
     assert reg.list_versions("fraud") == []
+
+
+def test_a_server_freezes_its_start_up_heap_for_the_collector():
+    """``freeze_heap`` (called by the predictor, drift and capture mains before serving) leaves the start-up objects
+    in the permanent generation: a full collection then has only what came after to scan."""
+    code = (
+        "import gc, json; import pandas; from mlcycle.process import freeze_heap\n"
+        "before = gc.get_freeze_count(); n = freeze_heap()\n"
+        "print(json.dumps({'before': before, 'frozen': n, 'young': sum(gc.get_count())}))"
+    )
+    out = json.loads(_run(code).stdout.strip().splitlines()[-1])
+    assert out["before"] == 0 and out["frozen"] > 10_000 and out["young"] < 1_000, out
