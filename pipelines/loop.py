@@ -286,10 +286,12 @@ class Loop:
         from mlcycle.process import free_port
         from mlcycle.shadow import stop
 
-        deadline = time.monotonic() + wait_s
-        while len(self.shadow_rows(version)[0]) < self.shadow_policy.min_requests:
-            if time.monotonic() >= deadline or stopping():
-                break
+        deadline = time.monotonic() + wait_s  # no wait: the shadow reads the rows once, below
+        while (
+            time.monotonic() < deadline
+            and not stopping()
+            and len(self.shadow_rows(version)[0]) < self.shadow_policy.min_requests
+        ):
             time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
         candidate = start_predictor(
             f"{self.registry_uri}#{self.model}@{version}",
@@ -346,9 +348,7 @@ class Loop:
     def _step(self, manual: str | None, said: set, shadow_wait_s: float, stopping: Callable[[], bool]) -> None:
         """One observation of ``run``: the decision (each kind once until the next retrain), and what it starts."""
         d = self.observe(manual)
-        key = (d.trigger, "waiting" in d.reason, d.start)
-        if d.trigger and key not in said:
-            said.add(key)
+        if first_time(d, said):
             self.log(f"loop: {d.trigger}: {d.reason}")
         if not (d.start and self.retrains):
             return
@@ -366,6 +366,16 @@ class Loop:
             if run.shadow.passed
             else f"loop: {run.version} stopped at the shadow; production unchanged"
         )
+
+
+def first_time(d: Decision, said: set) -> bool:
+    """Whether a decision with a trigger is of a kind not said yet (its trigger, waiting or not, started or not):
+    what a log shows once, with its evidence, instead of at every observation. Records it in ``said``."""
+    key = (d.trigger, "waiting" in d.reason, d.start)
+    if not d.trigger or key in said:
+        return False
+    said.add(key)
+    return True
 
 
 def data_until(registry: Registry, model: str, version: str) -> datetime | None:

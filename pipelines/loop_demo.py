@@ -7,8 +7,8 @@
 3. The loop sees the drift and the falling online accuracy and retrains on the captured, labelled traffic
    (the real kfp.local pipeline, trigger recorded in the version's lineage).
 4. The new version enters as the candidate: shadow (production requests captured after its training data ends,
-   replayed, compared with production's
-   answers and the late labels), then a canary with real Prometheus analysis, then promotion.
+   replayed, compared with production's answers and the late labels), then a canary with real Prometheus
+   analysis, then promotion.
 5. A second, deliberately worse candidate — retrained on stale data from before the drift — is stopped at
    the shadow stage and rolled back.
 Each decision is printed once with its evidence; a summary of versions and aliases ends the run.
@@ -32,7 +32,7 @@ from mlcycle.shadow import ShadowPolicy
 from mlcycle.triggers import TriggerPolicy
 from pipelines.canary_demo import rollout
 from pipelines.direct import run_direct
-from pipelines.loop import Loop, get_json
+from pipelines.loop import Loop, first_time, get_json
 from pipelines.training import DEMO_THRESHOLDS
 
 FEATURES = DEMO_FEATURES
@@ -203,9 +203,7 @@ def main() -> int:
 
         def observe(where: str):
             d = loop.observe()
-            state = (d.trigger, "waiting" in d.reason, d.start)
-            if d.trigger and state not in said:  # each decision once, with its evidence
-                said.add(state)
+            if first_time(d, said):  # each decision once, with its evidence
                 say(f"   {where}: {d.trigger}: {d.reason}")
             return d
 
