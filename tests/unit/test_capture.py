@@ -21,6 +21,7 @@ from mlcycle.capture import (
     parse_part,
     parse_traffic_source,
     read_traffic,
+    read_traffic_source,
     utcnow,
 )
 from mlcycle.errors import DataError, StorageUnavailable
@@ -369,3 +370,9 @@ def test_a_source_with_until_is_a_snapshot_later_requests_and_labels_are_not_in_
     assert len(labelled_traffic(uri, "fraud", days=1)) == 9
     named = parse_traffic_source(f"traffic://{uri}#fraud?days=1&until={cut.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}")
     assert named.until == cut and parse_traffic_source(str(named)) == named
+    with pytest.raises(DataError, match="until must be an ISO time"):
+        parse_traffic_source(f"traffic://{uri}#fraud?until=yesterday")
+    with pytest.raises(DataError, match="until needs a time zone"):
+        parse_traffic_source(f"traffic://{uri}#fraud?until=2026-12-01T10:00:00")
+    with pytest.raises(DataError, match=r"no labelled traffic .* up to "):
+        read_traffic_source(f"traffic://{uri}#fraud?days=1&until=2020-01-01T00:00:00Z")
