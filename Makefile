@@ -13,8 +13,16 @@ HTTP_PORT ?= 8080
 GRPC_PORT ?= 8081
 DRIFT_PORT ?= 8090
 PYTEST_ARGS ?=
+# Images (make images): where they are tagged, and the Python base. PYTHON_IMAGE empty: a base made here from Debian
+# packages (no registry needed); PYTHON_IMAGE=upstream: the Dockerfile's python:3.11-slim-bookworm pinned by digest.
+IMAGE_REGISTRY ?= ghcr.io/mlcycle
+IMAGE_TAG ?=
+PYTHON_IMAGE ?=
+# make compile PIPELINE_IMAGE=<registry>/mlcycle-pipeline@sha256:... DRIFT_IMAGE=...: the images you pushed
+PIPELINE_IMAGE ?=
+DRIFT_IMAGE ?=
 
-.PHONY: lint setup demo demo-minio serve traffic canary-demo loop-demo kind-up kind-down cluster-up cluster-down control-plane test test-unit compile minio lock bench clean help
+.PHONY: images base-image docker-down lint setup demo demo-minio serve traffic canary-demo loop-demo kind-up kind-down cluster-up cluster-down control-plane test test-unit compile minio lock bench clean help
 
 help:
 	@echo "make demo     run the whole training lifecycle locally (kfp.local, bundled data, local registry)"
@@ -24,7 +32,8 @@ help:
 	@echo "make canary-demo  canary rollout locally: promote a good candidate, roll back a broken one"
 	@echo "make loop-demo    the closed loop: drift + late labels -> retrain -> shadow -> canary -> promote; a stale candidate stopped"
 	@echo "make cluster-up   local Kubernetes control plane + KServe (no Docker); kubeconfig .mlcycle/cluster/kubeconfig"
-	@echo "make compile  write the compiled KFP pipeline YAML to build/pipelines/"
+	@echo "make images   build every image (pipeline, drift, serving, capture, storage-initializer) in a Docker daemon"
+	@echo "make compile  write the compiled KFP pipeline YAML to build/pipelines/ (PIPELINE_IMAGE=/DRIFT_IMAGE= your pushed images)"
 	@echo "make bench    run the benchmarks (JSON under bench/results/)"
 
 # uv compiles no bytecode, and with PYTHONDONTWRITEBYTECODE set Python caches none: every kfp.local step (a
@@ -88,26 +97,47 @@ cluster-up: setup control-plane
 cluster-down: setup
 	$(PY) -m devtools.cluster down --dir .mlcycle/cluster
 
-# Lint and types first (seconds): ruff's rules and format at 120 columns, mypy over the core library.
+# Images, built for real (Dockerfile, one target per role). The Docker daemon: yours ($$DOCKER_HOST or the default
+# socket), else the project's private one (scripts/docker-engine.sh: Debian's docker.io, data under ~/.cache/mlcycle),
+# which stays up so you can use the images; `make docker-down` stops it.
+IMAGE_ENV = IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) PYTHON_IMAGE=$(PYTHON_IMAGE)
+images:
+	@export "$$(scripts/docker-engine.sh up)" && $(IMAGE_ENV) scripts/build-images.sh
+
+base-image:
+	@export "$$(scripts/docker-engine.sh up)" && scripts/base-image.sh
+
+docker-down:
+	@scripts/docker-engine.sh down
+
+# Lint and types first (seconds): ruff's rules and format at 120 columns, mypy over the core library, actionlint
+# over the release workflow.
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$$(scripts/ensure-actionlint.sh) .github/workflows/*.yml
 
+# The images are built (or found cached) first, in the daemon the container tier then uses; a private daemon this
+# target started is stopped at the end.
 test: setup control-plane lint
-	MINIO_BIN=$$(scripts/ensure-minio.sh) PROMETHEUS_BIN=$$(scripts/ensure-prometheus.sh) $(PY) -m pytest $(PYTEST_ARGS)
+	scripts/docker-engine.sh run bash -c '$(IMAGE_ENV) scripts/build-images.sh >&2 && \
+	  MINIO_BIN=$$(scripts/ensure-minio.sh) PROMETHEUS_BIN=$$(scripts/ensure-prometheus.sh) MLCYCLE_CONTAINER_TESTS=1 \
+	  $(PY) -m pytest $(PYTEST_ARGS)'
 
 test-unit: setup
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 compile: setup
-	$(PY) -m pipelines.compile --out build/pipelines
+	$(if $(PIPELINE_IMAGE),MLCYCLE_PIPELINE_IMAGE=$(PIPELINE_IMAGE)) $(if $(DRIFT_IMAGE),MLCYCLE_DRIFT_IMAGE=$(DRIFT_IMAGE)) \
+	  $(PY) -m pipelines.compile --out build/pipelines
 
 # Re-resolve the lock files after editing pyproject.toml.
 lock:
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/dev.lock -q
-	for role in pipeline serving; do $(VENV)/bin/uv pip compile pyproject.toml --extra $$role --python-version 3.11 -c requirements/dev.lock -o requirements/$$role.lock -q; done
+	for role in pipeline serving capture; do $(VENV)/bin/uv pip compile pyproject.toml --extra $$role --python-version 3.11 -c requirements/dev.lock -o requirements/$$role.lock -q; done
 	$(VENV)/bin/uv pip compile pyproject.toml --extra pipeline --extra serving --extra drift --python-version 3.11 -c requirements/dev.lock -o requirements/drift.lock -q
+	$(VENV)/bin/uv pip compile requirements/storage-initializer.in --python-version 3.11 -c requirements/dev.lock -o requirements/storage-initializer.lock -q
 
 bench: setup
 	MINIO_BIN=$$(scripts/ensure-minio.sh) $(PY) bench/pipeline.py

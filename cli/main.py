@@ -107,13 +107,21 @@ def cmd_run(args) -> int:
     registry = _registry_uri(args)
     params = plan_run(args)
     before = _production(registry, args.model)
+    runner = getattr(args, "runner", "subprocess")
     print(
-        f"mlcycle {args.command}: training pipeline on kfp.local -> registry {registry}, model '{args.model}'",
+        f"mlcycle {args.command}: training pipeline on kfp.local ({runner} runner) -> registry {registry}, "
+        f"model '{args.model}'",
         flush=True,
     )
     try:
-        run = run_local(registry, Path(args.runs), progress=lambda line: print(line, flush=True), **params)
-    except StepFailed as e:
+        run = run_local(
+            registry,
+            Path(args.runs),
+            progress=lambda line: print(line, flush=True),
+            runner=runner,
+            **params,
+        )
+    except (StepFailed, ConfigError) as e:
         print(f"mlcycle: error: {e}", file=sys.stderr)
         return 1
     print(summary(run, registry, args.model, before))
@@ -799,6 +807,16 @@ def _fmt(value) -> str:
     return "-" if value is None else str(value)
 
 
+def _runner_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--runner",
+        choices=["subprocess", "docker"],
+        default="subprocess",
+        help="kfp.local runner: subprocess (default) or docker (each step in its image, as on a cluster: build them "
+        "with `make images`; needs an s3:// registry)",
+    )
+
+
 def _training_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     """The options of a training run, shared by run, demo and submit."""
     if not demo:
@@ -906,12 +924,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _training_options(p)
     p.add_argument("--runs", default=".mlcycle/runs", help="kfp.local pipeline root (run directories, logs, reports)")
+    _runner_option(p)
     p.add_argument("--strict", action="store_true", help="exit 3 when the gate fails")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="the training pipeline on the bundled fraud data (kfp.local)")
     _training_options(p, demo=True)
     p.add_argument("--runs", default=".mlcycle/runs", help="kfp.local pipeline root")
+    _runner_option(p)
     p.add_argument("--strict", action="store_true", help="exit 3 when the gate fails")
     p.set_defaults(func=cmd_demo)
 

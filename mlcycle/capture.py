@@ -77,8 +77,11 @@ def parse_part(key: str) -> Part | None:
 class CaptureStore:
     """Part files of one model under a registry URI (``s3://bucket[/prefix]``, ``file://dir`` or a path)."""
 
-    def __init__(self, uri: str, model: str):
+    def __init__(self, uri: str, model: str, scratch_dir: Path | None = None):
+        """``scratch_dir``: where a part is written before its upload (default: the system's temporary directory;
+        the capture service gives its state volume, since a container's root filesystem is read-only)."""
         self.uri, self.model = str(uri), model
+        self.scratch_dir = scratch_dir
         self.registry = open_registry(uri)
         self.store = self.registry.store
         self.writer = secrets.token_hex(3)  # distinguishes replicas writing the same hour
@@ -106,7 +109,9 @@ class CaptureStore:
         with self._lock:
             self._seq += 1
             seq = self._seq
-        fd, tmp = tempfile.mkstemp(prefix=".capture-", suffix=".parquet")
+        if self.scratch_dir is not None:
+            self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".capture-", suffix=".parquet", dir=self.scratch_dir)
         os.close(fd)
         try:
             frame.to_parquet(tmp, index=False)

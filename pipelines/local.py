@@ -1,6 +1,11 @@
-"""Run the training pipeline locally with kfp.local (SubprocessRunner, no cluster, no containers).
+"""Run the training pipeline locally with kfp.local: ``runner="subprocess"`` (no containers) or ``"docker"``.
 
-The steps run as subprocesses of this Python environment, exactly the component code a cluster runs.
+With the subprocess runner the steps run as subprocesses of this Python environment, exactly the component code a
+cluster runs. With the Docker runner (kfp.local's DockerRunner) each step runs in its own image — the images the
+compiled pipeline names (``make images``) — through the same executor a KFP backend runs in each pod, as the image's
+user (uid 65532); the steps see only the pipeline root (mounted at the same path) and the host's network, so the
+registry must be ``s3://`` (its credentials are passed from this environment, KServe's variable names) and a local
+source file is copied under the pipeline root first.
 With ``progress`` set, kfp.local's own output (every step's executor input and logs) goes to
 ``<run dir>/pipeline.log`` instead of the terminal, and ``progress`` gets one line per step; a failed
 step raises ``StepFailed`` with the step's own one-line error and the log's path.
@@ -9,6 +14,7 @@ step raises ``StepFailed`` with the step's own one-line error and the log's path
 import contextlib
 import io
 import json
+import os
 import re
 import shutil
 import sys
@@ -18,8 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcycle.errors import PipelineError
-from pipelines.training import PIPELINE_NAME, training_pipeline
+from mlcycle.errors import ConfigError, PipelineError
+from pipelines.training import PIPELINE_NAME, S3_ENV, training_pipeline
+
+RUNNERS = ("subprocess", "docker")
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = re.compile(r"Executing task '([\w-]+)'")
@@ -111,14 +119,49 @@ class _StepLog(io.TextIOBase):
                 self.progress(f"  {step.name:<16} {step.status:<8} {step.seconds:6.1f}s")
 
 
+def _runner(kind: str, registry_uri: str, pipeline_root: Path, params: dict):
+    """kfp.local's runner for ``kind``; for Docker, the pipeline root made writable by the images' user and a local
+    source file copied where the steps see it (``params['source']`` rewritten)."""
+    from kfp import local
+
+    if kind == "subprocess":
+        return local.SubprocessRunner(use_venv=False)
+    if kind != "docker":
+        raise ConfigError(f"unknown runner {kind!r}; known: {', '.join(RUNNERS)}")
+    if not registry_uri.startswith("s3://"):
+        raise ConfigError(
+            f"runner docker: the steps run in containers that see only the pipeline root, so the registry must be "
+            f"s3:// (e.g. a MinIO they reach), not {registry_uri!r}"
+        )
+    source = str(params.get("source", ""))
+    if source and "://" not in source and Path(source).is_file():
+        inputs = pipeline_root / "inputs"
+        inputs.mkdir(exist_ok=True)
+        inputs.chmod(0o755)
+        params["source"] = str(Path(shutil.copy2(source, inputs / Path(source).name)).resolve())
+        Path(params["source"]).chmod(0o644)
+    pipeline_root.chmod(0o777)  # the steps run as the image's user (uid 65532), not as the caller
+    environment = {k: os.environ[k] for k in S3_ENV if k in os.environ}
+    return local.DockerRunner(network_mode="host", environment=environment)
+
+
 def run_local(
-    registry_uri: str, pipeline_root: Path, progress: Callable[[str], None] | None = None, **params
+    registry_uri: str,
+    pipeline_root: Path,
+    progress: Callable[[str], None] | None = None,
+    runner: str = "subprocess",
+    **params,
 ) -> LocalRun:
+    """One pipeline run on kfp.local; ``runner``: "subprocess" or "docker" (see the module's docstring)."""
     from kfp import local
 
     pipeline_root = Path(pipeline_root).resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
+    local.init(
+        runner=_runner(runner, registry_uri, pipeline_root, params),
+        pipeline_root=str(pipeline_root),
+        raise_on_error=True,
+    )
     before = set(pipeline_root.glob(f"{PIPELINE_NAME}-*"))
     start = time.perf_counter()
     log_path = pipeline_root / f".pipeline-{time.time_ns()}.log" if progress else None
@@ -151,6 +194,7 @@ def run_local(
         raise _step_failed(failure, log_path) from None
     if run_dir is None:
         raise PipelineError(f"kfp.local produced no run directory under {pipeline_root}")
+    _check_outputs(run_dir, log_path)
     registered = run_dir / "register" / "executor_output.json"
     output = json.loads(registered.read_text()) if registered.exists() else {}
     artifact = (output.get("artifacts", {}).get("registered", {}).get("artifacts") or [{}])[0].get("metadata", {})
@@ -165,6 +209,16 @@ def run_local(
         unchanged=bool(artifact.get("unchanged")),
         aliases=tuple(artifact.get("aliases") or ()),
     )
+
+
+def _check_outputs(run_dir: Path, log_path: Path | None) -> None:
+    """Every step that ran left its executor output. kfp.local's Docker handler reports a container that was removed
+    before it could be waited on (killed, OOM) as exit code 0; the missing output is what shows the step died."""
+    for step in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+        if not (step / "executor_output.json").is_file() and step.name != "inputs":
+            raise StepFailed(
+                step.name, "the step reported success but wrote no executor output (its container died?)", log_path
+            )
 
 
 def _step_failed(error: RuntimeError, log_path: Path) -> StepFailed:

@@ -45,7 +45,7 @@ def main() -> None:
     )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    store = CaptureStore(args.registry, args.model)
+    store = CaptureStore(args.registry, args.model, scratch_dir=Path(args.state_dir) / "scratch")
     features = None
     try:  # the production contract's feature order lets V1 rows given as lists be named
         features = store.registry.metadata(args.model, "production").contract.feature_names

@@ -130,10 +130,10 @@ def main() -> None:
     hook = None
     if args.kfp_host:
         registry = args.registry or _registry_of(args.storage_uri)
-        params = retrain_params(
-            version.contract, version.metadata.model, registry, args.retrain_days, json.loads(args.retrain_params)
-        )
         try:
+            params = retrain_params(
+                version.contract, version.metadata.model, registry, args.retrain_days, json.loads(args.retrain_params)
+            )
             hook = KfpHook(
                 args.kfp_host,
                 args.kfp_package,
@@ -141,8 +141,8 @@ def main() -> None:
                 poll_s=args.kfp_poll_s,
                 poll_give_up_s=args.kfp_poll_give_up_s,
             )
-        except ConfigError as e:
-            p.error(str(e))
+        except (ConfigError, ValueError) as e:
+            p.error(f"{e} (--registry / MLCYCLE_REGISTRY names the s3:// registry when --storage_uri is a local path)")
     elif args.retrain_command:
         try:
             hook = CommandHook(args.retrain_command, Path(args.state_dir) / "retrain-logs" if args.state_dir else None)

@@ -1,0 +1,515 @@
+"""Run the pods of rendered manifests as containers on a Docker daemon, the way a kubelet would start them.
+
+Test tooling (the ``container`` test tier), not part of the runtime. Every setting comes from the rendered manifest,
+never retyped: the image, ``command``/``args`` (with ``$(VAR)`` expansion), ``env``/``envFrom`` (Secrets and
+ConfigMaps given to the runner), the user and group, ``runAsNonRoot`` (checked against the image's USER as the
+kubelet checks it), a read-only root filesystem, dropped/added capabilities, ``allowPrivilegeEscalation: false``
+(no-new-privileges), memory and CPU limits, and the pod's volumes (emptyDir as a fresh 0777 directory, as the
+kubelet makes it; Secret and ConfigMap volumes as files). Init containers run to completion, in order; then every
+container starts and its readiness (else startup) probe is polled until it answers, or the container exits, or the
+deadline passes: a ``ContainerFailed`` then names the pod, container, image, the reason and the log's tail.
+
+What a kubelet does that this does not: a network namespace per pod. Containers share the host's network (the
+project's daemon has no bridge), so a cluster Service name in an env value or argument is rewritten to the loopback
+address of the pod that backs it (``ServiceMap``, derived from the rendered Services). An InferenceService becomes
+the pod KServe's pod mutator makes of it (``kserve_predictor_pod``).
+"""
+
+import json
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+from docker.types import Mount
+
+from mlcycle.errors import MlcycleError
+
+LABEL = "io.mlcycle.container-test"
+POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
+# KServe v0.20.0 (pkg/constants, storage_initializer_injector.go): the init container and the model volume.
+KSERVE_CONTAINER = "kserve-container"
+STORAGE_INITIALIZER = "storage-initializer"
+MODEL_MOUNT = "/mnt/models"
+MODEL_VOLUME = "kserve-provision-location"
+# The image KServe's inferenceservice-config names for the storage initializer, at the pinned KServe release
+# (`make images` builds the project's equivalent under this name).
+STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.20.0"
+MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
+READ_ONLY = re.compile(r"Read-only file system|No usable temporary directory|Permission denied: '([^']+)'")
+
+
+class ContainerFailed(MlcycleError):
+    """A container exited, failed its probe or was refused before it started; the message says which and why."""
+
+    def __init__(self, pod: str, container: str, image: str, reason: str, logs: str = ""):
+        self.pod, self.container, self.image, self.reason, self.logs = pod, container, image, reason, logs
+        tail = "\n".join(logs.rstrip().splitlines()[-25:])
+        super().__init__(f"{pod}: container {container!r} (image {image}): {reason}" + (f"\n{tail}" if tail else ""))
+
+
+def diagnose(logs: str) -> str | None:
+    """The cause a container's log names, in words: a module its image lacks, a write its filesystem refuses."""
+    if m := MISSING_MODULE.search(logs):
+        return f"the image lacks the module {m.group(1)!r} that the entrypoint imports"
+    if m := READ_ONLY.search(logs):
+        return f"it writes where its filesystem is read-only ({m.group(0)})"
+    return None
+
+
+@dataclass
+class Pod:
+    source: str  # "Deployment/fraud-detector-drift"
+    name: str
+    spec: dict
+    namespace: str = "mlcycle"
+    job: bool = False  # containers run to completion instead of serving
+
+
+def pods(docs: Iterable[dict], storage_initializer: str = STORAGE_INITIALIZER_IMAGE) -> list[Pod]:
+    """The pods the workloads among ``docs`` create (one replica each); InferenceServices as KServe mutates them."""
+    docs = [d for d in docs if d]
+    found = []
+    for d in docs:
+        kind, meta = d.get("kind"), d.get("metadata", {})
+        ns = meta.get("namespace", "default")
+        if kind in POD_KINDS:
+            found.append(Pod(f"{kind}/{meta['name']}", meta["name"], d["spec"]["template"]["spec"], ns, kind == "Job"))
+        elif kind == "InferenceService":
+            found.append(kserve_predictor_pod(d, docs, storage_initializer))
+    return found
+
+
+def kserve_predictor_pod(isvc: dict, docs: list[dict], storage_initializer: str) -> Pod:
+    """The predictor pod of a Standard-mode InferenceService with a custom container, as KServe v0.20.0 builds it:
+    the predictor's pod-level fields and containers; ``STORAGE_URI`` on kserve-container rewritten to /mnt/models
+    and the model volume (emptyDir) mounted there read-only; the storage-initializer init container (args
+    ``[STORAGE_URI, /mnt/models]``) with the S3 environment KServe's credential builder derives from the Secret
+    attached to the predictor's ServiceAccount (``s3_env_from_secret``)."""
+    meta, predictor = isvc["metadata"], dict(isvc["spec"]["predictor"])
+    ns = meta.get("namespace", "default")
+    containers = [json.loads(json.dumps(c)) for c in predictor.get("containers", [])]
+    main = next((c for c in containers if c["name"] == KSERVE_CONTAINER), None)
+    if main is None:
+        raise ValueError(f"InferenceService/{meta['name']}: no container named {KSERVE_CONTAINER}")
+    spec = {k: v for k, v in predictor.items() if k not in _PREDICTOR_ONLY}
+    spec["containers"] = containers
+    spec.setdefault("automountServiceAccountToken", False)
+    uri = next((e.get("value") for e in main.get("env", []) if e["name"] == "STORAGE_URI"), None)
+    if uri:
+        for e in main["env"]:
+            if e["name"] == "STORAGE_URI":
+                e["value"] = MODEL_MOUNT
+        main.setdefault("volumeMounts", []).append({"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT, "readOnly": True})
+        spec.setdefault("volumes", []).append({"name": MODEL_VOLUME, "emptyDir": {}})
+        spec["initContainers"] = [
+            {
+                "name": STORAGE_INITIALIZER,
+                "image": storage_initializer,
+                "args": [uri, MODEL_MOUNT],
+                "env": s3_env_from_secret(_service_account_secret(predictor, docs, ns)),
+                "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+                "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT}],
+            }
+        ] + spec.get("initContainers", [])
+    return Pod(f"InferenceService/{meta['name']}", f"{meta['name']}-predictor", spec, ns)
+
+
+# PredictorSpec fields that are not PodSpec fields
+_PREDICTOR_ONLY = {
+    "minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "scaleMetricType", "autoScaling", "containerConcurrency",
+    "timeout", "canaryTrafficPercent", "logger", "batcher", "labels", "annotations", "deploymentStrategy", "name",
+    "model", "sklearn", "xgboost", "workerSpec", "storageUri", "storage",
+}  # fmt: skip
+
+
+def _service_account_secret(predictor: dict, docs: list[dict], ns: str) -> str | None:
+    sa_name = predictor.get("serviceAccountName")
+    for d in docs:
+        if d.get("kind") == "ServiceAccount" and d["metadata"]["name"] == sa_name:
+            names = [s["name"] for s in d.get("secrets", [])]
+            return names[0] if names else None
+    return None
+
+
+# KServe v0.20.0 pkg/credentials/s3: Secret annotation -> the variable the storage initializer reads
+S3_ANNOTATIONS = {
+    "serving.kserve.io/s3-usehttps": "S3_USE_HTTPS",
+    "serving.kserve.io/s3-verifyssl": "S3_VERIFY_SSL",
+    "serving.kserve.io/s3-region": "AWS_DEFAULT_REGION",
+    "serving.kserve.io/s3-useanoncredential": "awsAnonymousCredential",
+    "serving.kserve.io/s3-cabundle": "AWS_CA_BUNDLE",
+}
+
+
+def s3_env_from_secret(secret: str | None, annotations: dict[str, str] | None = None) -> list[dict]:
+    """The env KServe's S3 credential builder gives the storage initializer for ``secret``: the keys as
+    secretKeyRefs, and (``annotations``, resolved when the runner knows the Secret) endpoint/TLS/region values.
+    The annotations are filled in by ``PodRunner`` from the Secret it was given (marker entry ``$annotations``)."""
+    if secret is None:
+        return []
+    env = [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k}}}
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    ]
+    return env + [{"name": "$annotations", "value": secret}]
+
+
+@dataclass
+class Secret:
+    data: dict[str, str]
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+class ServiceMap:
+    """Cluster Service addresses -> loopback addresses, from the rendered Services: ``<svc>.<ns>.svc.cluster.local``
+    with its port (or without: port 80) becomes ``127.0.0.1:<targetPort>`` (the backing pod shares the host's network);
+    ``extra`` adds or overrides addresses (e.g. the in-cluster MinIO -> the test's MinIO)."""
+
+    def __init__(self, docs: Iterable[dict], extra: dict[str, str] | None = None):
+        self.map: dict[str, str] = {}
+        for d in docs:
+            if not d or d.get("kind") != "Service":
+                continue
+            name, ns = d["metadata"]["name"], d["metadata"].get("namespace", "default")
+            for p in d["spec"].get("ports", []):
+                target = p.get("targetPort", p["port"])
+                if isinstance(target, int):
+                    host = f"{name}.{ns}.svc.cluster.local"
+                    self.map[f"{host}:{p['port']}"] = f"127.0.0.1:{target}"
+                    if p["port"] == 80:
+                        self.map[host] = f"127.0.0.1:{target}"
+        self.map.update(extra or {})
+        self._pattern = re.compile("|".join(re.escape(k) for k in sorted(self.map, key=len, reverse=True)) or "(?!)")
+
+    def rewrite(self, text: str) -> str:
+        return self._pattern.sub(lambda m: self.map[m.group(0)], text)
+
+
+def parse_quantity(q: str | int | float) -> float:
+    """A Kubernetes quantity (``512Mi``, ``1Gi``, ``200m``, ``2``) as a number (bytes, or cores)."""
+    s = str(q)
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "m": 1e-3}
+    for suffix, factor in units.items():
+        if s.endswith(suffix):
+            return float(s[: -len(suffix)]) * factor
+    return float(s)
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion in command, args and env values (``$$(VAR)`` stays literal)."""
+    return re.sub(
+        r"\$\$\(|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+        lambda m: "$(" if m.group(1) is None else env.get(m.group(1), m.group(0)),
+        text,
+    )
+
+
+@dataclass
+class RunningPod:
+    pod: Pod
+    containers: dict  # name -> docker Container
+    dirs: list[Path]
+    runner: "PodRunner"
+
+    def logs(self, name: str) -> str:
+        try:
+            return self.containers[name].logs().decode(errors="replace")
+        except docker.errors.NotFound:
+            return ""
+
+    def stop(self, grace_s: int = 10) -> dict[str, int]:
+        """SIGTERM, then SIGKILL after ``grace_s``, as a pod deletion does; returns each container's exit code."""
+        codes = {}
+        for name, c in self.containers.items():
+            try:
+                c.stop(timeout=grace_s)
+                codes[name] = c.wait(timeout=grace_s + 5)["StatusCode"]
+                c.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+        for d in self.dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        return codes
+
+    def __enter__(self) -> "RunningPod":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class PodRunner:
+    """Starts pods on the daemon of ``client``. ``secrets``/``configmaps``: name -> ``Secret`` / {key: value}, what
+    the cluster would hold. ``replace``: literal text replaced in args and env values before anything else (e.g. the
+    VERSION placeholder a rollout fills). Containers carry the label ``io.mlcycle.container-test``; ``cleanup()``
+    removes any left by a crashed run."""
+
+    def __init__(
+        self,
+        client: "docker.DockerClient",
+        workdir: Path,
+        services: ServiceMap,
+        secrets: dict[str, Secret] | None = None,
+        configmaps: dict[str, dict[str, str]] | None = None,
+        replace: dict[str, str] | None = None,
+    ):
+        self.client, self.workdir, self.services = client, Path(workdir), services
+        self.secrets, self.configmaps, self.replace = secrets or {}, configmaps or {}, replace or {}
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    def cleanup(self) -> int:
+        """Remove the containers a previous (crashed) run left; returns how many."""
+        left = self.client.containers.list(all=True, filters={"label": LABEL})
+        for c in left:
+            c.remove(force=True)
+        return len(left)
+
+    # -- translation ---------------------------------------------------------------------------------------------
+    def _text(self, text: str, env: dict[str, str]) -> str:
+        for old, new in self.replace.items():
+            text = text.replace(old, new)
+        return self.services.rewrite(_expand(text, env))
+
+    def _secret(self, pod: Pod, name: str) -> Secret:
+        if name not in self.secrets:
+            raise ContainerFailed(
+                pod.source, "-", "-", f'secret "{name}" not found (the kubelet would not start the pod)'
+            )
+        return self.secrets[name]
+
+    def _env(self, pod: Pod, container: dict) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for src in container.get("envFrom", []):
+            prefix = src.get("prefix", "")
+            if "secretRef" in src:
+                ref = src["secretRef"]
+                if ref["name"] in self.secrets or not ref.get("optional"):
+                    env.update({prefix + k: v for k, v in self._secret(pod, ref["name"]).data.items()})
+            elif "configMapRef" in src:
+                env.update({prefix + k: v for k, v in self.configmaps.get(src["configMapRef"]["name"], {}).items()})
+        for e in container.get("env", []):
+            name = e["name"]
+            if name == "$annotations":  # KServe's credential builder, from the Secret's annotations
+                secret = self._secret(pod, e["value"])
+                for annotation, var in S3_ANNOTATIONS.items():
+                    if annotation in secret.annotations:
+                        env[var] = secret.annotations[annotation]
+                endpoint = secret.annotations.get("serving.kserve.io/s3-endpoint")
+                if endpoint:
+                    scheme = "http" if secret.annotations.get("serving.kserve.io/s3-usehttps") == "0" else "https"
+                    env["S3_ENDPOINT"] = self.services.rewrite(endpoint)
+                    env["AWS_ENDPOINT_URL"] = self._text(f"{scheme}://{endpoint}", env)
+                continue
+            if "value" in e:
+                env[name] = self._text(str(e["value"]), env)
+            elif "valueFrom" in e:
+                ref = e["valueFrom"]
+                if "secretKeyRef" in ref:
+                    r = ref["secretKeyRef"]
+                    if r["name"] not in self.secrets and r.get("optional"):
+                        continue
+                    data = self._secret(pod, r["name"]).data
+                    if r["key"] not in data:
+                        if r.get("optional"):
+                            continue
+                        raise ContainerFailed(
+                            pod.source,
+                            container["name"],
+                            container["image"],
+                            f"secret {r['name']} has no key {r['key']}",
+                        )
+                    env[name] = data[r["key"]]
+                elif "configMapKeyRef" in ref:
+                    r = ref["configMapKeyRef"]
+                    env[name] = self.configmaps.get(r["name"], {}).get(r["key"], "")
+                elif "fieldRef" in ref:
+                    path = ref["fieldRef"]["fieldPath"]
+                    env[name] = {"metadata.namespace": pod.namespace, "metadata.name": pod.name}.get(path, "127.0.0.1")
+        return env
+
+    def _security(self, pod: Pod, container: dict, image) -> dict:
+        psc, csc = pod.spec.get("securityContext", {}), container.get("securityContext", {})
+        merged = {k: csc.get(k, psc.get(k)) for k in ("runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile")}
+        kw: dict = {}
+        image_user = (image.attrs["Config"].get("User") or "0").split(":")[0]
+        uid = merged["runAsUser"]
+        if merged["runAsNonRoot"]:
+            # kubelet: "container has runAsNonRoot and image will run as root" / "image has non-numeric user"
+            if uid is None and not image_user.isdigit():
+                raise ContainerFailed(
+                    pod.source,
+                    container["name"],
+                    container["image"],
+                    f"runAsNonRoot and the image's user {image_user!r} is not numeric",
+                )
+            if int(uid if uid is not None else image_user) == 0:
+                raise ContainerFailed(
+                    pod.source,
+                    container["name"],
+                    container["image"],
+                    "runAsNonRoot and the container would run as root",
+                )
+        if uid is not None:
+            kw["user"] = f"{uid}:{merged['runAsGroup']}" if merged["runAsGroup"] is not None else str(uid)
+        elif merged["runAsGroup"] is not None:
+            kw["user"] = f"{image_user}:{merged['runAsGroup']}"
+        if psc.get("fsGroup") is not None or psc.get("supplementalGroups"):
+            kw["group_add"] = [
+                str(g)
+                for g in ([psc.get("fsGroup")] if psc.get("fsGroup") is not None else [])
+                + psc.get("supplementalGroups", [])
+            ]
+        if csc.get("readOnlyRootFilesystem"):
+            kw["read_only"] = True
+        caps = csc.get("capabilities", {})
+        if caps.get("drop"):
+            kw["cap_drop"] = caps["drop"]
+        if caps.get("add"):
+            kw["cap_add"] = caps["add"]
+        if csc.get("allowPrivilegeEscalation") is False:
+            kw["security_opt"] = ["no-new-privileges"]
+        if csc.get("privileged"):
+            kw["privileged"] = True
+        limits = container.get("resources", {}).get("limits", {})
+        if "memory" in limits:
+            kw["mem_limit"] = int(parse_quantity(limits["memory"]))
+        if "cpu" in limits:
+            kw["nano_cpus"] = int(parse_quantity(limits["cpu"]) * 1e9)
+        return kw
+
+    def _volumes(self, pod: Pod, root: Path) -> dict[str, Path]:
+        dirs = {}
+        for v in pod.spec.get("volumes", []):
+            d = root / v["name"]
+            d.mkdir(parents=True)
+            if "emptyDir" in v or "persistentVolumeClaim" in v:
+                d.chmod(0o777)  # the kubelet makes an emptyDir world-writable
+            elif "secret" in v:
+                self._files(d, self._secret(pod, v["secret"]["secretName"]).data, v["secret"].get("items"))
+            elif "configMap" in v:
+                self._files(d, self.configmaps.get(v["configMap"]["name"], {}), v["configMap"].get("items"))
+            else:
+                raise ContainerFailed(
+                    pod.source, "-", "-", f"volume {v['name']}: type not supported by the runner: {sorted(v)}"
+                )
+            dirs[v["name"]] = d
+        return dirs
+
+    @staticmethod
+    def _files(d: Path, data: dict[str, str], items: list | None) -> None:
+        chosen = {i["key"]: i["path"] for i in items} if items else {k: k for k in data}
+        for key, rel in chosen.items():
+            (d / rel).parent.mkdir(parents=True, exist_ok=True)
+            (d / rel).write_text(data[key])
+            (d / rel).chmod(0o644)
+        d.chmod(0o755)
+
+    def _run_args(self, pod: Pod, container: dict, dirs: dict[str, Path]) -> dict:
+        image_ref = container["image"]
+        try:
+            image = self.client.images.get(image_ref)
+        except docker.errors.ImageNotFound:
+            raise ContainerFailed(
+                pod.source, container["name"], image_ref, "image not present on the node (ErrImageNeverPull)"
+            ) from None
+        env = self._env(pod, container)
+        mounts = []
+        for m in container.get("volumeMounts", []):
+            src = dirs[m["name"]] / m["subPath"] if m.get("subPath") else dirs[m["name"]]
+            mounts.append(Mount(m["mountPath"], str(src), type="bind", read_only=bool(m.get("readOnly"))))
+        kw = {
+            "image": image_ref,
+            "environment": env,
+            "mounts": mounts,
+            "network_mode": "host",
+            "detach": True,
+            "labels": {LABEL: pod.source},
+            "name": f"mlcycle-ct-{pod.name}-{container['name']}-{secrets.token_hex(3)}",
+            **self._security(pod, container, image),
+        }
+        if container.get("command"):
+            kw["entrypoint"] = [self._text(a, env) for a in container["command"]]
+        if container.get("args") is not None:
+            kw["command"] = [self._text(a, env) for a in container["args"]]
+        elif container.get("command"):
+            kw["command"] = []
+        if container.get("workingDir"):
+            kw["working_dir"] = container["workingDir"]
+        return kw
+
+    # -- running -------------------------------------------------------------------------------------------------
+    def _fail(self, pod: Pod, container: dict, c, reason: str) -> ContainerFailed:
+        logs = c.logs().decode(errors="replace") if c is not None else ""
+        why = diagnose(logs)
+        return ContainerFailed(
+            pod.source, container["name"], container["image"], reason + (f": {why}" if why else ""), logs
+        )
+
+    def start(self, pod: Pod, timeout_s: float = 120.0) -> RunningPod:
+        """Init containers to completion, then every container; returns once each is ready (its probe answers) or,
+        for a Job, has exited 0. Raises ``ContainerFailed`` (after removing what it started) otherwise."""
+        root = self.workdir / f"{pod.name}-{secrets.token_hex(3)}"
+        running = RunningPod(pod, {}, [root], self)
+        try:
+            dirs = self._volumes(pod, root)
+            for container in pod.spec.get("initContainers", []):
+                c = self.client.containers.run(**self._run_args(pod, container, dirs))
+                running.containers[container["name"]] = c
+                code = c.wait(timeout=timeout_s)["StatusCode"]
+                if code != 0:
+                    raise self._fail(pod, container, c, f"init container exited {code}")
+            started = []
+            for container in pod.spec["containers"]:
+                c = self.client.containers.run(**self._run_args(pod, container, dirs))
+                running.containers[container["name"]] = c
+                started.append((container, c))
+            deadline = time.monotonic() + timeout_s
+            for container, c in started:
+                if pod.job:
+                    code = c.wait(timeout=max(1.0, deadline - time.monotonic()))["StatusCode"]
+                    if code != 0:
+                        raise self._fail(pod, container, c, f"exited {code}")
+                else:
+                    self._wait_ready(pod, container, c, deadline)
+            return running
+        except BaseException:
+            running.stop(grace_s=1)
+            raise
+
+    def _wait_ready(self, pod: Pod, container: dict, c, deadline: float) -> None:
+        import urllib.error
+        import urllib.request
+
+        probe = container.get("readinessProbe") or container.get("startupProbe")
+        ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+        while True:
+            c.reload()
+            if c.status in ("exited", "dead"):
+                code = c.attrs["State"]["ExitCode"]
+                oom = " (OOMKilled)" if c.attrs["State"].get("OOMKilled") else ""
+                raise self._fail(pod, container, c, f"exited {code}{oom} before it was ready")
+            if probe is None:
+                return  # no probe: the kubelet counts a running container as ready
+            get = probe.get("httpGet")
+            if get is None:
+                raise ContainerFailed(
+                    pod.source, container["name"], container["image"], f"probe type not supported: {sorted(probe)}"
+                )
+            port = get["port"] if isinstance(get["port"], int) else ports[get["port"]]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{get.get('path', '/')}", timeout=2) as r:
+                    if 200 <= r.status < 400:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise self._fail(
+                    pod, container, c, f"not ready: GET :{port}{get.get('path', '/')} did not answer 2xx in time"
+                )
+            time.sleep(0.25)
