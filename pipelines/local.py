@@ -142,7 +142,9 @@ def _runner(kind: str, registry_uri: str, pipeline_root: Path, params: dict):
         Path(params["source"]).chmod(0o644)
     pipeline_root.chmod(0o777)  # the steps run as the image's user (uid 65532), not as the caller
     environment = {k: os.environ[k] for k in S3_ENV if k in os.environ}
-    return local.DockerRunner(network_mode="host", environment=environment)
+    # entrypoint reset: a KFP backend sets each step's container `command`, which replaces the image's ENTRYPOINT
+    # (the drift image's is the detector service); kfp.local passes the step's command as docker's CMD instead
+    return local.DockerRunner(network_mode="host", environment=environment, entrypoint=[""])
 
 
 def run_local(

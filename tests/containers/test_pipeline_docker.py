@@ -62,7 +62,9 @@ def test_a_step_failing_in_its_container_fails_the_run_with_its_error(images, pi
     csv = tmp_path / "no_label.csv"
     csv.write_text("a,b\n1,2\n3,4\n")
     with pytest.raises(StepFailed) as e:
-        run_local(REGISTRY, tmp_path / "runs", runner="docker", source=str(csv), model_name="failing", label="is_fraud")
+        run_local(
+            REGISTRY, tmp_path / "runs", print, runner="docker", source=str(csv), model_name="failing", label="is_fraud"
+        )
     assert e.value.step in ("ingest", "validate-data") and "is_fraud" in e.value.error, str(e.value)
     assert open_registry(REGISTRY).list_versions("failing") == []
 
@@ -74,7 +76,7 @@ def test_the_registry_unreachable_from_the_containers_names_the_endpoint(images,
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_ENDPOINT_URL", closed)
         with pytest.raises(StepFailed) as e:
-            run_local(REGISTRY, tmp_path / "runs", runner="docker", model_name="unreachable", **SMALL)
+            run_local(REGISTRY, tmp_path / "runs", print, runner="docker", model_name="unreachable", **SMALL)
     assert closed.removeprefix("http://") in str(e.value), str(e.value)
     # the pipeline user's endpoint again: nothing was written under the model's prefix
     assert open_registry(REGISTRY).list_versions("unreachable") == []

@@ -1,7 +1,6 @@
 """The predictor as a real KServe server process, called over real HTTP and gRPC."""
 
 import asyncio
-import math
 import threading
 import time
 
@@ -9,40 +8,12 @@ import numpy as np
 import pytest
 import requests
 from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
-from kserve.protocol.infer_type import InferInput, InferRequest
+from kserve.protocol.infer_type import InferRequest
 
 from mlcycle.models import ModelBundle
+from tests.payloads import records, v2_inputs
 
 pytestmark = pytest.mark.integration
-NUMERIC_DTYPE = {
-    "amount": "FP64",
-    "hour": "INT64",
-    "card_age_days": "INT64",
-    "distance_from_home_km": "FP64",
-    "txn_count_24h": "INT64",
-    "avg_amount_30d": "FP64",
-    "is_foreign": "INT64",
-}
-
-
-def records(frame):
-    return [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in frame.to_dict("records")
-    ]
-
-
-def v2_inputs(frame, contract):
-    out = []
-    for spec in contract.features:
-        col = frame[spec.name]
-        if spec.kind == "numeric":
-            dtype = NUMERIC_DTYPE[spec.name]
-            data = col.to_numpy(dtype=np.float64 if dtype == "FP64" else np.int64)
-        else:
-            dtype, data = "BYTES", col.astype(str).to_numpy(dtype=object)
-        out.append(InferInput(spec.name, [len(frame)], dtype, data.tolist()))
-    return out
 
 
 def test_v1_v2_rest_grpc_and_offline_agree(predictor, served, splits, contract):
