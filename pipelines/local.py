@@ -181,6 +181,8 @@ def run_local(
                         training_pipeline(registry_uri=registry_uri, **params)
                 except RuntimeError as e:  # kfp.local: "Task 'x' finished with status FAILURE"
                     failure = e
+                except ValueError as e:  # a step reported successful left no outputs for the next one (see below)
+                    failure = e
     seconds = time.perf_counter() - start
     new = sorted(set(pipeline_root.glob(f"{PIPELINE_NAME}-*")) - before)
     run_dir = new[-1] if new else None
@@ -193,10 +195,13 @@ def run_local(
         if run_dir is not None and (run_dir / step / artifact).is_file():
             shutil.copyfile(run_dir / step / artifact, run_dir / name)
     if failure is not None:
-        raise _step_failed(failure, log_path) from None
+        raise _step_failed(failure, log_path, _without_outputs(run_dir)) from None
     if run_dir is None:
         raise PipelineError(f"kfp.local produced no run directory under {pipeline_root}")
-    _check_outputs(run_dir, log_path)
+    if died := _without_outputs(run_dir):
+        raise StepFailed(
+            died[0], "the step was reported successful but wrote no outputs (its container died?)", log_path
+        )
     registered = run_dir / "register" / "executor_output.json"
     output = json.loads(registered.read_text()) if registered.exists() else {}
     artifact = (output.get("artifacts", {}).get("registered", {}).get("artifacts") or [{}])[0].get("metadata", {})
@@ -213,20 +218,19 @@ def run_local(
     )
 
 
-def _check_outputs(run_dir: Path, log_path: Path | None) -> None:
-    """Every step that ran left its executor output. kfp.local's Docker handler reports a container that was removed
-    before it could be waited on (killed, OOM) as exit code 0; the missing output is what shows the step died."""
-    for step in sorted(p for p in run_dir.iterdir() if p.is_dir()):
-        if not (step / "executor_output.json").is_file() and step.name != "inputs":
-            raise StepFailed(
-                step.name, "the step reported success but wrote no executor output (its container died?)", log_path
-            )
+def _without_outputs(run_dir: Path | None) -> list[str]:
+    """The steps that ran but left no executor output. kfp.local's Docker handler reports a container removed before
+    it could be waited on as exit code 0 — a step that failed fast looks successful; its missing output shows it."""
+    if run_dir is None:
+        return []
+    steps = [p for p in run_dir.iterdir() if p.is_dir() and p.name != "inputs"]
+    return sorted(p.name for p in steps if not (p / "executor_output.json").is_file())
 
 
-def _step_failed(error: RuntimeError, log_path: Path) -> StepFailed:
+def _step_failed(error: Exception, log_path: Path, died: list[str] | None = None) -> StepFailed:
     text = ANSI.sub("", str(error))
     m = INNER_FAILED.search(text) or FINISHED.search(text)
-    step = m.group(1) if m else "?"
+    step = m.group(1) if m else (died[0] if died else "?")
     lines = log_path.read_text(errors="replace").splitlines() if log_path and log_path.exists() else []
     found = [ERROR_LINE.match(line) for line in lines]
     messages = [f"{m.group(1).rsplit('.', 1)[-1]}: {m.group(2)}" for m in found if m]

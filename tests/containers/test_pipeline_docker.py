@@ -80,10 +80,3 @@ def test_the_registry_unreachable_from_the_containers_names_the_endpoint(images,
     assert closed.removeprefix("http://") in str(e.value), str(e.value)
     # the pipeline user's endpoint again: nothing was written under the model's prefix
     assert open_registry(REGISTRY).list_versions("unreachable") == []
-
-
-def test_a_file_registry_is_refused_for_the_docker_runner(tmp_path):
-    from mlcycle.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="must be s3://"):
-        run_local(str(tmp_path / "registry"), tmp_path / "runs", runner="docker")
