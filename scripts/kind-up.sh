@@ -41,8 +41,9 @@ kubectl apply -k "github.com/kubeflow/pipelines/manifests/kustomize/env/platform
 kubectl -n kubeflow patch svc ml-pipeline-ui --type merge -p '{"spec":{"type":"NodePort","ports":[{"port":80,"targetPort":3000,"nodePort":30888}]}}'
 
 echo "== 5/7 images (mlcycle ${MLCYCLE_VERSION}) built and loaded into kind"
-for target in pipeline drift serving; do
-  docker build --target "$target" -t "ghcr.io/mlcycle/mlcycle-${target}:${MLCYCLE_VERSION}" --build-arg CODE_VERSION="$(git rev-parse HEAD)" .
+# the same build as `make images` (FROM the Dockerfile's pinned python:3.11-slim-bookworm: kind users can pull)
+IMAGE_TAG="$MLCYCLE_VERSION" PYTHON_IMAGE=upstream scripts/build-images.sh >/dev/null
+for target in pipeline drift serving capture; do
   kind load docker-image --name mlcycle "ghcr.io/mlcycle/mlcycle-${target}:${MLCYCLE_VERSION}"
 done
 

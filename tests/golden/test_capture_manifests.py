@@ -23,7 +23,8 @@ def test_logger_feeds_the_capture_service_which_forwards_to_the_drift_detector()
     assert {"fraud-detector-capture", "fraud-detector-drift"} <= services
     capture = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "fraud-detector-capture")
     container = capture["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["python", "-m", "inference.capture"]
+    # its own image, whose entrypoint is the service (the container tier starts it from the image)
+    assert container["image"] == "ghcr.io/mlcycle/mlcycle-capture:0.1.0" and "command" not in container
     assert "--forward_url=http://fraud-detector-drift.mlcycle.svc.cluster.local/events" in container["args"]
     pod = capture["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "mlcycle-capture" and pod["automountServiceAccountToken"] is False

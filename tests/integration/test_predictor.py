@@ -1,17 +1,15 @@
 """The predictor as a real KServe server process, called over real HTTP and gRPC."""
 
-import asyncio
 import threading
 import time
 
 import numpy as np
 import pytest
 import requests
-from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferRequest
 
 from mlcycle.models import ModelBundle
-from tests.payloads import records, v2_inputs
+from tests.payloads import assert_agree, infer_three_ways, records, v2_inputs
 
 pytestmark = pytest.mark.integration
 
@@ -21,27 +19,8 @@ def test_v1_v2_rest_grpc_and_offline_agree(predictor, served, splits, contract):
     rows = test[contract.feature_names].head(60).dropna().reset_index(drop=True)  # V2 FP64 JSON cannot carry NaN
     offline = ModelBundle.load(served["model_dir"]).score(rows)
 
-    async def call():
-        rest_v1 = InferenceRESTClient(RESTConfig(protocol="v1", timeout=30))
-        rest_v2 = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
-        grpc = InferenceGRPCClient(predictor["grpc"], timeout=30)
-        try:
-            v1 = await rest_v1.infer(predictor["url"], {"instances": records(rows)}, model_name="fraud")
-            v2 = await rest_v2.infer(
-                predictor["url"], InferRequest("fraud", v2_inputs(rows, contract)), model_name="fraud"
-            )
-            g = await grpc.infer(InferRequest("fraud", v2_inputs(rows, contract)))
-        finally:
-            await rest_v1.close(), await rest_v2.close(), await grpc.close()
-        return v1, v2, g
-
-    v1, v2, g = asyncio.run(call())
-    np.testing.assert_allclose(np.asarray(v1["probabilities"]), offline, atol=1e-6)
-    for response in (v2, g):
-        probs = next(o for o in response.outputs if o.name == "probabilities").as_numpy().reshape(-1, 2)
-        np.testing.assert_allclose(probs, offline, atol=1e-6)
-        labels = next(o for o in response.outputs if o.name == "label").as_numpy().reshape(-1)
-        assert labels.tolist() == v1["predictions"]
+    v1, v2, g = infer_three_ways(predictor["url"], predictor["grpc"], "fraud", rows, contract)
+    assert_agree(v1, v2, g, offline)
     assert g.model_version == served["version"]  # kserve's REST client drops model_version; check the raw body
     raw = requests.post(
         f"{predictor['url']}/v2/models/fraud/infer",

@@ -18,29 +18,43 @@ def _lock(name: str) -> dict[str, str]:
 
 
 def test_role_locks_carry_only_their_role():
-    pipeline, serving, drift, dev = (_lock(n) for n in ("pipeline", "serving", "drift", "dev"))
+    pipeline, serving, drift, capture, dev = (_lock(n) for n in ("pipeline", "serving", "drift", "capture", "dev"))
+    initializer = _lock("storage-initializer")
     assert "alibi-detect" not in pipeline and "alibi-detect" not in serving and "transformers" not in serving
     assert "kserve" not in pipeline and "kfp" not in serving
     assert {"kfp", "alibi-detect", "kserve"} <= set(drift)
+    assert "kserve-storage" in serving and "kserve-storage" in drift  # loader.py reads s3:// sources with it
+    assert not {"kserve", "kfp", "alibi-detect", "xgboost-cpu", "scikit-learn", "torch"} & set(capture)
+    assert "kserve-storage" in initializer and not {"kserve", "mlcycle", "pandas"} & set(initializer)
     assert "xgboost" not in dev and "xgboost-cpu" in dev  # no 470 MB CUDA wheel
-    for lock in (pipeline, serving, drift):  # one version of everything across roles
+    for lock in (pipeline, serving, drift, capture, initializer):  # one version of everything across roles
         for package, version in lock.items():
             assert dev.get(package, version) == version, f"{package}: {version} vs dev {dev.get(package)}"
 
 
+ROLES = {"pipeline": "pipeline", "drift": "drift", "serving": "serving", "capture": "capture"}
+
+
+def _stage(text: str, name: str) -> str:
+    return re.split(rf"^FROM \S+ AS {re.escape(name)}\n", text, flags=re.M)[1].split("\nFROM ", 1)[0]
+
+
 def test_dockerfile_targets_are_pinned_and_non_root():
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"ARG PYTHON_IMAGE=python:\d+\.\d+\.\d+-slim-\w+", text)
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}$", text, re.M)
     assert ":latest" not in text
-    for target, lock in (("pipeline", "pipeline"), ("drift", "drift"), ("serving", "serving")):
-        section = text.split(f" AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
-        assert f"COPY requirements/{lock}.lock" in section
+    for target, lock in ROLES.items():
+        assert f"source=requirements/{lock}.lock" in _stage(text, f"{target}-deps")  # installed from its lock only
+        section = _stage(text, target)
         assert "USER 65532:65532" in section
-        assert "pip install" not in section.replace("uv pip install --system --no-cache", "")
+        assert re.search(r"--no-deps --compile-bytecode /dist/\*\.whl", section)  # the project, nothing resolved
+    initializer = _stage(text, "storage-initializer")
+    assert "source=requirements/storage-initializer.lock" in initializer and "USER 1000" in initializer
+    assert 'ENTRYPOINT ["/storage-initializer/scripts/initializer-entrypoint"]' in initializer
 
 
 def test_compiled_images_match_dockerfile_targets():
-    """Each step of the compiled pipeline runs an image scripts/kind-up.sh builds from a Dockerfile target:
+    """Each step of the compiled pipeline runs an image `make images` (scripts/build-images.sh) builds from a target:
     ghcr.io/mlcycle/mlcycle-<target>:<version>; only the detector step pays for the drift image."""
     import yaml
 
@@ -49,8 +63,8 @@ def test_compiled_images_match_dockerfile_targets():
     spec = next(yaml.safe_load_all((ROOT / "tests" / "golden" / "mlcycle-training.yaml").read_text()))
     images = {name: e["container"]["image"] for name, e in spec["deploymentSpec"]["executors"].items()}
     targets = set(re.findall(r"^FROM \S+ AS (\w+)$", (ROOT / "Dockerfile").read_text(), re.M))
-    kind_up = (ROOT / "scripts" / "kind-up.sh").read_text()
-    built = re.search(r"^for target in ([\w ]+); do$", kind_up, re.M).group(1).split()
+    build = (ROOT / "scripts" / "build-images.sh").read_text()
+    built = re.findall(r"(\w[\w-]*):\d+", re.search(r"^BUDGETS=\(([^)]*)\)", build, re.M).group(1))
     for name, ref in images.items():
         m = re.fullmatch(rf"ghcr\.io/mlcycle/mlcycle-(\w+):{re.escape(__version__)}", ref)
         assert m and m.group(1) in targets and m.group(1) in built, (name, ref, targets, built)
@@ -74,7 +88,7 @@ def test_every_test_file_carries_its_tiers_marker():
 def test_the_drift_image_carries_the_pipeline_its_kfp_hook_submits():
     import re
 
-    stage = (ROOT / "Dockerfile").read_text().split("FROM base AS drift", 1)[1].split("\nFROM ", 1)[0]
+    stage = _stage((ROOT / "Dockerfile").read_text(), "drift")
     assert re.search(r"python -m pipelines\.compile --out /app/pipelines", stage)
     main = (ROOT / "inference" / "drift_detector" / "__main__.py").read_text()
     assert '"/app/pipelines/mlcycle-training.yaml"' in main  # the hook's default package is what the stage writes

@@ -5,22 +5,18 @@ V1 and V2 REST and V2 gRPC requests to the container; the payload-log CloudEvent
 the capture container, which stores them in MinIO and passes the requests on to the drift detector container; a late
 label is counted."""
 
-import asyncio
 import json
 import uuid
 
-import numpy as np
 import pytest
 import requests
 from container_env import BUCKET, MODEL, STORAGE_INITIALIZER
-from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig
-from kserve.protocol.infer_type import InferRequest
 
 from devtools.containers import pods
 from inference.cloudevents import REQUEST_TYPE, RESPONSE_TYPE, ce_headers
 from mlcycle.models import ModelBundle
 from mlcycle.process import wait_until
-from tests.payloads import records, v2_inputs
+from tests.payloads import assert_agree, infer_three_ways, records
 
 pytestmark = pytest.mark.container
 PREDICTOR = "http://127.0.0.1:8080"  # kserve-container's --http_port; gRPC on KServe's default 8081
@@ -54,25 +50,8 @@ def test_v1_v2_rest_and_grpc_agree_with_the_offline_model(stack, registered, spl
     rows = splits[2][contract.feature_names].head(40).dropna().reset_index(drop=True)
     offline = ModelBundle.load(model_dirs["xgboost"]).score(rows)
 
-    async def call():
-        v1c, v2c = (
-            InferenceRESTClient(RESTConfig(protocol="v1", timeout=30)),
-            InferenceRESTClient(RESTConfig(protocol="v2", timeout=30)),
-        )
-        grpc = InferenceGRPCClient("127.0.0.1:8081", timeout=30)
-        try:
-            v1 = await v1c.infer(PREDICTOR, {"instances": records(rows)}, model_name=MODEL)
-            v2 = await v2c.infer(PREDICTOR, InferRequest(MODEL, v2_inputs(rows, contract)), model_name=MODEL)
-            g = await grpc.infer(InferRequest(MODEL, v2_inputs(rows, contract)))
-        finally:
-            await v1c.close(), await v2c.close(), await grpc.close()
-        return v1, v2, g
-
-    v1, v2, g = asyncio.run(call())
-    np.testing.assert_allclose(np.asarray(v1["probabilities"]), offline, atol=1e-6)
-    for response in (v2, g):
-        probs = next(o for o in response.outputs if o.name == "probabilities").as_numpy().reshape(-1, 2)
-        np.testing.assert_allclose(probs, offline, atol=1e-6)
+    v1, v2, g = infer_three_ways(PREDICTOR, "127.0.0.1:8081", MODEL, rows, contract)
+    assert_agree(v1, v2, g, offline)
     assert g.model_version == registered
 
 
