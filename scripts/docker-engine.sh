@@ -9,7 +9,8 @@
 #
 # The private daemon keeps everything under $MLCYCLE_CACHE/docker (default ~/.cache/mlcycle/docker): data root
 # (images and build cache, kept between runs), exec root, pid file, log and socket. It runs with --iptables=false
-# and --bridge=none: it adds no firewall rules, no bridge and no sysctls; containers use --network host.
+# --ip-forward=false and --bridge=none: it adds no firewall rules, no bridge and changes no sysctl; containers use
+# --network host.
 # Progress goes to stderr; stdout carries only the DOCKER_HOST line (up) or CMD's output (run).
 set -euo pipefail
 
@@ -50,7 +51,7 @@ start_private() {
   say "starting a private dockerd (data root $ROOT/data, socket $SOCK)"
   # setsid: its own session, so make's or pytest's signals reach it only through `down`
   setsid dockerd --data-root "$ROOT/data" --exec-root "$ROOT/exec" --pidfile "$PIDFILE" -H "unix://$SOCK" \
-    --iptables=false --ip-masq=false --bridge=none --userland-proxy=false --log-level=warn \
+    --iptables=false --ip-masq=false --ip-forward=false --bridge=none --userland-proxy=false --log-level=warn \
     </dev/null >"$LOG" 2>&1 &
   local deadline=$((SECONDS + 60))
   until answers "unix://$SOCK"; do

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -699,8 +700,6 @@ class CaptureService:
             asyncio.get_running_loop().create_task(self.flush())
 
     async def _forward(self) -> None:
-        import httpx
-
         async with httpx.AsyncClient(timeout=5.0) as client:
             while True:
                 headers, body = await self._forward_queue.get()

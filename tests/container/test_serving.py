@@ -90,10 +90,19 @@ def test_payload_log_events_reach_capture_and_the_drift_detector_and_a_late_labe
         assert _agent_event("request", request_id, body).status_code == 200
         assert _agent_event("response", request_id, answer.content).status_code == 200
         ids.append(request_id)
+
     # capture joined the pairs; the drift detector got the requests from capture's forwarder
-    assert wait_until(lambda: requests.get(f"{CAPTURE}/status", timeout=10).json()["counts"]["rows_captured"] >= 5, 30)
-    assert wait_until(
-        lambda: requests.get(f"{DRIFT}/status", timeout=10).json()["counts"]["received"] >= received_before + 5, 30
+    def counts(url):
+        return requests.get(f"{url}/status", timeout=10).json()["counts"]
+
+    logs = {name: pod.logs for name, pod in stack.items()}
+    assert wait_until(lambda: counts(CAPTURE)["rows_captured"] >= 5, 30), (
+        counts(CAPTURE),
+        logs["Deployment/fraud-detector-capture"]("capture"),
+    )
+    assert wait_until(lambda: counts(DRIFT)["received"] >= received_before + 5, 30), (
+        counts(DRIFT),
+        logs["Deployment/fraud-detector-drift"]("drift-detector"),
     )
     # capture writes its Parquet part to MinIO from a read-only root filesystem
     flushed = requests.post(f"{CAPTURE}/flush", timeout=60).json()
