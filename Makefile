@@ -102,10 +102,10 @@ cluster-down: setup
 # which stays up so you can use the images; `make docker-down` stops it.
 IMAGE_ENV = IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) PYTHON_IMAGE=$(PYTHON_IMAGE)
 images:
-	@export "$$(scripts/docker-engine.sh up)" && $(IMAGE_ENV) scripts/build-images.sh
+	@line=$$(scripts/docker-engine.sh up) && export "$$line" && $(IMAGE_ENV) scripts/build-images.sh
 
 base-image:
-	@export "$$(scripts/docker-engine.sh up)" && scripts/base-image.sh
+	@line=$$(scripts/docker-engine.sh up) && export "$$line" && scripts/base-image.sh
 
 docker-down:
 	@scripts/docker-engine.sh down
@@ -118,12 +118,12 @@ lint: setup
 	$(VENV)/bin/mypy
 	$$(scripts/ensure-actionlint.sh) .github/workflows/*.yml
 
-# The images are built (or found cached) first, in the daemon the container tier then uses; a private daemon this
-# target started is stopped at the end.
+# The images are built (or found cached) first, under the references the manifests name, in the daemon the container
+# tier then uses; a private daemon this target started is stopped at the end, however pytest ends.
 test: setup control-plane lint
-	scripts/docker-engine.sh run bash -c '$(IMAGE_ENV) scripts/build-images.sh >&2 && \
-	  MINIO_BIN=$$(scripts/ensure-minio.sh) PROMETHEUS_BIN=$$(scripts/ensure-prometheus.sh) MLCYCLE_CONTAINER_TESTS=1 \
-	  $(PY) -m pytest $(PYTEST_ARGS)'
+	MINIO_BIN=$$(scripts/ensure-minio.sh) && PROMETHEUS_BIN=$$(scripts/ensure-prometheus.sh) && \
+	  MINIO_BIN=$$MINIO_BIN PROMETHEUS_BIN=$$PROMETHEUS_BIN MLCYCLE_CONTAINER_TESTS=1 PYTHON_IMAGE=$(PYTHON_IMAGE) \
+	  scripts/docker-engine.sh run scripts/build-images.sh --then $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)

@@ -19,6 +19,7 @@ import json
 import re
 import secrets
 import shutil
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -91,9 +92,9 @@ def kserve_predictor_pod(isvc: dict, docs: list[dict], storage_initializer: str)
     and the model volume (emptyDir) mounted there read-only; the storage-initializer init container (args
     ``[STORAGE_URI, /mnt/models]``) with the S3 environment KServe's credential builder derives from the Secret
     attached to the predictor's ServiceAccount (``s3_env_from_secret``)."""
-    meta, predictor = isvc["metadata"], dict(isvc["spec"]["predictor"])
+    meta, predictor = isvc["metadata"], json.loads(json.dumps(isvc["spec"]["predictor"]))  # never alter the docs
     ns = meta.get("namespace", "default")
-    containers = [json.loads(json.dumps(c)) for c in predictor.get("containers", [])]
+    containers = predictor.get("containers", [])
     main = next((c for c in containers if c["name"] == KSERVE_CONTAINER), None)
     if main is None:
         raise ValueError(f"InferenceService/{meta['name']}: no container named {KSERVE_CONTAINER}")
@@ -210,6 +211,12 @@ def _expand(text: str, env: dict[str, str]) -> str:
     )
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 @dataclass
 class RunningPod:
     pod: Pod
@@ -230,8 +237,13 @@ class RunningPod:
             try:
                 c.stop(timeout=grace_s)
                 codes[name] = c.wait(timeout=grace_s + 5)["StatusCode"]
-                c.remove(force=True)
             except docker.errors.NotFound:
+                continue
+            except Exception:  # a timeout or an API error: still remove it, and the others
+                pass
+            try:
+                c.remove(force=True)
+            except docker.errors.APIError:
                 pass
         for d in self.dirs:
             shutil.rmtree(d, ignore_errors=True)
@@ -283,6 +295,13 @@ class PodRunner:
             )
         return self.secrets[name]
 
+    def _configmap(self, pod: Pod, name: str) -> dict[str, str]:
+        if name not in self.configmaps:
+            raise ContainerFailed(
+                pod.source, "-", "-", f'configmap "{name}" not found (the kubelet would not start the pod)'
+            )
+        return self.configmaps[name]
+
     def _env(self, pod: Pod, container: dict) -> dict[str, str]:
         env: dict[str, str] = {}
         for src in container.get("envFrom", []):
@@ -292,7 +311,9 @@ class PodRunner:
                 if ref["name"] in self.secrets or not ref.get("optional"):
                     env.update({prefix + k: v for k, v in self._secret(pod, ref["name"]).data.items()})
             elif "configMapRef" in src:
-                env.update({prefix + k: v for k, v in self.configmaps.get(src["configMapRef"]["name"], {}).items()})
+                ref = src["configMapRef"]
+                if ref["name"] in self.configmaps or not ref.get("optional"):
+                    env.update({prefix + k: v for k, v in self._configmap(pod, ref["name"]).items()})
         for e in container.get("env", []):
             name = e["name"]
             if name == "$annotations":  # KServe's credential builder, from the Secret's annotations
@@ -327,10 +348,43 @@ class PodRunner:
                     env[name] = data[r["key"]]
                 elif "configMapKeyRef" in ref:
                     r = ref["configMapKeyRef"]
-                    env[name] = self.configmaps.get(r["name"], {}).get(r["key"], "")
+                    if r["name"] not in self.configmaps and r.get("optional"):
+                        continue
+                    data = self._configmap(pod, r["name"])
+                    if r["key"] not in data and not r.get("optional"):
+                        raise ContainerFailed(
+                            pod.source,
+                            container["name"],
+                            container["image"],
+                            f"configmap {r['name']} has no key {r['key']}",
+                        )
+                    if r["key"] in data:
+                        env[name] = data[r["key"]]
                 elif "fieldRef" in ref:
                     path = ref["fieldRef"]["fieldPath"]
-                    env[name] = {"metadata.namespace": pod.namespace, "metadata.name": pod.name}.get(path, "127.0.0.1")
+                    fields = {
+                        "metadata.namespace": pod.namespace,
+                        "metadata.name": pod.name,
+                        "status.podIP": "127.0.0.1",
+                        "status.hostIP": "127.0.0.1",
+                        "spec.nodeName": "local",
+                        "spec.serviceAccountName": pod.spec.get("serviceAccountName", "default"),
+                    }
+                    if path not in fields:
+                        raise ContainerFailed(
+                            pod.source,
+                            container["name"],
+                            container["image"],
+                            f"fieldRef {path} not supported by the runner",
+                        )
+                    env[name] = fields[path]
+                else:
+                    raise ContainerFailed(
+                        pod.source,
+                        container["name"],
+                        container["image"],
+                        f"env {name}: valueFrom {sorted(ref)} not supported by the runner",
+                    )
         return env
 
     def _security(self, pod: Pod, container: dict, image) -> dict:
@@ -383,34 +437,39 @@ class PodRunner:
             kw["nano_cpus"] = int(parse_quantity(limits["cpu"]) * 1e9)
         return kw
 
-    def _volumes(self, pod: Pod, root: Path) -> dict[str, Path]:
-        dirs = {}
+    def _volumes(self, pod: Pod, root: Path) -> tuple[dict[str, Path], set[str]]:
+        """Each volume as a host directory; the names of those the kubelet always mounts read-only."""
+        dirs, read_only = {}, set()
         for v in pod.spec.get("volumes", []):
             d = root / v["name"]
             d.mkdir(parents=True)
             if "emptyDir" in v or "persistentVolumeClaim" in v:
                 d.chmod(0o777)  # the kubelet makes an emptyDir world-writable
             elif "secret" in v:
-                self._files(d, self._secret(pod, v["secret"]["secretName"]).data, v["secret"].get("items"))
+                self._files(d, self._secret(pod, v["secret"]["secretName"]).data, v["secret"])
+                read_only.add(v["name"])
             elif "configMap" in v:
-                self._files(d, self.configmaps.get(v["configMap"]["name"], {}), v["configMap"].get("items"))
+                self._files(d, self._configmap(pod, v["configMap"]["name"]), v["configMap"])
+                read_only.add(v["name"])
             else:
                 raise ContainerFailed(
                     pod.source, "-", "-", f"volume {v['name']}: type not supported by the runner: {sorted(v)}"
                 )
             dirs[v["name"]] = d
-        return dirs
+        return dirs, read_only
 
     @staticmethod
-    def _files(d: Path, data: dict[str, str], items: list | None) -> None:
-        chosen = {i["key"]: i["path"] for i in items} if items else {k: k for k in data}
-        for key, rel in chosen.items():
+    def _files(d: Path, data: dict[str, str], source: dict) -> None:
+        """A Secret's or ConfigMap's keys as files (``items`` picks and renames; modes as given, else 0644)."""
+        items = source.get("items")
+        chosen = {i["key"]: (i["path"], i.get("mode")) for i in items} if items else {k: (k, None) for k in data}
+        for key, (rel, mode) in chosen.items():
             (d / rel).parent.mkdir(parents=True, exist_ok=True)
             (d / rel).write_text(data[key])
-            (d / rel).chmod(0o644)
+            (d / rel).chmod(mode if mode is not None else source.get("defaultMode", 0o644))
         d.chmod(0o755)
 
-    def _run_args(self, pod: Pod, container: dict, dirs: dict[str, Path]) -> dict:
+    def _run_args(self, pod: Pod, container: dict, dirs: dict[str, Path], read_only: set[str]) -> dict:
         image_ref = container["image"]
         try:
             image = self.client.images.get(image_ref)
@@ -421,8 +480,13 @@ class PodRunner:
         env = self._env(pod, container)
         mounts = []
         for m in container.get("volumeMounts", []):
-            src = dirs[m["name"]] / m["subPath"] if m.get("subPath") else dirs[m["name"]]
-            mounts.append(Mount(m["mountPath"], str(src), type="bind", read_only=bool(m.get("readOnly"))))
+            src = dirs[m["name"]]
+            if m.get("subPath"):
+                src = src / m["subPath"]
+                if not src.exists():  # the kubelet creates a missing subPath as a directory
+                    src.mkdir(parents=True, mode=0o777)
+            ro = bool(m.get("readOnly")) or m["name"] in read_only
+            mounts.append(Mount(m["mountPath"], str(src), type="bind", read_only=ro))
         kw = {
             "image": image_ref,
             "environment": env,
@@ -454,25 +518,35 @@ class PodRunner:
     def start(self, pod: Pod, timeout_s: float = 120.0) -> RunningPod:
         """Init containers to completion, then every container; returns once each is ready (its probe answers) or,
         for a Job, has exited 0. Raises ``ContainerFailed`` (after removing what it started) otherwise."""
+        if not pod.job:  # the pods share the host's network: a port already taken would answer the probes instead
+            for container in pod.spec["containers"]:
+                for port in [p["containerPort"] for p in container.get("ports", [])]:
+                    if _listening(port):
+                        raise ContainerFailed(
+                            pod.source,
+                            container["name"],
+                            container["image"],
+                            f"port {port} is already in use on this host",
+                        )
         root = self.workdir / f"{pod.name}-{secrets.token_hex(3)}"
         running = RunningPod(pod, {}, [root], self)
+        deadline = time.monotonic() + timeout_s
         try:
-            dirs = self._volumes(pod, root)
+            dirs, read_only = self._volumes(pod, root)
             for container in pod.spec.get("initContainers", []):
-                c = self.client.containers.run(**self._run_args(pod, container, dirs))
-                running.containers[container["name"]] = c
-                code = c.wait(timeout=timeout_s)["StatusCode"]
+                c = self._start(running, container, self._run_args(pod, container, dirs, read_only))
+                code = self._wait_exit(pod, container, c, deadline)
                 if code != 0:
                     raise self._fail(pod, container, c, f"init container exited {code}")
             started = []
             for container in pod.spec["containers"]:
-                c = self.client.containers.run(**self._run_args(pod, container, dirs))
-                running.containers[container["name"]] = c
-                started.append((container, c))
+                started.append(
+                    (container, self._start(running, container, self._run_args(pod, container, dirs, read_only)))
+                )
             deadline = time.monotonic() + timeout_s
             for container, c in started:
                 if pod.job:
-                    code = c.wait(timeout=max(1.0, deadline - time.monotonic()))["StatusCode"]
+                    code = self._wait_exit(pod, container, c, deadline)
                     if code != 0:
                         raise self._fail(pod, container, c, f"exited {code}")
                 else:
@@ -481,6 +555,28 @@ class PodRunner:
         except BaseException:
             running.stop(grace_s=1)
             raise
+
+    def _start(self, running: RunningPod, container: dict, kw: dict):
+        """Create, record, then start: a container that fails to start is still removed with the pod."""
+        kw = dict(kw)
+        kw.pop("detach", None)
+        c = self.client.containers.create(**kw)
+        running.containers[container["name"]] = c
+        try:
+            c.start()
+        except docker.errors.APIError as e:
+            raise ContainerFailed(
+                running.pod.source, container["name"], container["image"], f"failed to start: {e.explanation or e}"
+            ) from e
+        return c
+
+    def _wait_exit(self, pod: Pod, container: dict, c, deadline: float) -> int:
+        import requests
+
+        try:
+            return c.wait(timeout=max(1.0, deadline - time.monotonic()))["StatusCode"]
+        except requests.exceptions.RequestException as e:  # docker-py's read timeout (ReadTimeout or ConnectionError)
+            raise self._fail(pod, container, c, "did not finish in time") from e
 
     def _wait_ready(self, pod: Pod, container: dict, c, deadline: float) -> None:
         import urllib.error

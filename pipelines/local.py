@@ -2,10 +2,11 @@
 
 With the subprocess runner the steps run as subprocesses of this Python environment, exactly the component code a
 cluster runs. With the Docker runner (kfp.local's DockerRunner) each step runs in its own image — the images the
-compiled pipeline names (``make images``) — through the same executor a KFP backend runs in each pod, as the image's
-user (uid 65532); the steps see only the pipeline root (mounted at the same path) and the host's network, so the
-registry must be ``s3://`` (its credentials are passed from this environment, KServe's variable names) and a local
-source file is copied under the pipeline root first.
+compiled pipeline names (``make images``) — through the same executor a KFP backend runs in each pod: as the image's
+user (uid 65532) when the caller is root, else as the caller's uid (so the run directories stay theirs). The steps see
+only the pipeline root (mounted at the same path) and the host's network, so the registry must be ``s3://`` (its
+credentials are passed from this environment, KServe's variable names) and a local source file is copied under the
+pipeline root first.
 With ``progress`` set, kfp.local's own output (every step's executor input and logs) goes to
 ``<run dir>/pipeline.log`` instead of the terminal, and ``progress`` gets one line per step; a failed
 step raises ``StepFailed`` with the step's own one-line error and the log's path.
@@ -140,11 +141,19 @@ def _runner(kind: str, registry_uri: str, pipeline_root: Path, params: dict):
         inputs.chmod(0o755)
         params["source"] = str(Path(shutil.copy2(source, inputs / Path(source).name)).resolve())
         Path(params["source"]).chmod(0o644)
-    pipeline_root.chmod(0o777)  # the steps run as the image's user (uid 65532), not as the caller
     environment = {k: os.environ[k] for k in S3_ENV if k in os.environ}
     # entrypoint reset: a KFP backend sets each step's container `command`, which replaces the image's ENTRYPOINT
     # (the drift image's is the detector service); kfp.local passes the step's command as docker's CMD instead
-    return local.DockerRunner(network_mode="host", environment=environment, entrypoint=[""])
+    run_args: dict = {"network_mode": "host", "environment": environment, "entrypoint": [""]}
+    if os.getuid() == 0:
+        # as root (CI, the tests): the steps run as the image's user (uid 65532), as on a cluster, and the pipeline
+        # root is made theirs to write; root reads what they leave
+        pipeline_root.chmod(0o777)
+    else:
+        # as a user: the steps run with the caller's uid/gid, so the run directories stay the caller's to move and
+        # delete (an image's non-root user would own them otherwise)
+        run_args["user"] = f"{os.getuid()}:{os.getgid()}"
+    return local.DockerRunner(**run_args)
 
 
 def run_local(
@@ -181,8 +190,10 @@ def run_local(
                         training_pipeline(registry_uri=registry_uri, **params)
                 except RuntimeError as e:  # kfp.local: "Task 'x' finished with status FAILURE"
                     failure = e
-                except ValueError as e:  # a step reported successful left no outputs for the next one (see below)
-                    failure = e
+                except ValueError as e:
+                    if "Tried to get output" not in str(e):
+                        raise
+                    failure = e  # a step reported successful left no outputs for the next one (_without_outputs)
     seconds = time.perf_counter() - start
     new = sorted(set(pipeline_root.glob(f"{PIPELINE_NAME}-*")) - before)
     run_dir = new[-1] if new else None

@@ -19,8 +19,10 @@ if docker image inspect "$TAG" >/dev/null 2>&1; then echo "$TAG"; exit 0; fi
 mirror() {
   local uri
   uri="$(grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | head -1 || true)"
-  [[ -n "$uri" ]] || uri="$(grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}' | grep -v security | head -1 || true)"
-  [[ -n "$uri" ]] || { say "no Debian mirror in this machine's apt sources"; exit 1; }
+  # one-line format, with or without options in brackets: deb [arch=amd64 signed-by=...] URL suite ...
+  [[ -n "$uri" ]] || uri="$(sed -nE 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\2/p' /etc/apt/sources.list \
+    /etc/apt/sources.list.d/*.list 2>/dev/null | grep -v security | head -1 || true)"
+  [[ -n "$uri" ]] || { say "no Debian mirror in this machine's apt sources; or pass PYTHON_IMAGE=upstream (needs a registry)"; exit 1; }
   echo "$uri"
 }
 
@@ -31,12 +33,14 @@ if ! command -v debootstrap >/dev/null 2>&1; then
     || { DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >&2; }
 fi
 
+MIRROR="$(mirror)"  # its own statement: a failure here stops the script (set -e)
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/mlcycle-base.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
+# --one-file-system: never descend into a mount debootstrap left behind (its /proc or /dev)
+trap 'umount -R "$WORK/rootfs/proc" "$WORK/rootfs/sys" "$WORK/rootfs/dev" 2>/dev/null || true; rm -rf --one-file-system "$WORK"' EXIT
 ROOTFS="$WORK/rootfs"
 start=$SECONDS
-say "debootstrap bookworm (python3, python3-venv) from $(mirror) — ~1 min, first time only"
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$ROOTFS" "$(mirror)" \
+say "debootstrap bookworm (python3, python3-venv) from $MIRROR — ~1 min, first time only"
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$ROOTFS" "$MIRROR" \
   >"$WORK/debootstrap.log" 2>&1 || { tail -30 "$WORK/debootstrap.log" >&2; say "debootstrap failed"; exit 1; }
 # What a slim image leaves out: apt lists and caches, docs, man pages.
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/cache/apt/archives/*.deb \

@@ -10,6 +10,8 @@
 # (README "Images"). Ends with one image reference per line, then the DOCKER_HOST= of the daemon that holds them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+then=()
+if [[ "${1:-}" == --then ]]; then shift; then=("$@"); exec 3>&1 1>&2; fi
 say() { echo "images [$(date +%H:%M:%S)]: $*" >&2; }
 
 REGISTRY="${IMAGE_REGISTRY:-ghcr.io/mlcycle}"
@@ -51,6 +53,7 @@ refs=()
 over=()
 for entry in "${BUDGETS[@]}"; do
   role="${entry%%:*}" budget="${entry##*:}" ref="$(ref_of "${entry%%:*}")"
+  if [[ -n "${IMAGE_ROLES:-}" && " $IMAGE_ROLES " != *" $role "* ]]; then continue; fi
   t=$SECONDS
   say "building $role -> $ref"
   if ! "$CLI" build --quiet --network host --target "$role" -t "$ref" "${BUILD_ARGS[@]}" . >/dev/null; then
@@ -66,3 +69,4 @@ say "all images in $((SECONDS - start)) s"
 if ((${#over[@]})); then say "over budget: ${over[*]}"; exit 1; fi
 printf '%s\n' "${refs[@]}"
 echo "DOCKER_HOST=$DOCKER_HOST"
+if ((${#then[@]})); then exec 1>&3 3>&-; exec "${then[@]}"; fi

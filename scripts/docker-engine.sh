@@ -23,11 +23,13 @@ say() { echo "docker-engine [$(date +%H:%M:%S)]: $*" >&2; }
 # A client for the API: the docker CLI on PATH (any version negotiates the daemon's API).
 answers() { DOCKER_HOST="$1" timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
+# The pid of the project's dockerd: the one in the pid file, if that process is a dockerd serving our socket.
 private_pid() {
   local pid
   [[ -f "$PIDFILE" ]] || return 1
   pid="$(cat "$PIDFILE")"
-  [[ -n "$pid" && -d "/proc/$pid" ]] && grep -q dockerd "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
+  [[ -n "$pid" && -d "/proc/$pid" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "dockerd" \
+    && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "unix://$SOCK" && echo "$pid"
 }
 
 install_engine() {
@@ -38,8 +40,15 @@ install_engine() {
   fi
   say "installing Debian's docker.io (first time only, ~1 min)"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  # policy-rc.d may refuse to start the system service: that is what we want, the project starts its own daemon
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >&2
+  # The package would start the system's docker service (its own bridge, iptables rules, ip_forward): a policy-rc.d
+  # that refuses (101) keeps it stopped while it installs; the project starts its own daemon instead.
+  local policy=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >&2 || { [[ -z "$policy" ]] || rm -f "$policy"; exit 1; }
+  [[ -z "$policy" ]] || rm -f "$policy"
   if ! command -v docker >/dev/null 2>&1; then say "docker.io installed no docker CLI"; exit 1; fi
 }
 
@@ -52,10 +61,14 @@ start_private() {
   # setsid: its own session, so make's or pytest's signals reach it only through `down`
   setsid dockerd --data-root "$ROOT/data" --exec-root "$ROOT/exec" --pidfile "$PIDFILE" -H "unix://$SOCK" \
     --iptables=false --ip-masq=false --ip-forward=false --bridge=none --userland-proxy=false --log-level=warn \
-    </dev/null >"$LOG" 2>&1 &
-  local deadline=$((SECONDS + 60))
+    </dev/null >"$LOG" 2>&1 9>&- &  # 9>&-: the daemon must not inherit (and hold) the lock
+  local pid=$! deadline=$((SECONDS + 60))
   until answers "unix://$SOCK"; do
-    if ((SECONDS > deadline)); then say "dockerd did not answer within 60 s; its log: $LOG"; tail -20 "$LOG" >&2; exit 1; fi
+    if ((SECONDS > deadline)) || [[ ! -d "/proc/$pid" ]]; then
+      say "dockerd did not answer within 60 s; its log: $LOG"; tail -20 "$LOG" >&2
+      kill -TERM "$pid" 2>/dev/null || true  # never leave a half-started daemon behind
+      exit 1
+    fi
     sleep 0.3
   done
   say "private dockerd $(DOCKER_HOST="unix://$SOCK" docker version --format '{{.Server.Version}}') up"
@@ -88,24 +101,35 @@ down() {
     if ((SECONDS > deadline)); then say "dockerd ignored SIGTERM for 30 s: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; break; fi
     sleep 0.2
   done
-  # its containerd (a child in the same session) goes with it; a leftover one is killed by its socket's owner
-  pkill -TERM -f "containerd --config $ROOT/exec/containerd/containerd.toml" 2>/dev/null || true
+  # its containerd (a child dockerd started) normally goes with it; a leftover one, by its own pid file
+  local cpid
+  cpid="$(cat "$ROOT/exec/containerd/containerd.pid" 2>/dev/null || true)"
+  if [[ -n "$cpid" && -d "/proc/$cpid" ]] && grep -qF "$ROOT/exec" "/proc/$cpid/cmdline" 2>/dev/null; then
+    kill -TERM "$cpid" 2>/dev/null || true
+  fi
   rm -f "$PIDFILE" "$SOCK"
 }
 
+# One `up`/`down` at a time (two makes starting the same private daemon would race on its data root).
+lock() { mkdir -p "$ROOT"; exec 9>"$ROOT/engine.lock"; flock 9; }
+unlock() { flock -u 9; }
+
 case "${1:-}" in
-  up) up ;;
-  down) down ;;
+  up) lock; up ;;
+  down) lock; down ;;
   run)
     shift
+    lock
     started=0
     private_pid >/dev/null || started=1
     line="$(up)"
     export "${line?}"
     [[ "$DOCKER_HOST" == "unix://$SOCK" ]] || started=0
+    unlock
+    # stopped however CMD ends (a failure, Ctrl-C, SIGTERM), if this call started it
+    if ((started)); then trap 'lock; down' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; fi
     rc=0
     "$@" || rc=$?
-    if ((started)); then down; fi
     exit "$rc"
     ;;
   *) echo "usage: $0 up|down|run CMD..." >&2; exit 2 ;;

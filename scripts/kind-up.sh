@@ -42,7 +42,9 @@ kubectl -n kubeflow patch svc ml-pipeline-ui --type merge -p '{"spec":{"type":"N
 
 echo "== 5/7 images (mlcycle ${MLCYCLE_VERSION}) built and loaded into kind"
 # the same build as `make images` (FROM the Dockerfile's pinned python:3.11-slim-bookworm: kind users can pull)
-IMAGE_TAG="$MLCYCLE_VERSION" PYTHON_IMAGE=upstream scripts/build-images.sh >/dev/null
+# (KServe pulls its own storage initializer there: not built). Your daemon, as kind uses it (DOCKER_HOST or the socket).
+line="$(scripts/docker-engine.sh up)" && export "$line"
+IMAGE_TAG="$MLCYCLE_VERSION" PYTHON_IMAGE=upstream IMAGE_ROLES="pipeline drift serving capture" scripts/build-images.sh
 for target in pipeline drift serving capture; do
   kind load docker-image --name mlcycle "ghcr.io/mlcycle/mlcycle-${target}:${MLCYCLE_VERSION}"
 done

@@ -1,6 +1,5 @@
-"""Names the container tier shares (tests/containers: conftest and tests)."""
+"""Names the container tier shares (tests/container: conftest and tests)."""
 
-import os
 from pathlib import Path
 
 from devtools.containers import STORAGE_INITIALIZER_IMAGE
@@ -14,10 +13,10 @@ MINIO_HOST = "minio.mlcycle.svc.cluster.local:9000"
 
 
 def image_refs() -> dict[str, str]:
+    """The references the manifests and the compiled pipeline name (`make test` builds the images under them)."""
     from mlcycle import __version__
 
-    registry = os.environ.get("IMAGE_REGISTRY", "ghcr.io/mlcycle")
-    refs = {role: f"{registry}/mlcycle-{role}:{os.environ.get('IMAGE_TAG', __version__)}" for role in ROLES}
+    refs = {role: f"ghcr.io/mlcycle/mlcycle-{role}:{__version__}" for role in ROLES}
     return {**refs, "storage-initializer": STORAGE_INITIALIZER}
 
 
