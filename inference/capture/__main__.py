@@ -43,6 +43,12 @@ def main() -> None:
         default=os.environ.get("MLCYCLE_CAPTURE_FORWARD_URL"),
         help="pass request events on to this URL (the drift detector's /events)",
     )
+    p.add_argument(
+        "--max_body_bytes",
+        type=int,
+        default=defaults.MAX_BODY_BYTES,
+        help="refuse larger request bodies with 413 before reading them whole (counted)",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     store = CaptureStore(args.registry, args.model, scratch_dir=Path(args.state_dir) / "scratch")
@@ -67,7 +73,7 @@ def main() -> None:
     logging.getLogger("mlcycle.capture").info(
         "start-up heap frozen for the garbage collector: %d objects", freeze_heap()
     )
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_app(service, args.max_body_bytes), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

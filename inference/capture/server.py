@@ -6,6 +6,9 @@
 ``GET /metrics``            the same as Prometheus metrics
 ``POST /flush``             write the buffered rows now (tests, ``make`` targets)
 ``GET /healthz``            liveness
+
+A POST body over ``max_body_bytes`` is refused with 413 before it is read whole (a Content-Length over the limit at
+once; a chunked body as soon as it passes it), counted in ``mlcycle_capture_bodies_refused_total{route}``.
 """
 
 from fastapi import FastAPI, Request
@@ -13,9 +16,24 @@ from fastapi.responses import JSONResponse
 
 from inference.capture.service import CaptureService
 from inference.probes import add_probes
+from mlcycle.defaults import MAX_BODY_BYTES
 
 
-def create_app(service: CaptureService) -> FastAPI:
+async def read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is longer than ``limit`` bytes (read no further than that)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(service: CaptureService, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     app = FastAPI(title="mlcycle traffic capture", docs_url=None, redoc_url=None)
 
     @app.on_event("startup")
@@ -27,15 +45,25 @@ def create_app(service: CaptureService) -> FastAPI:
     async def _stop():
         await service.stop()
 
+    def too_large(route: str) -> JSONResponse:
+        service.metrics.too_large.labels(route=route).inc()
+        return JSONResponse({"error": f"request body over {max_body_bytes} bytes"}, status_code=413)
+
     @app.post("/")
     @app.post("/events")
     async def events(request: Request):
-        status, body = service.offer(dict(request.headers), await request.body())
+        raw = await read_limited(request, max_body_bytes)
+        if raw is None:
+            return too_large("events")
+        status, body = service.offer(dict(request.headers), raw)
         return JSONResponse(body, status_code=status)
 
     @app.post("/v1/feedback")
     async def feedback(request: Request):
-        status, body = await service.feedback(await request.body())
+        raw = await read_limited(request, max_body_bytes)
+        if raw is None:
+            return too_large("feedback")
+        status, body = await service.feedback(raw)
         return JSONResponse(body, status_code=status)
 
     @app.get("/status")

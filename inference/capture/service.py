@@ -87,6 +87,12 @@ class Metrics:
         self.rejected = Counter(
             "mlcycle_capture_events_rejected_total", "Events refused as malformed (400)", registry=r
         )
+        self.too_large = Counter(
+            "mlcycle_capture_bodies_refused_total",
+            "Request bodies refused over the size limit (413)",
+            ["route"],
+            registry=r,
+        )
         self.rows = Counter("mlcycle_capture_rows_written_total", "Captured rows stored as Parquet", registry=r)
         self.dropped = Counter(
             "mlcycle_capture_rows_dropped_total", "Captured rows lost, by reason", ["reason"], registry=r

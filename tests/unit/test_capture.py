@@ -376,3 +376,33 @@ def test_a_source_with_until_is_a_snapshot_later_requests_and_labels_are_not_in_
         parse_traffic_source(f"traffic://{uri}#fraud?until=2026-12-01T10:00:00")
     with pytest.raises(DataError, match=r"no labelled traffic .* up to "):
         read_traffic_source(f"traffic://{uri}#fraud?days=1&until=2020-01-01T00:00:00Z")
+
+
+# body limit ---------------------------------------------------------------------------------
+def test_bodies_over_the_limit_are_refused_with_413_before_they_are_read_whole(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from inference.capture.server import create_app
+
+    service = make(tmp_path)
+    app = create_app(service, max_body_bytes=2000)
+    big = json.dumps({"instances": [row(i) for i in range(200)]}).encode()
+    assert len(big) > 2000
+    headers = {"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "e1", "ce-source": "t"}
+    headers["ce-type"] = "org.kubeflow.serving.inference.request"
+    def chunks():  # no Content-Length: refused once the chunks read pass the limit
+        for i in range(0, len(big), 500):
+            yield big[i : i + 500]
+
+    with TestClient(app) as client:
+        declared = client.post("/events", content=big, headers=headers)
+        chunked = client.post("/events", content=chunks(), headers=headers)
+        labels = client.post("/v1/feedback", content=b"x" * 5000, headers={"content-type": "application/json"})
+        small = client.post("/events", content=json.dumps({"instances": [row()]}).encode(), headers=headers)
+        metrics = client.get("/metrics").text
+    assert declared.status_code == chunked.status_code == labels.status_code == 413, declared.text
+    assert "over 2000 bytes" in declared.json()["error"]
+    assert small.status_code == 200  # under the limit: accepted as before
+    assert service.counts["events_rejected"] == 0 and service.buffered_rows() == 1  # nothing refused reached the data
+    assert 'mlcycle_capture_bodies_refused_total{route="events"} 2.0' in metrics
+    assert 'mlcycle_capture_bodies_refused_total{route="feedback"} 1.0' in metrics
