@@ -390,6 +390,7 @@ def test_bodies_over_the_limit_are_refused_with_413_before_they_are_read_whole(t
     assert len(big) > 2000
     headers = {"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "e1", "ce-source": "t"}
     headers["ce-type"] = "org.kubeflow.serving.inference.request"
+
     def chunks():  # no Content-Length: refused once the chunks read pass the limit
         for i in range(0, len(big), 500):
             yield big[i : i + 500]
