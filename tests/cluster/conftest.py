@@ -102,6 +102,7 @@ def tokens(applied, tmp_path_factory):
         "kubeflow/pipeline-runner",
         "mlcycle/mlcycle-serving",
         "mlcycle/mlcycle-capture",
+        "mlcycle/mlcycle-drift",
     )
     for account in accounts:
         ns, name = account.split("/")

@@ -44,6 +44,11 @@ TABLE = [
     ("mlcycle/mlcycle-capture", "create", "events", "mlcycle", False),
     ("mlcycle/mlcycle-capture", "create", "pods", "mlcycle", False),
     ("mlcycle/mlcycle-capture", "get", "secrets", "kubeflow", False),
+    # the drift detector: its own account, nothing granted (it used to share mlcycle-serving)
+    ("mlcycle/mlcycle-drift", "get", "secrets/mlcycle-s3-serving", "mlcycle", False),
+    ("mlcycle/mlcycle-drift", "list", "pods", "mlcycle", False),
+    ("mlcycle/mlcycle-drift", "get", "inferenceservices.serving.kserve.io", "mlcycle", False),
+    ("mlcycle/mlcycle-drift", "create", "pods", "mlcycle", False),
 ]
 
 
@@ -109,4 +114,21 @@ def test_the_capture_pod_has_its_own_account_no_token_and_keys_by_secret_referen
         p["httpGet"]["path"] for p in (container[k] for k in ("startupProbe", "readinessProbe", "livenessProbe"))
     } == {"/healthz"}
     account = applied.get("-n", "mlcycle", "serviceaccount", "mlcycle-capture")
+    assert account.get("automountServiceAccountToken") is False and not account.get("secrets"), account
+
+
+def test_the_drift_pod_has_its_own_account_and_no_token(applied):
+    """The pod the real controllers made from the drift Deployment: its own ServiceAccount, no token volume; the
+    account carries no Secrets (its init container names the serving Secret itself)."""
+    import time
+
+    deadline, pods = time.monotonic() + 60, []
+    while time.monotonic() < deadline and not pods:
+        pods = applied.get("-n", "mlcycle", "pods", "-l", "app.kubernetes.io/name=fraud-detector-drift")["items"]
+        time.sleep(0.5)
+    assert pods, "the drift Deployment made no pod"
+    spec = pods[0]["spec"]
+    assert spec["serviceAccountName"] == "mlcycle-drift" and spec["automountServiceAccountToken"] is False
+    assert not [v["name"] for v in spec.get("volumes", []) if "projected" in v]
+    account = applied.get("-n", "mlcycle", "serviceaccount", "mlcycle-drift")
     assert account.get("automountServiceAccountToken") is False and not account.get("secrets"), account
