@@ -52,11 +52,21 @@ install_engine() {
   if ! command -v docker >/dev/null 2>&1; then say "docker.io installed no docker CLI"; exit 1; fi
 }
 
+# dockerd leaves mounts under its roots when it stops (its exec root's netns/default, an nsfs bind mount):
+# unmount whatever remains below ours, deepest first.
+unmount_leftovers() {
+  local m
+  awk -v root="$ROOT/" 'index($2, root) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+}
+
 start_private() {
   install_engine
   mkdir -p "$ROOT/data" "$ROOT/exec"
-  # a crashed run's leftovers: a stale pid file or socket
+  # a crashed run's leftovers: a stale pid file or socket, mounts
   rm -f "$PIDFILE" "$SOCK"
+  unmount_leftovers
   say "starting a private dockerd (data root $ROOT/data, socket $SOCK)"
   # setsid: its own session, so make's or pytest's signals reach it only through `down`
   setsid dockerd --data-root "$ROOT/data" --exec-root "$ROOT/exec" --pidfile "$PIDFILE" -H "unix://$SOCK" \
@@ -108,6 +118,7 @@ down() {
     kill -TERM "$cpid" 2>/dev/null || true
   fi
   rm -f "$PIDFILE" "$SOCK"
+  unmount_leftovers
 }
 
 # One `up`/`down` at a time (two makes starting the same private daemon would race on its data root).
