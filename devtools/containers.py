@@ -30,6 +30,7 @@ import docker.errors
 from docker.types import Mount
 
 from mlcycle.errors import MlcycleError
+from mlcycle.process import wait_until
 
 LABEL = "io.mlcycle.container-test"
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
@@ -52,6 +53,10 @@ class ContainerFailed(MlcycleError):
         self.pod, self.container, self.image, self.reason, self.logs = pod, container, image, reason, logs
         tail = "\n".join(logs.rstrip().splitlines()[-25:])
         super().__init__(f"{pod}: container {container!r} (image {image}): {reason}" + (f"\n{tail}" if tail else ""))
+
+    @classmethod
+    def of(cls, pod: "Pod", container: dict, reason: str, logs: str = "") -> "ContainerFailed":
+        return cls(pod.source, container["name"], container["image"], reason, logs)
 
 
 def diagnose(logs: str) -> str | None:
@@ -148,10 +153,10 @@ S3_ANNOTATIONS = {
 }
 
 
-def s3_env_from_secret(secret: str | None, annotations: dict[str, str] | None = None) -> list[dict]:
-    """The env KServe's S3 credential builder gives the storage initializer for ``secret``: the keys as
-    secretKeyRefs, and (``annotations``, resolved when the runner knows the Secret) endpoint/TLS/region values.
-    The annotations are filled in by ``PodRunner`` from the Secret it was given (marker entry ``$annotations``)."""
+def s3_env_from_secret(secret: str | None) -> list[dict]:
+    """The env KServe's S3 credential builder gives the storage initializer for ``secret``: the keys as secretKeyRefs,
+    and a marker entry ``$annotations`` that ``PodRunner`` resolves from the Secret it holds (endpoint, TLS, region:
+    ``S3_ANNOTATIONS``)."""
     if secret is None:
         return []
     env = [
@@ -221,8 +226,7 @@ def _listening(port: int) -> bool:
 class RunningPod:
     pod: Pod
     containers: dict  # name -> docker Container
-    dirs: list[Path]
-    runner: "PodRunner"
+    root: Path  # the pod's volumes
 
     def logs(self, name: str) -> str:
         try:
@@ -245,8 +249,7 @@ class RunningPod:
                 c.remove(force=True)
             except docker.errors.APIError:
                 pass
-        for d in self.dirs:
-            shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
         return codes
 
     def __enter__(self) -> "RunningPod":
@@ -339,12 +342,7 @@ class PodRunner:
                     if r["key"] not in data:
                         if r.get("optional"):
                             continue
-                        raise ContainerFailed(
-                            pod.source,
-                            container["name"],
-                            container["image"],
-                            f"secret {r['name']} has no key {r['key']}",
-                        )
+                        raise ContainerFailed.of(pod, container, f"secret {r['name']} has no key {r['key']}")
                     env[name] = data[r["key"]]
                 elif "configMapKeyRef" in ref:
                     r = ref["configMapKeyRef"]
@@ -352,12 +350,7 @@ class PodRunner:
                         continue
                     data = self._configmap(pod, r["name"])
                     if r["key"] not in data and not r.get("optional"):
-                        raise ContainerFailed(
-                            pod.source,
-                            container["name"],
-                            container["image"],
-                            f"configmap {r['name']} has no key {r['key']}",
-                        )
+                        raise ContainerFailed.of(pod, container, f"configmap {r['name']} has no key {r['key']}")
                     if r["key"] in data:
                         env[name] = data[r["key"]]
                 elif "fieldRef" in ref:
@@ -371,44 +364,29 @@ class PodRunner:
                         "spec.serviceAccountName": pod.spec.get("serviceAccountName", "default"),
                     }
                     if path not in fields:
-                        raise ContainerFailed(
-                            pod.source,
-                            container["name"],
-                            container["image"],
-                            f"fieldRef {path} not supported by the runner",
-                        )
+                        raise ContainerFailed.of(pod, container, f"fieldRef {path} not supported by the runner")
                     env[name] = fields[path]
                 else:
-                    raise ContainerFailed(
-                        pod.source,
-                        container["name"],
-                        container["image"],
-                        f"env {name}: valueFrom {sorted(ref)} not supported by the runner",
+                    raise ContainerFailed.of(
+                        pod, container, f"env {name}: valueFrom {sorted(ref)} not supported by the runner"
                     )
         return env
 
     def _security(self, pod: Pod, container: dict, image) -> dict:
         psc, csc = pod.spec.get("securityContext", {}), container.get("securityContext", {})
-        merged = {k: csc.get(k, psc.get(k)) for k in ("runAsUser", "runAsGroup", "runAsNonRoot", "seccompProfile")}
+        # seccompProfile RuntimeDefault is what Docker applies by default
+        merged = {k: csc.get(k, psc.get(k)) for k in ("runAsUser", "runAsGroup", "runAsNonRoot")}
         kw: dict = {}
         image_user = (image.attrs["Config"].get("User") or "0").split(":")[0]
         uid = merged["runAsUser"]
         if merged["runAsNonRoot"]:
             # kubelet: "container has runAsNonRoot and image will run as root" / "image has non-numeric user"
             if uid is None and not image_user.isdigit():
-                raise ContainerFailed(
-                    pod.source,
-                    container["name"],
-                    container["image"],
-                    f"runAsNonRoot and the image's user {image_user!r} is not numeric",
+                raise ContainerFailed.of(
+                    pod, container, f"runAsNonRoot and the image's user {image_user!r} is not numeric"
                 )
             if int(uid if uid is not None else image_user) == 0:
-                raise ContainerFailed(
-                    pod.source,
-                    container["name"],
-                    container["image"],
-                    "runAsNonRoot and the container would run as root",
-                )
+                raise ContainerFailed.of(pod, container, "runAsNonRoot and the container would run as root")
         if uid is not None:
             kw["user"] = f"{uid}:{merged['runAsGroup']}" if merged["runAsGroup"] is not None else str(uid)
         elif merged["runAsGroup"] is not None:
@@ -474,9 +452,7 @@ class PodRunner:
         try:
             image = self.client.images.get(image_ref)
         except docker.errors.ImageNotFound:
-            raise ContainerFailed(
-                pod.source, container["name"], image_ref, "image not present on the node (ErrImageNeverPull)"
-            ) from None
+            raise ContainerFailed.of(pod, container, "image not present on the node (ErrImageNeverPull)") from None
         env = self._env(pod, container)
         mounts = []
         for m in container.get("volumeMounts", []):
@@ -492,7 +468,6 @@ class PodRunner:
             "environment": env,
             "mounts": mounts,
             "network_mode": "host",
-            "detach": True,
             "labels": {LABEL: pod.source},
             "name": f"mlcycle-ct-{pod.name}-{container['name']}-{secrets.token_hex(3)}",
             **self._security(pod, container, image),
@@ -511,9 +486,7 @@ class PodRunner:
     def _fail(self, pod: Pod, container: dict, c, reason: str) -> ContainerFailed:
         logs = c.logs().decode(errors="replace") if c is not None else ""
         why = diagnose(logs)
-        return ContainerFailed(
-            pod.source, container["name"], container["image"], reason + (f": {why}" if why else ""), logs
-        )
+        return ContainerFailed.of(pod, container, reason + (f": {why}" if why else ""), logs)
 
     def start(self, pod: Pod, timeout_s: float = 120.0) -> RunningPod:
         """Init containers to completion, then every container; returns once each is ready (its probe answers) or,
@@ -522,14 +495,9 @@ class PodRunner:
             for container in pod.spec["containers"]:
                 for port in [p["containerPort"] for p in container.get("ports", [])]:
                     if _listening(port):
-                        raise ContainerFailed(
-                            pod.source,
-                            container["name"],
-                            container["image"],
-                            f"port {port} is already in use on this host",
-                        )
+                        raise ContainerFailed.of(pod, container, f"port {port} is already in use on this host")
         root = self.workdir / f"{pod.name}-{secrets.token_hex(3)}"
-        running = RunningPod(pod, {}, [root], self)
+        running = RunningPod(pod, {}, root)
         deadline = time.monotonic() + timeout_s
         try:
             dirs, read_only = self._volumes(pod, root)
@@ -558,16 +526,12 @@ class PodRunner:
 
     def _start(self, running: RunningPod, container: dict, kw: dict):
         """Create, record, then start: a container that fails to start is still removed with the pod."""
-        kw = dict(kw)
-        kw.pop("detach", None)
         c = self.client.containers.create(**kw)
         running.containers[container["name"]] = c
         try:
             c.start()
         except docker.errors.APIError as e:
-            raise ContainerFailed(
-                running.pod.source, container["name"], container["image"], f"failed to start: {e.explanation or e}"
-            ) from e
+            raise ContainerFailed.of(running.pod, container, f"failed to start: {e.explanation or e}") from e
         return c
 
     def _wait_exit(self, pod: Pod, container: dict, c, deadline: float) -> int:
@@ -579,33 +543,32 @@ class PodRunner:
             raise self._fail(pod, container, c, "did not finish in time") from e
 
     def _wait_ready(self, pod: Pod, container: dict, c, deadline: float) -> None:
-        import urllib.error
+        """Until the readiness (else startup) probe answers 2xx; a container without a probe counts once running."""
         import urllib.request
 
         probe = container.get("readinessProbe") or container.get("startupProbe")
-        ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
-        while True:
+        url = None
+        if probe is not None:
+            get = probe.get("httpGet")
+            if get is None:
+                raise ContainerFailed.of(pod, container, f"probe type not supported: {sorted(probe)}")
+            ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+            port = get["port"] if isinstance(get["port"], int) else ports[get["port"]]
+            url = f"http://127.0.0.1:{port}{get.get('path', '/')}"
+
+        def ready() -> bool:
             c.reload()
             if c.status in ("exited", "dead"):
                 code = c.attrs["State"]["ExitCode"]
                 oom = " (OOMKilled)" if c.attrs["State"].get("OOMKilled") else ""
                 raise self._fail(pod, container, c, f"exited {code}{oom} before it was ready")
-            if probe is None:
-                return  # no probe: the kubelet counts a running container as ready
-            get = probe.get("httpGet")
-            if get is None:
-                raise ContainerFailed(
-                    pod.source, container["name"], container["image"], f"probe type not supported: {sorted(probe)}"
-                )
-            port = get["port"] if isinstance(get["port"], int) else ports[get["port"]]
+            if url is None:
+                return True
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{get.get('path', '/')}", timeout=2) as r:
-                    if 200 <= r.status < 400:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise self._fail(
-                    pod, container, c, f"not ready: GET :{port}{get.get('path', '/')} did not answer 2xx in time"
-                )
-            time.sleep(0.25)
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    return 200 <= r.status < 400
+            except OSError:  # refused, reset, or an HTTP error status
+                return False
+
+        if not wait_until(ready, max(0.0, deadline - time.monotonic()), interval=0.25):
+            raise self._fail(pod, container, c, f"not ready: GET {url} did not answer 2xx in time")

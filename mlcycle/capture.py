@@ -82,6 +82,8 @@ class CaptureStore:
         the capture service gives its state volume, since a container's root filesystem is read-only)."""
         self.uri, self.model = str(uri), model
         self.scratch_dir = scratch_dir
+        if scratch_dir is not None:
+            scratch_dir.mkdir(parents=True, exist_ok=True)
         self.registry = open_registry(uri)
         self.store = self.registry.store
         self.writer = secrets.token_hex(3)  # distinguishes replicas writing the same hour
@@ -109,8 +111,6 @@ class CaptureStore:
         with self._lock:
             self._seq += 1
             seq = self._seq
-        if self.scratch_dir is not None:
-            self.scratch_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".capture-", suffix=".parquet", dir=self.scratch_dir)
         os.close(fd)
         try:

@@ -14,23 +14,22 @@ once; a chunked body as soon as it passes it), counted in ``mlcycle_capture_bodi
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from inference.asgi import TooLarge, read_body
 from inference.capture.service import CaptureService
 from inference.probes import add_probes
 from mlcycle.defaults import MAX_BODY_BYTES
 
 
 async def read_limited(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it is longer than ``limit`` bytes (read no further than that)."""
+    """The body, or None when it is longer than ``limit`` bytes: at once from a Content-Length, else as soon as the
+    chunks read pass it (``inference.asgi.read_body``, which the predictor and the drift detector use too)."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_body(request.receive, limit) or b""  # None: the client went away
+    except TooLarge:
+        return None
 
 
 def create_app(service: CaptureService, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:

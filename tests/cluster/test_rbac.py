@@ -93,14 +93,7 @@ def test_the_capture_account_has_no_rule_beyond_what_every_account_gets(applied,
 
 def test_the_capture_pod_has_its_own_account_no_token_and_keys_by_secret_reference(applied):
     """The pod the real controllers made from the capture Deployment (ServiceAccount admission ran on it)."""
-    import time
-
-    deadline, pods = time.monotonic() + 60, []
-    while time.monotonic() < deadline and not pods:
-        pods = applied.get("-n", "mlcycle", "pods", "-l", "app.kubernetes.io/name=fraud-detector-capture")["items"]
-        time.sleep(0.5)
-    assert pods, "the capture Deployment made no pod"
-    spec = pods[0]["spec"]
+    spec = _pod_spec(applied, "fraud-detector-capture")
     assert spec["serviceAccountName"] == "mlcycle-capture"
     assert spec["automountServiceAccountToken"] is False
     projected = [v["name"] for v in spec.get("volumes", []) if "projected" in v]
@@ -120,15 +113,20 @@ def test_the_capture_pod_has_its_own_account_no_token_and_keys_by_secret_referen
 def test_the_drift_pod_has_its_own_account_and_no_token(applied):
     """The pod the real controllers made from the drift Deployment: its own ServiceAccount, no token volume; the
     account carries no Secrets (its init container names the serving Secret itself)."""
-    import time
-
-    deadline, pods = time.monotonic() + 60, []
-    while time.monotonic() < deadline and not pods:
-        pods = applied.get("-n", "mlcycle", "pods", "-l", "app.kubernetes.io/name=fraud-detector-drift")["items"]
-        time.sleep(0.5)
-    assert pods, "the drift Deployment made no pod"
-    spec = pods[0]["spec"]
+    spec = _pod_spec(applied, "fraud-detector-drift")
     assert spec["serviceAccountName"] == "mlcycle-drift" and spec["automountServiceAccountToken"] is False
     assert not [v["name"] for v in spec.get("volumes", []) if "projected" in v]
     account = applied.get("-n", "mlcycle", "serviceaccount", "mlcycle-drift")
     assert account.get("automountServiceAccountToken") is False and not account.get("secrets"), account
+
+
+def _pod_spec(applied, name: str) -> dict:
+    """The spec of the pod the real controllers made from the Deployment ``name`` (waiting up to 60 s for it)."""
+    from mlcycle.process import wait_until
+
+    def made():
+        return applied.get("-n", "mlcycle", "pods", "-l", f"app.kubernetes.io/name={name}")["items"]
+
+    pods = wait_until(made, 60, interval=0.5)
+    assert pods, f"the {name} Deployment made no pod"
+    return pods[0]["spec"]
